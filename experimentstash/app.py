@@ -1,0 +1,66 @@
+"""The thin Hydra app: its task function runs ONE job (a single run, or a job of Hydra's basic launcher)."""
+
+from __future__ import annotations
+
+import threading
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from . import StashError
+from .execute import Interrupted, Runner, exit_code_for, raise_on_signals
+from .invocation import console, current, fail
+from .job import new_run_id, plan_job
+from .pins import apply_policy, inspect_tool, stash_state
+from .record import sha256
+from .registry import Stash
+
+RUN_ID = new_run_id()  # names the sweep dir of this process (the launcher's multirun)
+OmegaConf.register_new_resolver("stash_root", lambda: str(current.root), replace=True)
+OmegaConf.register_new_resolver("stash_run_id", lambda: RUN_ID, replace=True)
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="stash")
+def hydra_app(cfg: DictConfig) -> None:
+    try:
+        run_single(cfg)
+    except StashError as err:
+        fail(err)
+
+
+def run_single(cfg: DictConfig) -> None:
+    stash = Stash.load(current.root)
+    run_id = new_run_id()
+    run_dir = stash.root / "outputs" / str(cfg.tool) / str(cfg.experiment) / run_id
+    spec = plan_job(stash, cfg.tool, cfg.experiment, current.tool_overrides, run_dir, run_id,
+                    timeout=cfg.stash.timeout)
+    pin = inspect_tool(stash.root, spec.tool)
+    warning = apply_policy(spec.tool, pin, cfg.stash.pin)
+    if warning:
+        console.print(f"[yellow]warning:[/] {warning}", markup=True, highlight=False)
+    runner = Runner(stash.root, grace=float(cfg.stash.grace))
+    outcome: dict = {}
+    worker = threading.Thread(
+        target=lambda: outcome.update(runner.run(spec, pin, stash_state(stash.root),
+                                                 sha256(spec.experiment_file), stream=True)),
+        daemon=True,
+    )
+    restore = raise_on_signals()
+    signum = None
+    try:
+        worker.start()
+        worker.join()
+    except Interrupted as stop:
+        signum = stop.signum
+        runner.stop_all()
+        worker.join()
+    finally:
+        restore()
+    status = outcome.get("status", "interrupted")
+    rel = spec.run_dir.relative_to(stash.root)
+    style = "green" if status == "succeeded" else "red"
+    console.print(f"[{style}]{status}[/] in {outcome.get('duration_s', 0):.1f}s: {rel}", markup=True,
+                  highlight=False)
+    if status != "succeeded":
+        console.print(f"  logs: {rel}/stdout.log, {rel}/stderr.log", highlight=False)
+    current.worse(exit_code_for(status, outcome.get("exit_code"), signum))

@@ -1,0 +1,46 @@
+"""The subcommands that are not Hydra command lines: list, runs, rerun, status, reproduce, snapshot, add-tool."""
+
+from __future__ import annotations
+
+import argparse
+
+from rich.console import Console
+from rich.table import Table
+
+from .pins import inspect_tool
+from .registry import Stash, find_root
+
+
+def _checkout_state(pin) -> str:
+    if pin.kind in ("uninitialized", "untracked"):
+        return {"uninitialized": "not initialized", "untracked": "stash is no git repo"}[pin.kind]
+    state = "moved" if pin.moved else "at pin"
+    return f"{state}, dirty" if pin.dirty else state
+
+
+def cmd_list(args) -> int:
+    stash = Stash.load(find_root())
+    out = Console(highlight=False)
+    table = Table(title=f"tools of the stash {stash.root}", title_justify="left")
+    for column in ("tool", "pinned commit", "checkout", "experiments"):
+        table.add_column(column, overflow="fold")
+    for tool in stash.tools.values():
+        pin = inspect_tool(stash.root, tool)
+        pinned = pin.pinned[:10] if pin.pinned else "not committed"
+        table.add_row(tool.name, pinned, _checkout_state(pin), ", ".join(stash.experiments(tool.name)))
+    out.print(table)
+    out.print("Run one:  python -m experimentstash tool=<tool> experiment=<experiment> \\[tool overrides]")
+    out.print("A sweep:  python -m experimentstash -m tool=<tool> experiment=a,b 'seed=range(3)'", soft_wrap=True)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="experimentstash", description="Run and record the experiments of a stash.")
+    sub = parser.add_subparsers(dest="command")
+    sub.add_parser("list", help="registered tools, their pins and experiments").set_defaults(func=cmd_list)
+    return parser
+
+
+def main(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv or ["list"])
+    return args.func(args)

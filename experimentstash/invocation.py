@@ -1,0 +1,81 @@
+"""What this process was asked to do: the command line split into launcher and tool parts, and its exit code.
+
+Hydra rejects keys its config does not have, so the tool's overrides are taken out of Hydra's view before it
+parses the command line and handed to the tool as typed.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rich.console import Console
+from rich.markup import escape
+
+from . import StashError
+
+LAUNCHER_KEYS = ("tool", "experiment", "stash", "hydra")
+# Hydra's flags that take the next word as their value
+FLAGS_WITH_VALUE = {
+    "--cfg", "-c", "--package", "-p", "--config-path", "-cp", "--config-name", "-cn",
+    "--config-dir", "-cd", "--experimental-rerun",
+}
+INFO_TOPICS = {"all", "config", "defaults", "defaults-tree", "plugins", "searchpath"}
+
+console = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def override_key(word: str) -> str:
+    """`+a.b=1` -> `a.b`, `~seed` -> `seed`, `hydra/launcher=x` -> `hydra/launcher`."""
+    return word.lstrip("~+").split("=", 1)[0].split("@", 1)[0]
+
+
+def is_launcher_override(word: str) -> bool:
+    key = override_key(word)
+    return key in LAUNCHER_KEYS or key.startswith(("stash.", "hydra.", "hydra/"))
+
+
+def split_argv(argv: list[str]) -> tuple[list[str], list[str]]:
+    """(words for Hydra, tool overrides as typed)."""
+    if "-sc" in argv or "--shell-completion" in argv:
+        return list(argv), []
+    hydra_words, tool_words = [], []
+    words = iter(range(len(argv)))
+    for i in words:
+        word = argv[i]
+        if word.startswith("-"):
+            hydra_words.append(word)
+            takes_value = word in FLAGS_WITH_VALUE or (
+                word in ("--info", "-i") and i + 1 < len(argv) and argv[i + 1] in INFO_TOPICS
+            )
+            if takes_value and i + 1 < len(argv):
+                hydra_words.append(argv[next(words)])
+        elif is_launcher_override(word):
+            hydra_words.append(word)
+        else:
+            tool_words.append(word)
+    return hydra_words, tool_words
+
+
+@dataclass
+class Invocation:
+    root: Path | None = None
+    argv: list[str] = field(default_factory=list)
+    tool_overrides: list[str] = field(default_factory=list)
+    tool_overrides_expanded: bool = False  # the stash sweeper put them in every job's list
+    exit_code: int = 0
+
+    def worse(self, code: int) -> None:
+        """Keep the first non-zero exit code."""
+        if code and not self.exit_code:
+            self.exit_code = code
+
+
+current = Invocation()
+
+
+def fail(err: StashError) -> None:
+    """Show a user error as one message and end with exit code 2."""
+    console.print(f"[bold red]error:[/] {escape(str(err))}")
+    sys.exit(2)

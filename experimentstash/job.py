@@ -1,0 +1,177 @@
+"""Plan one job: (tool, experiment, tool overrides) -> JobSpec. Pure: no subprocess, nothing written."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import secrets
+import shutil
+import sys
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from . import StashError
+from .registry import Stash, Tool
+
+
+@dataclass(frozen=True)
+class Interpreter:
+    kind: str  # current | uv | python
+    executable: str
+    prefix: tuple[str, ...]  # argv before the entrypoint
+    lock_file: Path | None = None
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    id: str
+    tool: Tool
+    experiment: str
+    experiment_file: Path
+    overrides: tuple[str, ...]  # the user's tool overrides, as typed
+    argv: tuple[str, ...]
+    cwd: Path
+    env: dict[str, str]  # only what the launcher sets on top of its own environment
+    run_dir: Path
+    interpreter: Interpreter
+    timeout: float | None = None
+    sweep: dict | None = None  # {"id": sweep id, "num": job number}
+    gpus: tuple[str, ...] = field(default=())
+
+
+def new_run_id() -> str:
+    """A sortable id unique even for runs started in the same second."""
+    return f"{datetime.now():%Y-%m-%d_%H-%M-%S}_{secrets.token_hex(3)}"
+
+
+def resolve_interpreter(stash: Stash, tool: Tool) -> Interpreter:
+    env = tool.env
+    if env == "auto":
+        env = "uv" if (tool.path / "uv.lock").is_file() else "current"
+    if env == "current":
+        return Interpreter("current", sys.executable, (sys.executable,))
+    if env == "uv":
+        uv = shutil.which("uv")
+        if uv is None:
+            raise StashError(
+                f"Tool '{tool.name}' runs with env: uv but `uv` is not on PATH: "
+                "install it (pip install uv) or set env: current in configs/meta.local.yaml."
+            )
+        lock = tool.path / "uv.lock"
+        if not lock.is_file():
+            raise StashError(f"Tool '{tool.name}' runs with env: uv but {tool.rel_path}/uv.lock is missing: run `uv lock` there.")
+        return Interpreter("uv", uv, (uv, "run", "--project", str(tool.path), "--frozen", "python"), lock)
+    python = Path(env["python"]).expanduser()
+    python = python if python.is_absolute() else stash.root / python
+    if not python.is_file():
+        raise StashError(
+            f"Tool '{tool.name}': interpreter {python} (env.python) does not exist: "
+            "fix the path in configs/meta.yaml or configs/meta.local.yaml."
+        )
+    return Interpreter("python", str(python), (str(python),))
+
+
+def prepare_tool(stash: Stash, tool: Tool) -> tuple[Interpreter, list[str]]:
+    """The interpreter and entrypoint argv of a tool, checked once per tool (cheap checks only)."""
+    if not tool.path.is_dir() or not any(tool.path.iterdir()):
+        raise StashError(
+            f"Tool '{tool.name}': {tool.rel_path} is empty or missing. If it is a submodule, "
+            f"run `git submodule update --init {tool.rel_path}`; otherwise fix path in configs/meta.yaml."
+        )
+    interpreter = resolve_interpreter(stash, tool)
+    return interpreter, _check_entrypoint(tool, interpreter)
+
+
+def _check_entrypoint(tool: Tool, interpreter: Interpreter) -> list[str]:
+    if tool.entrypoint[0] == "-m":
+        module = tool.entrypoint[1]
+        rel = Path(*module.split("."))
+        candidates = [tool.path / base / rel.with_suffix(".py") for base in ("", "src")]
+        candidates += [tool.path / base / rel / "__main__.py" for base in ("", "src")]
+        if any(p.is_file() for p in candidates):
+            return list(tool.entrypoint)
+        if interpreter.kind == "current" and importlib.util.find_spec(module.split(".")[0]) is None:
+            raise StashError(
+                f"Tool '{tool.name}': entrypoint module '{module}' is neither in {tool.rel_path} "
+                "nor installed: fix entrypoint in configs/meta.yaml."
+            )
+        return list(tool.entrypoint)
+    script = tool.path / tool.entrypoint[0]
+    if not script.is_file():
+        raise StashError(
+            f"Tool '{tool.name}': entrypoint script {tool.rel_path}/{tool.entrypoint[0]} does not exist: "
+            "fix entrypoint in configs/meta.yaml."
+        )
+    return [str(script)]
+
+
+_PLAIN = re.compile(r"[\w./+-]+")
+
+
+def hydra_value(text: str) -> str:
+    """Quote a value for a Hydra override when it holds characters the grammar treats specially."""
+    if _PLAIN.fullmatch(text):
+        return text
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def launcher_env(stash: Stash, tool: Tool) -> dict[str, str]:
+    env = {
+        "PYTHONUNBUFFERED": "1",
+        # bytecode goes to the stash's cache, never into the tool's checkout
+        "PYTHONPYCACHEPREFIX": str(stash.root / ".cache" / "pycache"),
+    }
+    if tool.search_packages:
+        env["HYDRA_SEARCH_PACKAGES"] = ":".join(tool.search_packages)
+    if (tool.path / "uv.lock").is_file() and not (tool.path / ".venv").exists():
+        # keep a new uv environment out of the tool's checkout
+        env["UV_PROJECT_ENVIRONMENT"] = str(stash.root / ".cache" / "venvs" / tool.name)
+    return env
+
+
+def plan_job(
+    stash: Stash,
+    tool_name: str | None,
+    experiment: str | None,
+    overrides: list[str] | tuple[str, ...],
+    run_dir: Path,
+    run_id: str,
+    *,
+    timeout: float | None = None,
+    sweep: dict | None = None,
+    prepared: dict[str, tuple[Interpreter, list[str]]] | None = None,
+) -> JobSpec:
+    """`prepared` caches prepare_tool() across the jobs of a sweep."""
+    tool = stash.tool(tool_name)
+    experiment_file = stash.experiment_file(tool.name, experiment)
+    cache = prepared if prepared is not None else {}
+    if tool.name not in cache:
+        cache[tool.name] = prepare_tool(stash, tool)
+    interpreter, entry = cache[tool.name]
+    fixed = [o.replace("${run_dir}", str(run_dir)) for o in tool.overrides]
+    argv = (
+        *interpreter.prefix,
+        *entry,
+        f"--config-dir={stash.root / 'configs' / tool.name}",
+        f"--config-name=experiment/{experiment}",
+        *fixed,
+        *overrides,
+        f"hydra.run.dir={hydra_value(str(run_dir))}",
+    )
+    if timeout is not None and timeout <= 0:
+        raise StashError(f"timeout={timeout}: give a positive number of seconds.")
+    return JobSpec(
+        id=run_id,
+        tool=tool,
+        experiment=experiment,
+        experiment_file=experiment_file,
+        overrides=tuple(overrides),
+        argv=argv,
+        cwd=tool.path,
+        env=launcher_env(stash, tool),
+        run_dir=run_dir,
+        interpreter=interpreter,
+        timeout=timeout,
+        sweep=sweep,
+    )

@@ -1,0 +1,224 @@
+"""The stash: its root, the tool registry in configs/meta.yaml, and experiment lookup."""
+
+from __future__ import annotations
+
+import difflib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from . import StashError
+
+META = Path("configs/meta.yaml")
+META_LOCAL = Path("configs/meta.local.yaml")
+
+# key -> (allowed types, description used in error messages)
+TOOL_KEYS = {
+    "path": ((str,), "a folder relative to the stash root"),
+    "entrypoint": ((str,), "'-m package.module' or a script path relative to the tool folder"),
+    "description": ((str,), "text"),
+    "search_packages": ((str, list), "a package name or a list of them"),
+    "env": ((str, dict), "'current', 'uv' or {python: <path>}"),
+    "overrides": ((list,), "a list of tool overrides"),
+    "result": ((str,), "a JSON file name inside the run dir"),
+}
+REQUIRED_KEYS = ("path", "entrypoint")
+TOP_KEYS = {"tools"}
+
+
+def find_root(start: Path | None = None) -> Path:
+    """The folder holding configs/meta.yaml: EXPERIMENTSTASH_ROOT, else the first one up from `start`."""
+    env = os.environ.get("EXPERIMENTSTASH_ROOT")
+    if env:
+        root = Path(env).expanduser().resolve()
+        if not (root / META).is_file():
+            raise StashError(f"EXPERIMENTSTASH_ROOT={env} holds no {META}: point it at a stash.")
+        return root
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / META).is_file():
+            return folder
+    raise StashError(
+        f"No {META} found in {here} or any folder above it: run inside a stash "
+        "or set EXPERIMENTSTASH_ROOT to one."
+    )
+
+
+@dataclass(frozen=True)
+class Tool:
+    name: str
+    path: Path  # absolute
+    rel_path: str  # as written in meta.yaml, relative to the root
+    entrypoint: list[str]
+    description: str = ""
+    search_packages: tuple[str, ...] = ()
+    env: str | dict = "auto"
+    overrides: tuple[str, ...] = ()
+    result: str | None = None
+
+
+@dataclass
+class Stash:
+    root: Path
+    tools: dict[str, Tool]
+    _experiments: dict[str, list[str]] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def load(cls, root: Path) -> "Stash":
+        raw = _read_yaml(root / META) or {}
+        local_path = root / META_LOCAL
+        if local_path.is_file():
+            raw = _deep_merge(raw, _read_yaml(local_path) or {}, META_LOCAL)
+        return cls(root, _parse_tools(root, raw))
+
+    def tool(self, name: str | None) -> Tool:
+        if not name:
+            raise StashError(f"No tool given: add tool=<name> ({_choices(sorted(self.tools))}).")
+        if name not in self.tools:
+            raise StashError(
+                f"Unknown tool '{name}' ({_choices(sorted(self.tools))}){_closest(name, self.tools)}. "
+                f"Tools are registered in {META}."
+            )
+        return self.tools[name]
+
+    def experiment_dir(self, tool: str) -> Path:
+        return self.root / "configs" / tool / "experiment"
+
+    def experiments(self, tool: str) -> list[str]:
+        """Every experiment id of a tool, sorted (subfolders give ids like figure1/pca)."""
+        if tool not in self._experiments:
+            base = self.experiment_dir(tool)
+            ids = [p.relative_to(base).with_suffix("").as_posix() for p in base.rglob("*.yaml")]
+            self._experiments[tool] = sorted(ids)
+        return self._experiments[tool]
+
+    def experiment_file(self, tool: str, experiment: str | None) -> Path:
+        """The file of an experiment id, refusing ids that leave the tool's experiment folder."""
+        if not experiment:
+            raise StashError(f"No experiment given: add experiment=<id> ({self._list_experiments(tool)}).")
+        base = self.experiment_dir(tool)
+        parts = Path(experiment).parts
+        if Path(experiment).is_absolute() or ".." in parts or experiment.endswith(".yaml"):
+            raise StashError(
+                f"Experiment id '{experiment}' must be a path below configs/{tool}/experiment/ "
+                "without '..', a leading '/' or '.yaml' (e.g. experiment=figure1/pca)."
+            )
+        path = base / f"{experiment}.yaml"
+        if not path.is_file():
+            raise StashError(
+                f"Unknown experiment '{experiment}' for tool '{tool}'"
+                f"{_closest(experiment, self.experiments(tool))} ({self._list_experiments(tool)})."
+            )
+        if not path.resolve().is_relative_to(base.resolve()):
+            raise StashError(f"Experiment '{experiment}' is a link that leads outside configs/{tool}/experiment/.")
+        return path
+
+    def _list_experiments(self, tool: str) -> str:
+        ids = self.experiments(tool)
+        if not ids:
+            return f"none yet: add one to configs/{tool}/experiment/"
+        return _choices(ids)
+
+
+def load_yaml_file(path: Path, root: Path | None = None):
+    """Parse a YAML file; a syntax error becomes a StashError naming the file and line."""
+    return _read_yaml(path, root)
+
+
+def _read_yaml(path: Path, root: Path | None = None):
+    shown = path.relative_to(root) if root and path.is_relative_to(root) else path
+    try:
+        return yaml.safe_load(path.read_text())
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark or err.context_mark
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise StashError(f"{shown}{where}: {err.problem or err}. Fix the YAML syntax there.") from None
+    except yaml.YAMLError as err:
+        raise StashError(f"{shown}: {err}. Fix the YAML syntax there.") from None
+
+
+def _deep_merge(base, extra, source: Path):
+    if not isinstance(extra, dict):
+        raise StashError(f"{source}: must be a mapping like meta.yaml (tools: ...).")
+    merged = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value, source)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _parse_tools(root: Path, raw) -> dict[str, Tool]:
+    if not isinstance(raw, dict):
+        raise StashError(f"{META}: must be a mapping with a 'tools' key.")
+    unknown = set(raw) - TOP_KEYS
+    if unknown:
+        raise StashError(f"{META}: unknown key '{sorted(unknown)[0]}' (known: {', '.join(sorted(TOP_KEYS))}).")
+    entries = raw.get("tools") or {}
+    if not isinstance(entries, dict):
+        raise StashError(f"{META}: 'tools' must be a mapping of tool names to settings.")
+    return {str(name): _parse_tool(root, str(name), entry) for name, entry in entries.items()}
+
+
+def _parse_tool(root: Path, name: str, entry) -> Tool:
+    where = f"{META}: tools.{name}"
+    if not isinstance(entry, dict):
+        raise StashError(f"{where} must be a mapping with at least 'path' and 'entrypoint'.")
+    for key, value in entry.items():
+        if key not in TOOL_KEYS:
+            raise StashError(f"{where}.{key}: unknown key (known: {', '.join(TOOL_KEYS)}).")
+        types, meaning = TOOL_KEYS[key]
+        if not isinstance(value, types):
+            raise StashError(f"{where}.{key}: expected {meaning}, got {type(value).__name__} {value!r}.")
+    for key in REQUIRED_KEYS:
+        if not entry.get(key):
+            raise StashError(f"{where}.{key} is missing: give {TOOL_KEYS[key][1]}.")
+    path = (root / entry["path"]).resolve()
+    if not path.is_relative_to(root.resolve()):
+        raise StashError(f"{where}.path: '{entry['path']}' is outside the stash; tools live below it (tools/{name}).")
+    env = entry.get("env", "auto")
+    if isinstance(env, dict) and (set(env) != {"python"} or not isinstance(env["python"], str)):
+        raise StashError(f"{where}.env: expected 'current', 'uv' or {{python: <path>}}, got {env!r}.")
+    if isinstance(env, str) and env not in ("current", "uv", "auto"):
+        raise StashError(f"{where}.env: expected 'current', 'uv' or {{python: <path>}}, got '{env}'.")
+    packages = entry.get("search_packages") or ()
+    packages = (packages,) if isinstance(packages, str) else tuple(str(p) for p in packages)
+    overrides = entry.get("overrides") or ()
+    if not all(isinstance(o, str) for o in overrides):
+        raise StashError(f"{where}.overrides: every item must be a string like key=value.")
+    return Tool(
+        name=name,
+        path=path,
+        rel_path=str(entry["path"]),
+        entrypoint=_split_entrypoint(where, entry["entrypoint"]),
+        description=entry.get("description", ""),
+        search_packages=packages,
+        env=env,
+        overrides=tuple(overrides),
+        result=entry.get("result"),
+    )
+
+
+def _split_entrypoint(where: str, entrypoint: str) -> list[str]:
+    words = entrypoint.split()
+    if words[0] == "-m" and len(words) == 2:
+        return words
+    if len(words) == 1 and not words[0].startswith("-"):
+        return words
+    raise StashError(
+        f"{where}.entrypoint: '{entrypoint}' is neither '-m package.module' nor a script path."
+    )
+
+
+def _choices(names: list[str], limit: int = 30) -> str:
+    shown = ", ".join(names[:limit])
+    more = f", ... ({len(names) - limit} more)" if len(names) > limit else ""
+    return f"available: {shown}{more}" if names else "none registered"
+
+
+def _closest(name: str, names) -> str:
+    close = difflib.get_close_matches(name, list(names), n=1)
+    return f"; did you mean '{close[0]}'?" if close else ""

@@ -1,0 +1,92 @@
+"""What the user sees of a sweep: live progress while it runs, a table and every failure's log at the end."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from pathlib import Path
+
+from rich.console import Console
+from rich.live import Live
+from rich.markup import escape
+from rich.table import Table
+from rich.text import Text
+
+from .execute import tail
+from .invocation import console
+
+FULL_TABLE_ROWS = 100  # above this, the table lists only the jobs that did not succeed
+STYLE = {"succeeded": "green", "failed": "red", "timeout": "red", "interrupted": "yellow",
+         "cancelled": "yellow", "preempted": "yellow", "running": "cyan", "pending": "dim"}
+
+
+def _duration(seconds) -> str:
+    return "" if seconds is None else f"{seconds:.1f}s"
+
+
+class Progress:
+    """A live status line on a terminal; one line per ended job otherwise (logs, CI)."""
+
+    def __init__(self, sweep_id: str, total: int):
+        self.sweep_id = sweep_id
+        self.total = total
+        self.started = time.monotonic()
+        self.done = 0
+        self.live = Live(console=console, auto_refresh=False, transient=True) if console.is_terminal else None
+
+    def __enter__(self):
+        if self.live:
+            self.live.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        if self.live:
+            self.live.__exit__(*exc)
+
+    def show(self, jobs) -> None:
+        if not self.live:
+            return
+        counts = Counter(job["status"] for job in jobs)
+        parts = [f"[{STYLE.get(s, '')}]{counts[s]} {s}[/]" for s in STYLE if counts[s]]
+        elapsed = time.monotonic() - self.started
+        self.live.update(Text.from_markup(f"sweep {self.sweep_id}: " + ", ".join(parts) + f"  {elapsed:.0f}s"),
+                         refresh=True)
+
+    def ended(self, job: dict, root: Path) -> None:
+        self.done += 1
+        if self.live:
+            return
+        status = job["status"]
+        console.print(
+            f"[{self.done}/{self.total}] [{STYLE.get(status, '')}]{status}[/] job {job['num']} "
+            f"{escape(job['tool'])} {escape(job['experiment'])} {escape(' '.join(job['overrides']))} "
+            f"({_duration(job['duration_s'])}) {escape(job['run_dir'])}",
+            highlight=False,
+        )
+
+
+def print_summary(root: Path, sweep_dir: Path, jobs: list[dict], out: Console | None = None) -> None:
+    """The end-of-sweep table, the tail of every failed job's stderr, and the counts."""
+    out = out or Console(highlight=False, width=None if Console().is_terminal else 200)
+    shown = jobs if len(jobs) <= FULL_TABLE_ROWS else [j for j in jobs if j["status"] != "succeeded"]
+    table = Table(title=f"sweep {sweep_dir.name}", title_justify="left")
+    for column in ("#", "tool", "experiment", "overrides", "status", "duration", "run dir"):
+        table.add_column(column, overflow="fold")
+    for job in shown:
+        status = job["status"]
+        table.add_row(str(job["num"]), job["tool"], job["experiment"], escape(" ".join(job["overrides"])),
+                      f"[{STYLE.get(status, '')}]{status}[/]", _duration(job["duration_s"]), job["run_dir"])
+    if shown:
+        out.print(table)
+    for job in jobs:
+        if job["status"] in ("failed", "timeout"):
+            stderr = root / job["run_dir"] / "stderr.log"
+            code = f", exit code {job['exit_code']}" if job["exit_code"] is not None else ""
+            out.print(f"[red]job {job['num']} {job['status']}{code}[/]: {escape(job['tool'])} "
+                      f"{escape(job['experiment'])} {escape(' '.join(job['overrides']))}")
+            out.print(f"  last lines of {job['run_dir']}/stderr.log:")
+            out.print(Text("    " + (tail(stderr) or "(empty)").replace("\n", "\n    ")))
+    counts = Counter(job["status"] for job in jobs)
+    summary = ", ".join(f"{n} {status}" for status, n in counts.most_common())
+    hidden = f" (table lists the {len(shown)} that did not succeed)" if len(shown) < len(jobs) else ""
+    out.print(f"{len(jobs)} jobs: {summary}{hidden}. Record: {sweep_dir.relative_to(root)}/sweep.json")

@@ -1,0 +1,304 @@
+"""A sweep on this machine: plan every job, then run them in parallel, each its own subprocess and record."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from dataclasses import dataclass, replace
+from functools import lru_cache
+from pathlib import Path
+
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.utils import JobReturn, JobStatus
+from omegaconf import DictConfig, OmegaConf
+
+from . import StashError
+from .execute import Interrupted, Runner, raise_on_signals
+from .invocation import console, current, override_key
+from .job import JobSpec, plan_job
+from .pins import apply_policy, inspect_tool, stash_state
+from .record import FINAL, SWEEP_FILE, SWEEP_SCHEMA, now_iso, read_json, sha256, write_json
+from .registry import Stash
+from .report import Progress, print_summary
+
+STASH_OPTIONS = ("pin", "timeout", "objective", "grace")
+
+
+@dataclass(frozen=True)
+class LaunchOptions:
+    max_parallel: int
+    fail_fast: bool = False
+    timeout: float | None = None
+    gpus: tuple[str, ...] = ()
+    gpus_per_job: int = 0
+
+    @classmethod
+    def from_config(cls, options: dict) -> "LaunchOptions":
+        max_parallel = options.get("max_parallel")
+        max_parallel = os.cpu_count() or 1 if max_parallel is None else max_parallel
+        if not isinstance(max_parallel, int) or max_parallel < 1:
+            raise StashError(f"hydra.launcher.max_parallel={max_parallel}: give a whole number of at least 1.")
+        timeout = options.get("timeout")
+        if timeout is not None and timeout <= 0:
+            raise StashError(f"hydra.launcher.timeout={timeout}: give a positive number of seconds (or null).")
+        per_job = options.get("gpus_per_job") or 0
+        if per_job < 0:
+            raise StashError(f"hydra.launcher.gpus_per_job={per_job}: give 0 or more.")
+        gpus = options.get("gpus")
+        if gpus is None:
+            visible = os.environ.get("CUDA_VISIBLE_DEVICES", "")
+            gpus = [g for g in visible.split(",") if g.strip()]
+        gpus = tuple(str(g) for g in gpus)
+        if per_job > len(gpus):
+            raise StashError(
+                f"hydra.launcher.gpus_per_job={per_job} but only {len(gpus)} device(s) to share out "
+                f"({', '.join(gpus) or 'none'}): set hydra.launcher.gpus=[0,1,...] or CUDA_VISIBLE_DEVICES."
+            )
+        return cls(max_parallel, bool(options.get("fail_fast")), timeout, gpus, per_job)
+
+
+class DevicePool:
+    """GPU ids handed out to running jobs; a job waits for free devices rather than sharing them."""
+
+    def __init__(self, ids: tuple[str, ...]):
+        self._order = {d: i for i, d in enumerate(ids)}
+        self._free = list(ids)
+        self._cond = threading.Condition()
+
+    def acquire(self, count: int, stopped) -> list[str] | None:
+        with self._cond:
+            while len(self._free) < count:
+                if stopped():
+                    return None
+                self._cond.wait(0.2)
+            taken, self._free = self._free[:count], self._free[count:]
+            return taken
+
+    def release(self, ids: list[str]) -> None:
+        with self._cond:
+            self._free = sorted(self._free + ids, key=self._order.get)
+            self._cond.notify_all()
+
+
+@lru_cache(maxsize=4096)
+def _meta_value(word: str):
+    return OverridesParser.create().parse_override(word).value()
+
+
+def split_job(words, base: DictConfig) -> tuple[str | None, str | None, dict, list[str]]:
+    """One job's overrides -> (tool, experiment, stash options, tool overrides as typed)."""
+    tool, experiment = base.tool, base.experiment
+    options = {k: base.stash.get(k) for k in STASH_OPTIONS}
+    tool_words = []
+    for word in words:
+        key = override_key(word)
+        if key == "tool":
+            tool = _meta_value(word)
+        elif key == "experiment":
+            experiment = _meta_value(word)
+        elif key.startswith("stash."):
+            name = key[len("stash."):]
+            if name not in STASH_OPTIONS:
+                raise StashError(f"Unknown launcher option '{key}' (known: {', '.join('stash.' + o for o in STASH_OPTIONS)}).")
+            options[name] = _meta_value(word)
+        elif not key.startswith("hydra"):
+            tool_words.append(word)
+    return tool, experiment, options, tool_words
+
+
+def job_dir_name(num: int, tool: str, experiment: str) -> str:
+    return f"{num}_{tool}_{experiment.replace('/', '-')}"
+
+
+class LocalSweep:
+    """One sweep dir with its sweep.json; launch() may be called more than once (optimizing sweepers)."""
+
+    backend = "local"
+
+    def __init__(self, stash: Stash, sweep_dir: Path, base: DictConfig, options: dict):
+        self.stash = stash
+        self.dir = sweep_dir
+        self.id = sweep_dir.name
+        self.base = base
+        self.raw_options = options
+        self.options = LaunchOptions.from_config(options)
+        self.jobs: dict[int, dict] = {}  # sweep.json's job entries by number
+        self.created_at = now_iso()
+        self._lock = threading.Lock()
+        self._dirty = False
+
+    @classmethod
+    def create(cls, config: DictConfig, options: dict) -> "LocalSweep":
+        stash = Stash.load(current.root)
+        return cls(stash, Path(config.hydra.sweep.dir), config, dict(options))
+
+    # --- planning -------------------------------------------------------------------------------------------
+    def plan(self, job_overrides, first_num: int) -> list[tuple[JobSpec, dict]]:
+        extra = [] if current.tool_overrides_expanded else current.tool_overrides
+        planned, prepared = [], {}
+        for num, words in enumerate(job_overrides, start=first_num):
+            try:
+                tool, experiment, options, tool_words = split_job(words, self.base)
+                run_dir = self.dir / job_dir_name(num, str(tool), str(experiment))
+                timeout = options["timeout"] if options["timeout"] is not None else self.options.timeout
+                spec = plan_job(self.stash, tool, experiment, [*tool_words, *extra], run_dir, f"{self.id}_{num}",
+                                timeout=timeout, sweep={"id": self.id, "num": num}, prepared=prepared)
+            except StashError as err:
+                raise StashError(f"Job {num} ({' '.join(words)}): {err} Nothing was started.") from None
+            planned.append((spec, options))
+        return planned
+
+    def _inspect(self, planned) -> dict:
+        """Pins once per tool per sweep; the pin policy may refuse the whole sweep before anything starts."""
+        facts = {"stash": stash_state(self.stash.root), "pins": {}, "sha": {}}
+        for spec, options in planned:
+            name = spec.tool.name
+            if name not in facts["pins"]:
+                facts["pins"][name] = inspect_tool(self.stash.root, spec.tool)
+                warning = apply_policy(spec.tool, facts["pins"][name], options["pin"])
+                if warning:
+                    console.print(f"[yellow]warning:[/] {warning}", markup=True, highlight=False)
+            else:
+                apply_policy(spec.tool, facts["pins"][name], options["pin"])
+            if spec.experiment_file not in facts["sha"]:
+                facts["sha"][spec.experiment_file] = sha256(spec.experiment_file)
+        return facts
+
+    # --- sweep.json -----------------------------------------------------------------------------------------
+    def _entry(self, spec: JobSpec) -> dict:
+        return {
+            "num": spec.sweep["num"], "tool": spec.tool.name, "experiment": spec.experiment,
+            "overrides": list(spec.overrides), "run_dir": os.path.relpath(spec.run_dir, self.stash.root),
+            "status": "pending", "exit_code": None, "duration_s": None, "slurm_job_id": None,
+        }
+
+    def update(self, num: int, **fields) -> None:
+        with self._lock:
+            self.jobs[num].update(fields)
+            self._dirty = True
+
+    def write(self, force: bool = False) -> None:
+        with self._lock:
+            if not (self._dirty or force):
+                return
+            self._dirty = False
+            data = {
+                "schema": SWEEP_SCHEMA, "id": self.id, "created_at": self.created_at, "backend": self.backend,
+                "command_line": list(current.argv), "launcher": self.raw_options,
+                "jobs": [self.jobs[n] for n in sorted(self.jobs)],
+            }
+            write_json(self.dir / SWEEP_FILE, data)
+
+    # --- running --------------------------------------------------------------------------------------------
+    def launch(self, job_overrides, first_num: int) -> list[JobReturn]:
+        planned = self.plan(job_overrides, first_num)
+        facts = self._inspect(planned)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        for spec, _ in planned:
+            self.jobs[spec.sweep["num"]] = self._entry(spec)
+        self.write(force=True)
+        records = self.run(planned, facts)
+        print_summary(self.stash.root, self.dir, [self.jobs[s.sweep["num"]] for s, _ in planned])
+        for record in records.values():
+            current.worse(0 if record["status"] == "succeeded" else 1)
+        return [self._job_return(spec, options, records.get(spec.sweep["num"]), words)
+                for (spec, options), words in zip(planned, job_overrides)]
+
+    def run(self, planned, facts) -> dict[int, dict]:
+        opts = self.options
+        runner = Runner(self.stash.root, grace=float(self.base.stash.grace))
+        devices = DevicePool(opts.gpus)
+        records: dict[int, dict] = {}
+        progress = Progress(self.id, len(planned))
+
+        def one(spec: JobSpec) -> None:
+            num = spec.sweep["num"]
+            gpus = devices.acquire(opts.gpus_per_job, lambda: runner.stopping) if opts.gpus_per_job else []
+            if runner.stopping or gpus is None:
+                self.update(num, status="cancelled")
+                return
+            if gpus:
+                spec = replace(spec, env={**spec.env, "CUDA_VISIBLE_DEVICES": ",".join(gpus)}, gpus=tuple(gpus))
+            try:
+                record = runner.run(spec, facts["pins"][spec.tool.name], facts["stash"],
+                                    facts["sha"][spec.experiment_file],
+                                    on_start=lambda _: self.update(num, status="running"))
+            finally:
+                devices.release(gpus)
+            records[num] = record
+            self.update(num, status=record["status"], exit_code=record["exit_code"], duration_s=record["duration_s"])
+            progress.ended(self.jobs[num], self.stash.root)
+            if opts.fail_fast and record["status"] != "succeeded" and not runner.stopping:
+                console.print(f"fail_fast: job {num} {record['status']}, ending the sweep", highlight=False)
+                runner.stop_all("interrupted")
+
+        restore = raise_on_signals()
+        pool = ThreadPoolExecutor(max_workers=opts.max_parallel, thread_name_prefix="job")
+        futures = [pool.submit(one, spec) for spec, _ in planned]
+        signum = None
+        try:
+            with progress:
+                pending = set(futures)
+                while pending:
+                    _, pending = wait(pending, timeout=0.25, return_when=FIRST_COMPLETED)
+                    progress.show(self.jobs.values())
+                    self.write()
+        except Interrupted as stop:
+            signum = stop.signum
+            console.print(f"\n{stop}: ending every running job", highlight=False)
+            runner.stop_all("interrupted")
+            wait(futures)
+        finally:
+            pool.shutdown(wait=True)
+            restore()
+            for future in futures:
+                if future.exception() is not None and not isinstance(future.exception(), Interrupted):
+                    raise future.exception()
+            self.write(force=True)
+        if signum is not None:
+            print_summary(self.stash.root, self.dir, [self.jobs[s.sweep["num"]] for s, _ in planned])
+            raise SystemExit(128 + signum)
+        return records
+
+    def _job_return(self, spec: JobSpec, options: dict, record: dict | None, words) -> JobReturn:
+        ret = JobReturn(overrides=list(words), working_dir=str(spec.run_dir), task_name=spec.tool.name)
+        status = record["status"] if record else self.jobs[spec.sweep["num"]]["status"]
+        if status != "succeeded":
+            ret.status = JobStatus.FAILED
+            ret.return_value = RuntimeError(f"job {spec.sweep['num']} {status}: see {spec.run_dir}/stderr.log")
+            return ret
+        ret.status = JobStatus.COMPLETED
+        ret.return_value = _objective(record.get("result"), options.get("objective"), spec)
+        if isinstance(ret.return_value, Exception):
+            ret.status = JobStatus.FAILED
+        return ret
+
+
+def _objective(result, key, spec: JobSpec):
+    """What the job returns to Hydra: the result file, or the value(s) named by stash.objective."""
+    if not key:
+        return result
+    if not isinstance(result, dict):
+        return RuntimeError(f"job {spec.sweep['num']}: no result file ({spec.tool.result}) to take '{key}' from")
+    keys = list(key) if isinstance(key, (list, tuple)) or OmegaConf.is_list(key) else [key]
+    missing = [k for k in keys if k not in result]
+    if missing:
+        return RuntimeError(f"job {spec.sweep['num']}: '{missing[0]}' is not in {spec.tool.result}")
+    values = [result[k] for k in keys]
+    return values[0] if len(values) == 1 else values
+
+
+def read_sweep(sweep_dir: Path) -> dict:
+    path = sweep_dir / SWEEP_FILE
+    if not path.is_file():
+        raise StashError(f"{sweep_dir} is not a sweep dir: it holds no {SWEEP_FILE}.")
+    data = read_json(path)
+    if data.get("schema", 0) > SWEEP_SCHEMA:
+        raise StashError(f"{path} has schema {data['schema']}, newer than this experimentstash reads ({SWEEP_SCHEMA}).")
+    return data
+
+
+def unfinished(data: dict) -> list[dict]:
+    return [job for job in data["jobs"] if job["status"] not in FINAL or job["status"] != "succeeded"]

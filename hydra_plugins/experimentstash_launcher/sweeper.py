@@ -1,0 +1,34 @@
+"""The sweeper: expands the command line, tool overrides included, into one override list per job."""
+
+from typing import Any, List, Optional
+
+from hydra.core.plugins import Plugins
+from hydra.plugins.sweeper import Sweeper
+from hydra.types import HydraContext, TaskFunction
+from omegaconf import DictConfig
+
+
+class StashSweeper(Sweeper):
+    def __init__(self) -> None:
+        self.config: Optional[DictConfig] = None
+        self.launcher = None
+
+    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
+        self.config = config
+        self.launcher = Plugins.instance().instantiate_launcher(
+            hydra_context=hydra_context, task_function=task_function, config=config
+        )
+
+    def sweep(self, arguments: List[str]) -> Any:
+        from experimentstash import StashError
+        from experimentstash.expand import expand
+        from experimentstash.invocation import current, fail
+        from experimentstash.registry import Stash
+
+        try:
+            stash = Stash.load(current.root)
+            jobs = expand(stash, [*arguments, *current.tool_overrides], self.config.tool)
+        except StashError as err:
+            fail(err)
+        current.tool_overrides_expanded = True
+        return self.launcher.launch(jobs, initial_job_idx=0)
