@@ -7,8 +7,14 @@ import argparse
 from rich.console import Console
 from rich.table import Table
 
+from pathlib import Path
+
+from . import StashError
+from .invocation import fail
 from .pins import inspect_tool
 from .registry import Stash, find_root
+from .report import print_summary
+from .sweep import read_sweep, refresh_statuses, rerun
 
 
 def _checkout_state(pin) -> str:
@@ -34,13 +40,42 @@ def cmd_list(args) -> int:
     return 0
 
 
+def _sweep_dir(stash: Stash, given: str) -> Path:
+    path = Path(given).expanduser()
+    for candidate in (path, stash.root / path):
+        if candidate.is_dir():
+            return candidate.resolve()
+    raise StashError(f"{given} does not exist: give a sweep dir (a folder under multirun/).")
+
+
+def cmd_rerun(args) -> int:
+    stash = Stash.load(find_root())
+    return rerun(stash.root, _sweep_dir(stash, args.sweep_dir))
+
+
+def cmd_status(args) -> int:
+    stash = Stash.load(find_root())
+    sweep_dir = _sweep_dir(stash, args.sweep_dir)
+    print_summary(stash.root, sweep_dir, refresh_statuses(stash.root, read_sweep(sweep_dir)))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="experimentstash", description="Run and record the experiments of a stash.")
     sub = parser.add_subparsers(dest="command")
     sub.add_parser("list", help="registered tools, their pins and experiments").set_defaults(func=cmd_list)
+    rerun_parser = sub.add_parser("rerun", help="re-launch the jobs of a sweep that did not succeed")
+    rerun_parser.add_argument("sweep_dir")
+    rerun_parser.set_defaults(func=cmd_rerun)
+    status_parser = sub.add_parser("status", help="the state of every job of a sweep")
+    status_parser.add_argument("sweep_dir")
+    status_parser.set_defaults(func=cmd_status)
     return parser
 
 
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv or ["list"])
-    return args.func(args)
+    try:
+        return args.func(args)
+    except StashError as err:
+        fail(err)

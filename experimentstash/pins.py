@@ -62,8 +62,8 @@ def _gitlink(repo: git.Repo, rel: str) -> str | None:
             line = listing()
         except git.GitCommandError:
             continue
-        if line.startswith("160000 "):
-            return line.split()[1]
+        if line.startswith("160000 "):  # ls-tree: mode type sha path; ls-files -s: mode sha stage path
+            return next(word for word in line.split() if len(word) == 40)
     return None
 
 

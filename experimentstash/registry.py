@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -64,13 +65,14 @@ class Stash:
     root: Path
     tools: dict[str, Tool]
     _experiments: dict[str, list[str]] = field(default_factory=dict, repr=False)
+    _checked: set[Path] = field(default_factory=set, repr=False)
 
     @classmethod
     def load(cls, root: Path) -> "Stash":
-        raw = _read_yaml(root / META) or {}
+        raw = read_yaml(root / META) or {}
         local_path = root / META_LOCAL
         if local_path.is_file():
-            raw = _deep_merge(raw, _read_yaml(local_path) or {}, META_LOCAL)
+            raw = _deep_merge(raw, read_yaml(local_path) or {}, META_LOCAL)
         return cls(root, _parse_tools(root, raw))
 
     def tool(self, name: str | None) -> Tool:
@@ -113,6 +115,9 @@ class Stash:
             )
         if not path.resolve().is_relative_to(base.resolve()):
             raise StashError(f"Experiment '{experiment}' is a link that leads outside configs/{tool}/experiment/.")
+        if path not in self._checked:
+            read_yaml(path, self.root)  # a syntax error is reported here, naming file and line
+            self._checked.add(path)
         return path
 
     def _list_experiments(self, tool: str) -> str:
@@ -122,12 +127,8 @@ class Stash:
         return _choices(ids)
 
 
-def load_yaml_file(path: Path, root: Path | None = None):
+def read_yaml(path: Path, root: Path | None = None):
     """Parse a YAML file; a syntax error becomes a StashError naming the file and line."""
-    return _read_yaml(path, root)
-
-
-def _read_yaml(path: Path, root: Path | None = None):
     shown = path.relative_to(root) if root and path.is_relative_to(root) else path
     try:
         return yaml.safe_load(path.read_text())
@@ -203,7 +204,7 @@ def _parse_tool(root: Path, name: str, entry) -> Tool:
 
 
 def _split_entrypoint(where: str, entrypoint: str) -> list[str]:
-    words = entrypoint.split()
+    words = shlex.split(entrypoint)
     if words[0] == "-m" and len(words) == 2:
         return words
     if len(words) == 1 and not words[0].startswith("-"):
@@ -220,5 +221,5 @@ def _choices(names: list[str], limit: int = 30) -> str:
 
 
 def _closest(name: str, names) -> str:
-    close = difflib.get_close_matches(name, list(names), n=1)
+    close = difflib.get_close_matches(name, list(names), n=1, cutoff=0.5)
     return f"; did you mean '{close[0]}'?" if close else ""

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import threading
-import time
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
 from functools import lru_cache
@@ -19,7 +18,7 @@ from .execute import Interrupted, Runner, raise_on_signals
 from .invocation import console, current, override_key
 from .job import JobSpec, plan_job
 from .pins import apply_policy, inspect_tool, stash_state
-from .record import FINAL, SWEEP_FILE, SWEEP_SCHEMA, now_iso, read_json, sha256, write_json
+from .record import RUN_FILE, SWEEP_FILE, SWEEP_SCHEMA, now_iso, read_json, sha256, write_json
 from .registry import Stash
 from .report import Progress, print_summary
 
@@ -126,6 +125,9 @@ class LocalSweep:
         self.options = LaunchOptions.from_config(options)
         self.jobs: dict[int, dict] = {}  # sweep.json's job entries by number
         self.created_at = now_iso()
+        self.command_line = list(current.argv)
+        self.reruns: list[dict] = []
+        self.results: dict[int, object] = {}  # parsed result file of each job that ran
         self._lock = threading.Lock()
         self._dirty = False
 
@@ -135,25 +137,27 @@ class LocalSweep:
         return cls(stash, Path(config.hydra.sweep.dir), config, dict(options))
 
     # --- planning -------------------------------------------------------------------------------------------
-    def plan(self, job_overrides, first_num: int) -> list[tuple[JobSpec, dict]]:
+    def plan(self, numbered) -> list[tuple[JobSpec, dict, list[str]]]:
+        """Plan every (job number, override list) before anything starts; the first bad job stops them all."""
         extra = [] if current.tool_overrides_expanded else current.tool_overrides
         planned, prepared = [], {}
-        for num, words in enumerate(job_overrides, start=first_num):
+        for num, words in numbered:
+            words = [*words, *extra]
             try:
                 tool, experiment, options, tool_words = split_job(words, self.base)
                 run_dir = self.dir / job_dir_name(num, str(tool), str(experiment))
                 timeout = options["timeout"] if options["timeout"] is not None else self.options.timeout
-                spec = plan_job(self.stash, tool, experiment, [*tool_words, *extra], run_dir, f"{self.id}_{num}",
+                spec = plan_job(self.stash, tool, experiment, tool_words, run_dir, f"{self.id}_{num}",
                                 timeout=timeout, sweep={"id": self.id, "num": num}, prepared=prepared)
             except StashError as err:
                 raise StashError(f"Job {num} ({' '.join(words)}): {err} Nothing was started.") from None
-            planned.append((spec, options))
+            planned.append((spec, options, words))
         return planned
 
     def _inspect(self, planned) -> dict:
         """Pins once per tool per sweep; the pin policy may refuse the whole sweep before anything starts."""
         facts = {"stash": stash_state(self.stash.root), "pins": {}, "sha": {}}
-        for spec, options in planned:
+        for spec, options, _ in planned:
             name = spec.tool.name
             if name not in facts["pins"]:
                 facts["pins"][name] = inspect_tool(self.stash.root, spec.tool)
@@ -167,11 +171,12 @@ class LocalSweep:
         return facts
 
     # --- sweep.json -----------------------------------------------------------------------------------------
-    def _entry(self, spec: JobSpec) -> dict:
+    def _entry(self, spec: JobSpec, words: list[str]) -> dict:
         return {
             "num": spec.sweep["num"], "tool": spec.tool.name, "experiment": spec.experiment,
             "overrides": list(spec.overrides), "run_dir": os.path.relpath(spec.run_dir, self.stash.root),
             "status": "pending", "exit_code": None, "duration_s": None, "slurm_job_id": None,
+            "launch_overrides": list(words),  # what `rerun` replays
         }
 
     def update(self, num: int, **fields) -> None:
@@ -186,31 +191,37 @@ class LocalSweep:
             self._dirty = False
             data = {
                 "schema": SWEEP_SCHEMA, "id": self.id, "created_at": self.created_at, "backend": self.backend,
-                "command_line": list(current.argv), "launcher": self.raw_options,
+                "command_line": self.command_line, "launcher": self.raw_options, "reruns": self.reruns,
                 "jobs": [self.jobs[n] for n in sorted(self.jobs)],
             }
             write_json(self.dir / SWEEP_FILE, data)
 
     # --- running --------------------------------------------------------------------------------------------
     def launch(self, job_overrides, first_num: int) -> list[JobReturn]:
-        planned = self.plan(job_overrides, first_num)
-        facts = self._inspect(planned)
-        self.dir.mkdir(parents=True, exist_ok=True)
-        for spec, _ in planned:
-            self.jobs[spec.sweep["num"]] = self._entry(spec)
-        self.write(force=True)
-        records = self.run(planned, facts)
-        print_summary(self.stash.root, self.dir, [self.jobs[s.sweep["num"]] for s, _ in planned])
-        for record in records.values():
-            current.worse(0 if record["status"] == "succeeded" else 1)
-        return [self._job_return(spec, options, records.get(spec.sweep["num"]), words)
-                for (spec, options), words in zip(planned, job_overrides)]
+        """Hydra's entry: run these jobs, numbered from first_num, and return what each job returns to Hydra."""
+        numbered = list(enumerate(job_overrides, start=first_num))
+        planned = self.launch_numbered(numbered)
+        return [self._job_return(spec, options, words) for spec, options, words in planned]
 
-    def run(self, planned, facts) -> dict[int, dict]:
+    def launch_numbered(self, numbered, before_start=None) -> list:
+        planned = self.plan(numbered)
+        facts = self._inspect(planned)
+        if before_start:
+            before_start(planned)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        for spec, _, words in planned:
+            self.jobs[spec.sweep["num"]] = self._entry(spec, words)
+        self.write(force=True)
+        self.run(planned, facts)
+        print_summary(self.stash.root, self.dir, [self.jobs[n] for n in sorted(self.jobs)])
+        for spec, _, _ in planned:
+            current.worse(0 if self.jobs[spec.sweep["num"]]["status"] == "succeeded" else 1)
+        return planned
+
+    def run(self, planned, facts) -> None:
         opts = self.options
         runner = Runner(self.stash.root, grace=float(self.base.stash.grace))
         devices = DevicePool(opts.gpus)
-        records: dict[int, dict] = {}
         progress = Progress(self.id, len(planned))
 
         def one(spec: JobSpec) -> None:
@@ -227,7 +238,7 @@ class LocalSweep:
                                     on_start=lambda _: self.update(num, status="running"))
             finally:
                 devices.release(gpus)
-            records[num] = record
+            self.results[num] = record["result"]
             self.update(num, status=record["status"], exit_code=record["exit_code"], duration_s=record["duration_s"])
             progress.ended(self.jobs[num], self.stash.root)
             if opts.fail_fast and record["status"] != "succeeded" and not runner.stopping:
@@ -236,7 +247,7 @@ class LocalSweep:
 
         restore = raise_on_signals()
         pool = ThreadPoolExecutor(max_workers=opts.max_parallel, thread_name_prefix="job")
-        futures = [pool.submit(one, spec) for spec, _ in planned]
+        futures = [pool.submit(one, spec) for spec, _, _ in planned]
         signum = None
         try:
             with progress:
@@ -258,19 +269,18 @@ class LocalSweep:
                     raise future.exception()
             self.write(force=True)
         if signum is not None:
-            print_summary(self.stash.root, self.dir, [self.jobs[s.sweep["num"]] for s, _ in planned])
+            print_summary(self.stash.root, self.dir, [self.jobs[n] for n in sorted(self.jobs)])
             raise SystemExit(128 + signum)
-        return records
 
-    def _job_return(self, spec: JobSpec, options: dict, record: dict | None, words) -> JobReturn:
+    def _job_return(self, spec: JobSpec, options: dict, words) -> JobReturn:
         ret = JobReturn(overrides=list(words), working_dir=str(spec.run_dir), task_name=spec.tool.name)
-        status = record["status"] if record else self.jobs[spec.sweep["num"]]["status"]
+        status = self.jobs[spec.sweep["num"]]["status"]
         if status != "succeeded":
             ret.status = JobStatus.FAILED
             ret.return_value = RuntimeError(f"job {spec.sweep['num']} {status}: see {spec.run_dir}/stderr.log")
             return ret
         ret.status = JobStatus.COMPLETED
-        ret.return_value = _objective(record.get("result"), options.get("objective"), spec)
+        ret.return_value = _objective(self.results.get(spec.sweep["num"]), options.get("objective"), spec)
         if isinstance(ret.return_value, Exception):
             ret.status = JobStatus.FAILED
         return ret
@@ -293,12 +303,53 @@ def _objective(result, key, spec: JobSpec):
 def read_sweep(sweep_dir: Path) -> dict:
     path = sweep_dir / SWEEP_FILE
     if not path.is_file():
-        raise StashError(f"{sweep_dir} is not a sweep dir: it holds no {SWEEP_FILE}.")
+        raise StashError(f"{sweep_dir} is not a sweep dir: it holds no {SWEEP_FILE}. Give a folder under multirun/.")
     data = read_json(path)
     if data.get("schema", 0) > SWEEP_SCHEMA:
         raise StashError(f"{path} has schema {data['schema']}, newer than this experimentstash reads ({SWEEP_SCHEMA}).")
     return data
 
 
-def unfinished(data: dict) -> list[dict]:
-    return [job for job in data["jobs"] if job["status"] not in FINAL or job["status"] != "succeeded"]
+def base_config() -> DictConfig:
+    """The launcher's defaults (tool, experiment, stash.*) without Hydra, for replaying recorded jobs."""
+    cfg = OmegaConf.load(Path(__file__).parent / "conf" / "stash.yaml")
+    return OmegaConf.create({"tool": cfg.tool, "experiment": cfg.experiment, "stash": cfg.stash})
+
+
+def rerun(root: Path, sweep_dir: Path) -> int:
+    """Re-launch the jobs of a sweep that did not succeed, into the same sweep dir, with the same overrides."""
+    data = read_sweep(sweep_dir)
+    todo = [job for job in data["jobs"] if job["status"] != "succeeded"]
+    stash = Stash.load(root)
+    sweep = LocalSweep(stash, sweep_dir, base_config(), data["launcher"])
+    sweep.id, sweep.created_at, sweep.command_line = data["id"], data["created_at"], data["command_line"]
+    sweep.jobs = {job["num"]: job for job in data["jobs"]}
+    sweep.reruns = [*data.get("reruns", []), {"at": now_iso(), "jobs": [job["num"] for job in todo]}]
+    if not todo:
+        console.print(f"Every job of {sweep_dir.name} succeeded: nothing to rerun.", highlight=False)
+        return 0
+    current.tool_overrides_expanded = True  # the recorded overrides hold the tool's already
+
+    def keep_earlier_attempts(planned):
+        for spec, _, _ in planned:
+            attempt = 1
+            while spec.run_dir.with_name(f"{spec.run_dir.name}.attempt{attempt}").exists():
+                attempt += 1
+            if spec.run_dir.exists():
+                spec.run_dir.rename(spec.run_dir.with_name(f"{spec.run_dir.name}.attempt{attempt}"))
+
+    sweep.launch_numbered([(job["num"], job["launch_overrides"]) for job in todo], keep_earlier_attempts)
+    return current.exit_code
+
+
+def refresh_statuses(root: Path, data: dict) -> list[dict]:
+    """sweep.json's jobs, each brought up to date from its run.json (true even if the launcher was killed)."""
+    jobs = []
+    for job in data["jobs"]:
+        run_file = root / job["run_dir"] / RUN_FILE
+        if run_file.is_file():
+            record = read_json(run_file)
+            job = {**job, "status": record["status"], "exit_code": record["exit_code"],
+                   "duration_s": record["duration_s"]}
+        jobs.append(job)
+    return jobs

@@ -1,0 +1,84 @@
+"""Every mistake a user can make: one clear message naming the value or file, exit code 2, nothing written."""
+
+import os
+
+import pytest
+
+
+def refused(stash, *args, env=None):
+    out = stash.run(*args, env=env)
+    assert out.returncode == 2, (out.returncode, out.stdout, out.stderr)
+    assert "Traceback" not in out.stderr and out.stderr.count("error:") == 1
+    assert not (stash.root / "outputs").exists() and not (stash.root / "multirun").exists()
+    return out.stderr
+
+
+def test_unknown_tool_lists_the_registered_ones(stash):
+    err = refused(stash, "tool=fz", "experiment=a")
+    assert "Unknown tool 'fz'" in err and "available: fx" in err and "did you mean 'fx'" in err
+
+
+def test_unknown_experiment_lists_them_with_the_closest(stash):
+    err = refused(stash, "tool=fx", "experiment=crsh")
+    assert "Unknown experiment 'crsh'" in err and "did you mean 'crash'" in err and "fig1/x" in err
+
+
+@pytest.mark.parametrize("args,needle", [(["experiment=a"], "No tool given"), (["tool=fx"], "No experiment given")])
+def test_missing_tool_or_experiment(stash, args, needle):
+    assert needle in refused(stash, *args)
+
+
+@pytest.mark.parametrize("exp", ["../../meta", "/etc/passwd", "fig1/../../fx/a"])
+def test_experiment_ids_that_escape_are_refused(stash, exp):
+    assert "without '..'" in refused(stash, "tool=fx", f"experiment={exp}")
+
+
+def test_experiment_symlink_out_of_the_folder(stash, tmp_path):
+    (tmp_path / "elsewhere.yaml").write_text("value: 1\n")
+    os.symlink(tmp_path / "elsewhere.yaml", stash.root / "configs/fx/experiment/out.yaml")
+    assert "outside" in refused(stash, "tool=fx", "experiment=out")
+
+
+def test_malformed_meta_yaml_names_file_and_line(stash):
+    stash.write("configs/meta.yaml", "tools:\n  fx:\n    path: [tools/fx\n    entrypoint: tool.py\n")
+    err = refused(stash, "tool=fx", "experiment=a")
+    assert "configs/meta.yaml line" in err
+
+
+def test_malformed_experiment_yaml_names_file_and_line(stash):
+    stash.write("configs/fx/experiment/bad.yaml", "value: 1\n  nested: : x\n")
+    err = refused(stash, "tool=fx", "experiment=bad")
+    assert "configs/fx/experiment/bad.yaml line 2" in err
+
+
+@pytest.mark.parametrize("meta,needle", [
+    ("tools:\n  fx:\n    path: tools/fx\n    entrypoint: tool.py\n    overrides: value=1\n",
+     "tools.fx.overrides: expected a list"),
+    ("tools:\n  fx:\n    path: tools/fx\n    entrypoint: tool.py\n    colour: red\n", "tools.fx.colour: unknown key"),
+    ("tools:\n  fx:\n    entrypoint: tool.py\n", "tools.fx.path is missing"),
+    ("tools:\n  fx:\n    path: tools/fx\n", "tools.fx.entrypoint is missing"),
+    ("tools:\n  fx:\n    path: tools/fx\n    entrypoint: nope.py\n", "tools/fx/nope.py does not exist"),
+    ("tools:\n  fx:\n    path: ../outside\n    entrypoint: tool.py\n", "outside the stash"),
+    ("tools:\n  fx:\n    path: tools/fx\n    entrypoint: tool.py\n    env: {python: /no/such/python}\n",
+     "/no/such/python"),
+    ("tools:\n  fx:\n    path: tools/fx\n    entrypoint: tool.py\n    env: conda\n", "tools.fx.env"),
+    ("tool:\n  fx: {}\n", "unknown key 'tool'"),
+])
+def test_bad_meta_yaml(stash, meta, needle):
+    stash.write("configs/meta.yaml", meta)
+    assert needle in refused(stash, "tool=fx", "experiment=a")
+
+
+def test_bad_meta_local_yaml_is_named(stash):
+    stash.write("configs/meta.local.yaml", "tools:\n  fx:\n    env: {python: ./venv/bin/python}\n")
+    assert "venv/bin/python" in refused(stash, "tool=fx", "experiment=a")
+
+
+def test_bad_pin_policy_and_timeout(stash):
+    assert "stash.pin=maybe" in refused(stash, "tool=fx", "experiment=a", "stash.pin=maybe")
+    assert "timeout=-1" in refused(stash, "tool=fx", "experiment=a", "stash.timeout=-1")
+
+
+def test_outside_a_stash(stash, tmp_path):
+    out = stash.run("tool=fx", "experiment=a", cwd=tmp_path)
+    assert out.returncode == 2 and "No configs/meta.yaml found" in out.stderr
