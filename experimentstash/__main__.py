@@ -8,7 +8,7 @@ from __future__ import annotations
 import sys
 
 from . import StashError
-from .invocation import current, fail, split_argv
+from .invocation import current, expose_searched_keys, fail, split_argv
 from .registry import find_root
 
 SUBCOMMANDS = {"list", "runs", "rerun", "status", "reproduce", "snapshot", "add-tool", "check"}
@@ -21,7 +21,7 @@ def main(argv: list[str] | None = None) -> None:
             from . import cli
 
             sys.exit(cli.main(argv))
-        hydra_words, tool_words = split_argv(argv)
+        hydra_words, tool_words = expose_searched_keys(*split_argv(argv))
         current.root = find_root()
     except StashError as err:
         fail(err)

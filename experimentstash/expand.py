@@ -52,24 +52,15 @@ def _glob_matches(stash: Stash, override: Override, combo: list[str], default_to
 
 def expand(stash: Stash, words: list[str], default_tool: str | None) -> list[list[str]]:
     parser = OverridesParser.create()
-    combos: list[list] = [[]]
+    # the tool comes first, so that a glob over experiments knows whose experiments to match
+    words = sorted(words, key=lambda w: _parse(parser, w).key_or_group != "tool")
+    combos: list[list[str]] = [[]]
     for word in words:
         override = _parse(parser, word)
         if isinstance(override.value(), Glob):
             if override.key_or_group not in GLOB_KEYS:
                 raise StashError(f"'{word}': glob() works on tool and experiment only.")
-            combos = [[*combo, override] for combo in combos]  # matched once the job's tool is known
+            combos = [[*combo, m] for combo in combos for m in _glob_matches(stash, override, combo, default_tool)]
         else:
             combos = [[*combo, value] for combo in combos for value in _values(override, word)]
-    for position in range(len(words)):
-        expanded = []
-        for combo in combos:
-            item = combo[position]
-            if isinstance(item, Override):
-                plain = [w for w in combo if isinstance(w, str)]
-                expanded += [[*combo[:position], m, *combo[position + 1:]]
-                             for m in _glob_matches(stash, item, plain, default_tool)]
-            else:
-                expanded.append(combo)
-        combos = expanded
     return combos

@@ -58,6 +58,21 @@ def split_argv(argv: list[str]) -> tuple[list[str], list[str]]:
     return hydra_words, tool_words
 
 
+def expose_searched_keys(hydra_words: list[str], tool_words: list[str]) -> tuple[list[str], list[str]]:
+    """With another sweeper (optuna, ...), tool keys it must search are shown to Hydra as `++key=<sweep>`.
+
+    Only the stash sweeper reads tool overrides from the side; the jobs of other sweepers carry `++key=value`.
+    """
+    sweepers = [w.split("=", 1)[1] for w in hydra_words if w.startswith("hydra/sweeper=")]
+    if not sweepers or sweepers[-1] == "stash":
+        return hydra_words, tool_words
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parser = OverridesParser.create()
+    searched = [w for w in tool_words if not w.startswith("~") and parser.parse_override(w).is_sweep_override()]
+    return [*hydra_words, *("++" + w.lstrip("+") for w in searched)], [w for w in tool_words if w not in searched]
+
+
 @dataclass
 class Invocation:
     root: Path | None = None

@@ -134,7 +134,8 @@ class LocalSweep:
     @classmethod
     def create(cls, config: DictConfig, options: dict) -> "LocalSweep":
         stash = Stash.load(current.root)
-        return cls(stash, Path(config.hydra.sweep.dir), config, dict(options))
+        plain = {k: OmegaConf.to_container(v) if OmegaConf.is_config(v) else v for k, v in options.items()}
+        return cls(stash, Path(config.hydra.sweep.dir), config, plain)
 
     # --- planning -------------------------------------------------------------------------------------------
     def plan(self, numbered) -> list[tuple[JobSpec, dict, list[str]]]:

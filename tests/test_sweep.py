@@ -1,0 +1,203 @@
+"""Sweeps through the launcher plugin: real parallel subprocesses of a real Hydra tool."""
+
+import json
+import signal
+import time
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import pid_alive
+
+
+def sweep_dir(stash) -> Path:
+    (folder,) = (stash.root / "multirun").iterdir()
+    return folder
+
+
+def sweep_json(stash) -> dict:
+    return json.loads((sweep_dir(stash) / "sweep.json").read_text())
+
+
+def seen(stash, job) -> dict:
+    return json.loads((stash.root / job["run_dir"] / "seen.json").read_text())
+
+
+def when(stamp: str) -> float:
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+
+
+def test_plugin_is_listed_by_hydra(stash):
+    out = stash.run("--info", "plugins")
+    assert out.returncode == 0
+    assert "StashLauncher" in out.stdout and "StashSweeper" in out.stdout
+
+
+def test_experiments_run_in_parallel_each_with_its_record(stash):
+    out = stash.run("-m", "tool=fx", "experiment=a,b,c", "sleep=1", "hydra.launcher.max_parallel=3")
+    assert out.returncode == 0, out.stderr
+    data = sweep_json(stash)
+    assert [(j["num"], j["experiment"], j["status"]) for j in data["jobs"]] == [
+        (0, "a", "succeeded"), (1, "b", "succeeded"), (2, "c", "succeeded")]
+    records = stash.runs("multirun")
+    assert {r["sweep"]["num"] for r in records} == {0, 1, 2}
+    assert all(r["sweep"]["id"] == data["id"] for r in records)
+    # overlap from the recorded times: every job started before any ended
+    assert max(when(r["started_at"]) for r in records) < min(when(r["ended_at"]) for r in records)
+    assert {r["result"]["score"] for r in records} == {2.0, 4.0, 6.0}
+    assert (sweep_dir(stash) / "0_fx_a" / "run.json").is_file()
+    for column in ("tool", "experiment", "overrides", "status", "duration", "run dir"):
+        assert column in out.stdout
+
+
+def test_failures_do_not_stop_the_others_and_are_all_reported(stash):
+    stash.write("configs/fx/experiment/crash2.yaml", "# @package _global_\ndefaults:\n  - /config\n  - _self_\n"
+                "crash: true\nvalue: 7\n")
+    out = stash.run("-m", "tool=fx", "experiment=a,crash,b,crash2")
+    assert out.returncode == 1
+    statuses = {j["experiment"]: j["status"] for j in sweep_json(stash)["jobs"]}
+    assert statuses == {"a": "succeeded", "crash": "failed", "b": "succeeded", "crash2": "failed"}
+    assert "job 1 failed, exit code 3" in out.stdout and "job 3 failed, exit code 3" in out.stdout
+    assert out.stdout.count("boom: the fixture tool was asked to crash") == 2
+
+
+def test_fail_fast_stops_the_rest(stash):
+    start = time.monotonic()
+    out = stash.run("-m", "tool=fx", "experiment=crash,slow,slow,a", "hydra.launcher.fail_fast=true",
+                    "hydra.launcher.max_parallel=3", "stash.grace=1")
+    assert time.monotonic() - start < 25
+    assert out.returncode == 1
+    statuses = [j["status"] for j in sweep_json(stash)["jobs"]]
+    assert statuses[0] == "failed" and statuses[1:3] == ["interrupted", "interrupted"]
+    assert statuses[3] in ("cancelled", "interrupted")
+
+
+def test_timeout_per_job(stash):
+    out = stash.run("-m", "tool=fx", "experiment=slow,a", "hydra.launcher.timeout=4", "stash.grace=1")
+    assert out.returncode == 1
+    assert [j["status"] for j in sweep_json(stash)["jobs"]] == ["timeout", "succeeded"]
+
+
+def test_each_job_gets_its_own_gpus(stash):
+    out = stash.run("-m", "tool=fx", "experiment=a", "seed=range(4)", "sleep=1",
+                    "hydra.launcher.gpus=[0,1,2,3]", "hydra.launcher.gpus_per_job=2", "hydra.launcher.max_parallel=4")
+    assert out.returncode == 0, out.stderr
+    jobs = sweep_json(stash)["jobs"]
+    spans = [(seen(stash, j)["cuda"], seen(stash, j)["started"], seen(stash, j)["ended"]) for j in jobs]
+    assert all(len(cuda.split(",")) == 2 for cuda, _, _ in spans)
+    assert {cuda for cuda, _, _ in spans} == {"0,1", "2,3"}
+    for i, (cuda, start, end) in enumerate(spans):  # jobs running at the same time never share a device
+        for other, o_start, o_end in spans[i + 1:]:
+            if start < o_end and o_start < end:
+                assert not set(cuda.split(",")) & set(other.split(","))
+    records = stash.runs("multirun")
+    assert all(r["env"]["variables"]["CUDA_VISIBLE_DEVICES"] in ("0,1", "2,3") for r in records)
+
+
+def test_glob_over_experiments_and_subfolders(stash):
+    out = stash.run("-m", "tool=fx", "experiment=glob(fig1/*)")
+    assert out.returncode == 0, out.stderr
+    assert [j["experiment"] for j in sweep_json(stash)["jobs"]] == ["fig1/x", "fig1/y"]
+    assert (sweep_dir(stash) / "0_fx_fig1-x").is_dir()
+
+
+def test_glob_with_exclude_and_tool_key_range(stash):
+    out = stash.run("-m", "tool=fx", "experiment=glob(*,exclude=[crash,slow,fig1/*])", "seed=range(2)")
+    assert out.returncode == 0, out.stderr
+    jobs = sweep_json(stash)["jobs"]
+    assert [(j["experiment"], j["overrides"]) for j in jobs] == [
+        (e, [f"seed={s}"]) for e in ("a", "b", "c") for s in (0, 1)]
+
+
+def test_tool_key_sweep_gives_one_run_per_value(stash):
+    out = stash.run("-m", "tool=fx", "experiment=a", "value=1,2,3", "+tag=x")
+    assert out.returncode == 0, out.stderr
+    jobs = sweep_json(stash)["jobs"]
+    assert [j["overrides"] for j in jobs] == [["value=1", "+tag=x"], ["value=2", "+tag=x"], ["value=3", "+tag=x"]]
+    assert [seen(stash, j)["overrides"] for j in jobs] == [j["overrides"] for j in jobs]
+    assert [seen(stash, j)["cfg"]["value"] for j in jobs] == [1, 2, 3]
+
+
+def test_optuna_sweeper_gets_results_through_the_launcher(stash):
+    out = stash.run("-m", "tool=fx", "experiment=a", "hydra/sweeper=optuna", "hydra.sweeper.n_trials=6",
+                    "hydra.sweeper.direction=maximize", "hydra.sweeper.sampler.seed=1",
+                    "value=range(1,5)", "sleep=0", "stash.objective=score")
+    assert out.returncode == 0, out.stderr
+    best = yaml.safe_load((sweep_dir(stash) / "optimization_results.yaml").read_text())
+    records = stash.runs("multirun")
+    assert len(records) == 6
+    assert best["best_value"] == max(r["result"]["score"] for r in records)
+    assert best["best_value"] == 2 * best["best_params"]["++value"]
+    assert all(r["overrides"][0].startswith("++value=") and r["overrides"][1:] == ["sleep=0"] for r in records)
+
+
+def test_rerun_relaunches_only_what_failed(stash):
+    out = stash.run("-m", "tool=fx", "experiment=a,crash")
+    assert out.returncode == 1
+    folder = sweep_dir(stash)
+    first = (folder / "0_fx_a" / "run.json").read_text()
+    stash.write("configs/fx/experiment/crash.yaml", "# @package _global_\ndefaults:\n  - /config\n  - _self_\n")
+    out = stash.run("rerun", str(folder))
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert (folder / "0_fx_a" / "run.json").read_text() == first  # not run again
+    assert [j["status"] for j in sweep_json(stash)["jobs"]] == ["succeeded", "succeeded"]
+    assert json.loads((folder / "1_fx_crash.attempt1" / "run.json").read_text())["status"] == "failed"
+    assert "2 jobs: 2 succeeded" in out.stdout
+    status = stash.run("status", str(folder))
+    assert status.returncode == 0 and "2 jobs: 2 succeeded" in status.stdout
+
+
+@pytest.mark.parametrize("sig,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_signal_ends_every_job_and_leaves_no_process(stash, sig, code):
+    proc = stash.popen("-m", "tool=fx", "experiment=slow", "seed=range(3)", "spawn_child=true", "ignore_term=true",
+                       "hydra.launcher.max_parallel=3", "stash.grace=1")
+    deadline = time.monotonic() + 60
+    while len(list((stash.root / "multirun").rglob("seen.json"))) < 3 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    saw = [json.loads(p.read_text()) for p in (stash.root / "multirun").rglob("seen.json")]
+    assert len(saw) == 3
+    proc.send_signal(sig)
+    stdout, _ = proc.communicate(timeout=30)
+    assert proc.returncode == code
+    assert [j["status"] for j in sweep_json(stash)["jobs"]] == ["interrupted"] * 3
+    assert {r["status"] for r in stash.runs("multirun")} == {"interrupted"}
+    assert "3 jobs: 3 interrupted" in stdout
+    for tool_saw in saw:
+        assert not pid_alive(tool_saw["pid"]) and not pid_alive(tool_saw["child_pid"])
+
+
+# --- bad input ------------------------------------------------------------------------------------------------
+
+def refused(stash, *args):
+    out = stash.run(*args)
+    assert out.returncode == 2, (out.stdout, out.stderr)
+    assert "Traceback" not in out.stderr
+    assert not (stash.root / "multirun").exists() or not any((stash.root / "multirun").rglob("run.json"))
+    return out.stderr
+
+
+def test_one_unknown_experiment_means_nothing_starts(stash):
+    err = refused(stash, "-m", "tool=fx", "experiment=a,b,nope,c")
+    assert "Job 2" in err and "Unknown experiment 'nope'" in err and "Nothing was started" in err
+
+
+def test_unknown_tool_in_a_tool_sweep(stash):
+    assert "Unknown tool 'fy'" in refused(stash, "-m", "tool=fx,fy", "experiment=a")
+
+
+@pytest.mark.parametrize("option,needle", [
+    ("hydra.launcher.max_parallel=0", "max_parallel=0"),
+    ("hydra.launcher.timeout=-5", "timeout=-5"),
+    ("hydra.launcher.gpus_per_job=3", "gpus_per_job=3"),
+])
+def test_bad_launcher_options(stash, option, needle):
+    args = ["-m", "tool=fx", "experiment=a", option]
+    if "gpus_per_job" in option:
+        args.append("hydra.launcher.gpus=[0,1]")
+    assert needle in refused(stash, *args)
+
+
+def test_rerun_of_a_folder_that_is_not_a_sweep(stash):
+    assert "not a sweep dir" in refused(stash, "rerun", str(stash.root / "configs"))
