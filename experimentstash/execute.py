@@ -80,12 +80,14 @@ class Runner:
             time.sleep(0.02)
 
     def run(self, spec: JobSpec, pin: ToolPin, stash: StashState, experiment_sha: str, *, stream: bool = False,
-            on_start=None) -> dict:
-        """Run one job to its end and return its final record (also in run_dir/run.json)."""
+            on_start=None, extra: dict | None = None) -> dict:
+        """Run one job to its end and return its final record (also in run_dir/run.json).
+
+        `extra` adds fields to the record (a Slurm task's job id and node)."""
         spec.run_dir.mkdir(parents=True, exist_ok=False)
         if pin.patch:
             (spec.run_dir / PATCH_FILE).write_bytes(pin.patch)
-        record = run_record(spec, self.root, pin, stash, experiment_sha)
+        record = {**run_record(spec, self.root, pin, stash, experiment_sha), **(extra or {})}
         write_json(spec.run_dir / RUN_FILE, record)
         start = time.monotonic()
         out_path, err_path = spec.run_dir / "stdout.log", spec.run_dir / "stderr.log"

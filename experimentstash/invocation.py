@@ -58,6 +58,26 @@ def split_argv(argv: list[str]) -> tuple[list[str], list[str]]:
     return hydra_words, tool_words
 
 
+def check_launcher_options(hydra_words: list[str]) -> None:
+    """An unknown hydra.launcher.<option> of our launchers is one clear error listing the known ones."""
+    from dataclasses import fields
+
+    from hydra_plugins.experimentstash_launcher.config import StashLauncherConf, StashSlurmLauncherConf
+
+    chosen = [w.split("=", 1)[1] for w in hydra_words if w.startswith("hydra/launcher=")]
+    conf = {"stash": StashLauncherConf, "stash_slurm": StashSlurmLauncherConf}.get(chosen[-1] if chosen else "stash")
+    if conf is None:
+        return
+    known = [f.name for f in fields(conf) if f.name != "_target_"]
+    for word in hydra_words:
+        key = override_key(word)
+        if key.startswith("hydra.launcher.") and key.split(".")[2] not in known:
+            raise StashError(
+                f"Unknown launcher option '{key}' of hydra/launcher={chosen[-1] if chosen else 'stash'} "
+                f"(known: {', '.join(known)})."
+            )
+
+
 def expose_searched_keys(hydra_words: list[str], tool_words: list[str]) -> tuple[list[str], list[str]]:
     """With another sweeper (optuna, ...), tool keys it must search are shown to Hydra as `++key=<sweep>`.
 

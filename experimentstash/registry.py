@@ -26,7 +26,7 @@ TOOL_KEYS = {
     "result": ((str,), "a JSON file name inside the run dir"),
 }
 REQUIRED_KEYS = ("path", "entrypoint")
-TOP_KEYS = {"tools"}
+TOP_KEYS = {"tools", "slurm"}
 
 
 def find_root(start: Path | None = None) -> Path:
@@ -64,6 +64,7 @@ class Tool:
 class Stash:
     root: Path
     tools: dict[str, Tool]
+    slurm: dict = field(default_factory=dict)  # defaults of hydra/launcher=stash_slurm for this machine
     _experiments: dict[str, list[str]] = field(default_factory=dict, repr=False)
     _checked: set[Path] = field(default_factory=set, repr=False)
 
@@ -73,7 +74,10 @@ class Stash:
         local_path = root / META_LOCAL
         if local_path.is_file():
             raw = _deep_merge(raw, read_yaml(local_path) or {}, META_LOCAL)
-        return cls(root, _parse_tools(root, raw))
+        slurm = raw.get("slurm") or {} if isinstance(raw, dict) else {}
+        if not isinstance(slurm, dict):
+            raise StashError(f"{META}: 'slurm' must be a mapping of hydra/launcher=stash_slurm options.")
+        return cls(root, _parse_tools(root, raw), slurm)
 
     def tool(self, name: str | None) -> Tool:
         if not name:

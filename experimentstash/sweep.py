@@ -18,7 +18,7 @@ from .execute import Interrupted, Runner, raise_on_signals
 from .invocation import console, current, override_key
 from .job import JobSpec, plan_job
 from .pins import apply_policy, inspect_tool, stash_state
-from .record import RUN_FILE, SWEEP_FILE, SWEEP_SCHEMA, now_iso, read_json, sha256, write_json
+from .record import FINAL, RUN_FILE, SWEEP_FILE, SWEEP_SCHEMA, now_iso, read_json, sha256, write_json
 from .registry import Stash
 from .report import Progress, print_summary
 
@@ -122,7 +122,7 @@ class LocalSweep:
         self.id = sweep_dir.name
         self.base = base
         self.raw_options = options
-        self.options = LaunchOptions.from_config(options)
+        self.options = self.parse_options(options)
         self.jobs: dict[int, dict] = {}  # sweep.json's job entries by number
         self.created_at = now_iso()
         self.command_line = list(current.argv)
@@ -130,6 +130,9 @@ class LocalSweep:
         self.results: dict[int, object] = {}  # parsed result file of each job that ran
         self._lock = threading.Lock()
         self._dirty = False
+
+    def parse_options(self, options: dict):
+        return LaunchOptions.from_config(options)
 
     @classmethod
     def create(cls, config: DictConfig, options: dict) -> "LocalSweep":
@@ -147,7 +150,7 @@ class LocalSweep:
             try:
                 tool, experiment, options, tool_words = split_job(words, self.base)
                 run_dir = self.dir / job_dir_name(num, str(tool), str(experiment))
-                timeout = options["timeout"] if options["timeout"] is not None else self.options.timeout
+                timeout = options["timeout"] if options["timeout"] is not None else getattr(self.options, "timeout", None)
                 spec = plan_job(self.stash, tool, experiment, tool_words, run_dir, f"{self.id}_{num}",
                                 timeout=timeout, sweep={"id": self.id, "num": num}, prepared=prepared)
             except StashError as err:
@@ -216,7 +219,8 @@ class LocalSweep:
         self.run(planned, facts)
         print_summary(self.stash.root, self.dir, [self.jobs[n] for n in sorted(self.jobs)])
         for spec, _, _ in planned:
-            current.worse(0 if self.jobs[spec.sweep["num"]]["status"] == "succeeded" else 1)
+            status = self.jobs[spec.sweep["num"]]["status"]
+            current.worse(1 if status in FINAL and status != "succeeded" else 0)
         return planned
 
     def run(self, planned, facts) -> None:
@@ -276,6 +280,9 @@ class LocalSweep:
     def _job_return(self, spec: JobSpec, options: dict, words) -> JobReturn:
         ret = JobReturn(overrides=list(words), working_dir=str(spec.run_dir), task_name=spec.tool.name)
         status = self.jobs[spec.sweep["num"]]["status"]
+        if status not in FINAL:  # submitted, not waited for
+            ret.status = JobStatus.COMPLETED
+            return ret
         if status != "succeeded":
             ret.status = JobStatus.FAILED
             ret.return_value = RuntimeError(f"job {spec.sweep['num']} {status}: see {spec.run_dir}/stderr.log")
@@ -311,6 +318,14 @@ def read_sweep(sweep_dir: Path) -> dict:
     return data
 
 
+def sweep_class(backend: str):
+    if backend == "slurm":
+        from .slurm import SlurmSweep
+
+        return SlurmSweep
+    return LocalSweep
+
+
 def base_config() -> DictConfig:
     """The launcher's defaults (tool, experiment, stash.*) without Hydra, for replaying recorded jobs."""
     cfg = OmegaConf.load(Path(__file__).parent / "conf" / "stash.yaml")
@@ -322,7 +337,7 @@ def rerun(root: Path, sweep_dir: Path) -> int:
     data = read_sweep(sweep_dir)
     todo = [job for job in data["jobs"] if job["status"] != "succeeded"]
     stash = Stash.load(root)
-    sweep = LocalSweep(stash, sweep_dir, base_config(), data["launcher"])
+    sweep = sweep_class(data["backend"])(stash, sweep_dir, base_config(), data["launcher"])
     sweep.id, sweep.created_at, sweep.command_line = data["id"], data["created_at"], data["command_line"]
     sweep.jobs = {job["num"]: job for job in data["jobs"]}
     sweep.reruns = [*data.get("reruns", []), {"at": now_iso(), "jobs": [job["num"] for job in todo]}]

@@ -164,7 +164,8 @@ def test_dirty_tool_saves_a_patch_that_applies(stash, tmp_path):
     git(clone, "apply", str(stash.root / record["run_dir"] / "tool.diff"))
     assert (clone / "VERSION").read_text() == "v1-dirty\n" and (clone / "notes.txt").read_text() == "untracked\n"
     # and the real checkout was not touched
-    assert git(stash.tool, "status", "--porcelain").splitlines() == [" M VERSION", "?? notes.txt"]
+    assert [line.split() for line in git(stash.tool, "status", "--porcelain").splitlines()] == [
+        ["M", "VERSION"], ["??", "notes.txt"]]
 
 
 def test_dirty_tool_strict_refuses(stash):

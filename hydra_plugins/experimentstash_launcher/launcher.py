@@ -17,14 +17,27 @@ class StashLauncher(Launcher):
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         self.config = config
 
+    def sweep_class(self):
+        from experimentstash.sweep import LocalSweep
+
+        return LocalSweep
+
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         from experimentstash import StashError
         from experimentstash.invocation import fail
-        from experimentstash.sweep import LocalSweep
 
         try:
             if self.sweep is None:
-                self.sweep = LocalSweep.create(self.config, self.options)
+                self.sweep = self.sweep_class().create(self.config, self.options)
             return self.sweep.launch(job_overrides, initial_job_idx)
         except StashError as err:
             fail(err)
+
+
+class StashSlurmLauncher(StashLauncher):
+    """The same sweep, as one Slurm job array through submitit."""
+
+    def sweep_class(self):
+        from experimentstash.slurm import SlurmSweep
+
+        return SlurmSweep
