@@ -9,7 +9,7 @@ import sys
 
 from . import StashError
 from .invocation import check_launcher_options, current, expose_searched_keys, fail, split_argv
-from .registry import find_root
+from .registry import Stash, find_root
 
 SUBCOMMANDS = {"list", "runs", "rerun", "status", "reproduce", "snapshot", "add-tool", "check"}
 
@@ -28,11 +28,25 @@ def main(argv: list[str] | None = None) -> None:
         fail(err)
     current.argv = list(argv)
     current.tool_overrides = tool_words
+    if "-sc" in argv or "--shell-completion" in argv:
+        register_choices(current.root)
     from .app import hydra_app
 
     sys.argv = [sys.argv[0], *hydra_words]
     hydra_app()
     sys.exit(current.exit_code)
+
+
+def register_choices(root) -> None:
+    """For shell completion only: tools and experiment ids as config-group options Hydra can list."""
+    from hydra.core.config_store import ConfigStore
+
+    store = ConfigStore.instance()
+    stash = Stash.load(root)
+    for name in stash.tools:
+        store.store(group="tool", name=name, node={})
+        for experiment in stash.experiments(name):  # an id with a '/' stays one option of the group
+            store.store(group="experiment", name=experiment, node={})
 
 
 if __name__ == "__main__":

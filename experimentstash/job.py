@@ -72,15 +72,15 @@ def resolve_interpreter(stash: Stash, tool: Tool) -> Interpreter:
     return Interpreter("python", str(python), (str(python),))
 
 
-def prepare_tool(stash: Stash, tool: Tool) -> tuple[Interpreter, list[str]]:
-    """The interpreter and entrypoint argv of a tool, checked once per tool (cheap checks only)."""
+def prepare_tool(stash: Stash, tool: Tool) -> tuple[Interpreter, list[str], dict[str, str]]:
+    """The interpreter, entrypoint argv and launcher-set environment of a tool, checked once per tool."""
     if not tool.path.is_dir() or not any(tool.path.iterdir()):
         raise StashError(
             f"Tool '{tool.name}': {tool.rel_path} is empty or missing. If it is a submodule, "
             f"run `git submodule update --init {tool.rel_path}`; otherwise fix path in configs/meta.yaml."
         )
     interpreter = resolve_interpreter(stash, tool)
-    return interpreter, _check_entrypoint(tool, interpreter)
+    return interpreter, _check_entrypoint(tool, interpreter), launcher_env(stash, tool)
 
 
 def _check_entrypoint(tool: Tool, interpreter: Interpreter) -> list[str]:
@@ -140,7 +140,7 @@ def plan_job(
     *,
     timeout: float | None = None,
     sweep: dict | None = None,
-    prepared: dict[str, tuple[Interpreter, list[str]]] | None = None,
+    prepared: dict[str, tuple[Interpreter, list[str], dict[str, str]]] | None = None,
 ) -> JobSpec:
     """`prepared` caches prepare_tool() across the jobs of a sweep."""
     tool = stash.tool(tool_name)
@@ -148,7 +148,7 @@ def plan_job(
     cache = prepared if prepared is not None else {}
     if tool.name not in cache:
         cache[tool.name] = prepare_tool(stash, tool)
-    interpreter, entry = cache[tool.name]
+    interpreter, entry, env = cache[tool.name]
     fixed = [o.replace("${run_dir}", str(run_dir)) for o in tool.overrides]
     argv = (
         *interpreter.prefix,
@@ -169,7 +169,7 @@ def plan_job(
         overrides=tuple(overrides),
         argv=argv,
         cwd=tool.path,
-        env=launcher_env(stash, tool),
+        env=dict(env),
         run_dir=run_dir,
         interpreter=interpreter,
         timeout=timeout,

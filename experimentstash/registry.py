@@ -66,7 +66,7 @@ class Stash:
     tools: dict[str, Tool]
     slurm: dict = field(default_factory=dict)  # defaults of hydra/launcher=stash_slurm for this machine
     _experiments: dict[str, list[str]] = field(default_factory=dict, repr=False)
-    _checked: set[Path] = field(default_factory=set, repr=False)
+    _files: dict[tuple[str, str], Path] = field(default_factory=dict, repr=False)
 
     @classmethod
     def load(cls, root: Path) -> "Stash":
@@ -102,6 +102,11 @@ class Stash:
 
     def experiment_file(self, tool: str, experiment: str | None) -> Path:
         """The file of an experiment id, refusing ids that leave the tool's experiment folder."""
+        if (tool, experiment) not in self._files:
+            self._files[(tool, experiment)] = self._check_experiment(tool, experiment)
+        return self._files[(tool, experiment)]
+
+    def _check_experiment(self, tool: str, experiment: str | None) -> Path:
         if not experiment:
             raise StashError(f"No experiment given: add experiment=<id> ({self._list_experiments(tool)}).")
         base = self.experiment_dir(tool)
@@ -119,9 +124,7 @@ class Stash:
             )
         if not path.resolve().is_relative_to(base.resolve()):
             raise StashError(f"Experiment '{experiment}' is a link that leads outside configs/{tool}/experiment/.")
-        if path not in self._checked:
-            read_yaml(path, self.root)  # a syntax error is reported here, naming file and line
-            self._checked.add(path)
+        read_yaml(path, self.root)  # a syntax error is reported here, naming file and line
         return path
 
     def _list_experiments(self, tool: str) -> str:
