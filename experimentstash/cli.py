@@ -56,7 +56,15 @@ def cmd_rerun(args) -> int:
 def cmd_status(args) -> int:
     stash = Stash.load(find_root())
     sweep_dir = _sweep_dir(stash, args.sweep_dir)
-    print_summary(stash.root, sweep_dir, refresh_statuses(stash.root, read_sweep(sweep_dir)))
+    data = read_sweep(sweep_dir)
+    jobs, note = refresh_statuses(stash.root, data), None
+    if data["backend"] == "slurm":
+        from .slurm import refresh_from_slurm
+
+        jobs, note = refresh_from_slurm(stash.root, jobs)
+    print_summary(stash.root, sweep_dir, jobs)
+    if note:
+        print(note)
     return 0
 
 

@@ -50,9 +50,11 @@ def exit_code_for(status: str, code: int | None, signum: int | None = None) -> i
 class Runner:
     """Starts jobs in their own process groups and can end them all (TERM, then KILL after `grace` seconds)."""
 
-    def __init__(self, root: Path, grace: float = 5.0):
+    def __init__(self, root: Path, grace: float = 5.0, ignore_signals: tuple[int, ...] = ()):
         self.root = root
         self.grace = grace
+        # signals the tools start with ignored (on Slurm: the USR1 meant for submitit, not for the tool)
+        self.ignore_signals = ignore_signals
         self.stopping = False
         self._lock = threading.Lock()
         self._procs: dict[int, subprocess.Popen] = {}
@@ -67,6 +69,15 @@ class Runner:
         timer = threading.Timer(self.grace, _signal_group, (proc.pid, signal.SIGKILL))
         timer.daemon = True
         timer.start()
+
+    def _ignore_signals(self) -> None:
+        for sig in self.ignore_signals:
+            signal.signal(sig, signal.SIG_IGN)
+
+    def running(self) -> bool:
+        with self._lock:
+            procs = list(self._procs.values())
+        return any(p.poll() is None for p in procs)
 
     def stop_all(self, reason: str = "interrupted") -> None:
         """End every running job and start no new one; returns once all have ended or been killed."""
@@ -101,6 +112,7 @@ class Runner:
                         stdout=subprocess.PIPE if stream else out,
                         stderr=subprocess.PIPE if stream else err,
                         start_new_session=True,  # own process group: ended as a whole
+                        preexec_fn=self._ignore_signals if self.ignore_signals else None,
                     )
                     self._procs[proc.pid] = proc
             if proc is None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -98,18 +99,31 @@ def sacct_states(job_ids: list[str]) -> dict[str, str] | None:
     states = {}
     for line in out.stdout.splitlines():
         job_id, _, state = line.partition("|")
-        states[job_id] = state.split()[0] if state else "UNKNOWN"
+        for one in _array_tasks(job_id):
+            states[one] = state.split()[0] if state else "UNKNOWN"
     return states
 
 
+def _array_tasks(job_id: str) -> list[str]:
+    """sacct shows pending tasks together: `123_[0-3%2]` -> 123_0 ... 123_3."""
+    if "_[" not in job_id:
+        return [job_id]
+    array, _, spec = job_id.partition("_[")
+    tasks = []
+    for part in spec.rstrip("]").split("%")[0].split(","):
+        first, _, last = part.partition("-")
+        tasks += [f"{array}_{i}" for i in range(int(first), int(last or first) + 1)]
+    return tasks
+
+
 def merged_status(record: dict | None, slurm_state: str | None) -> str:
-    """One status from what the task recorded and what Slurm says."""
+    """One status from what the task recorded and what Slurm says (a requeued task is still going)."""
     if slurm_state in SLURM_VERDICT:
         return SLURM_VERDICT[slurm_state]
-    if record and record["status"] in FINAL:
-        return record["status"]
     if slurm_state in SLURM_ACTIVE:
         return SLURM_ACTIVE[slurm_state]
+    if record and record["status"] in FINAL:
+        return record["status"]
     if slurm_state in ("COMPLETED", "FAILED"):
         return "failed"  # ended without a final record of its own
     return record["status"] if record else "pending"
@@ -139,7 +153,7 @@ class NodeTask(submitit.helpers.Checkpointable):
         env = submitit.JobEnvironment()
         extra = {"slurm_job_id": env.job_id, "node": socket.gethostname(), "requeued": len(previous),
                  "previous_attempts": previous}
-        self._runner = Runner(self.root, grace=self.grace)
+        self._runner = Runner(self.root, grace=self.grace, ignore_signals=(signal.SIGUSR1,))
         record = self._runner.run(spec, pin, stash, experiment_sha, extra=extra)
         return record["status"]
 
@@ -147,15 +161,23 @@ class NodeTask(submitit.helpers.Checkpointable):
         # the same rule as submitit: a signal late in the time limit is the limit, earlier it is a preemption
         walltime = time.time() - self._started
         limit = self.timeout_min * 60
-        timed_out = walltime >= min(limit * 0.8, limit - 600)
-        status = "timeout" if timed_out else "preempted"
+        if walltime >= min(limit * 0.8, limit - 600):
+            # let the tool work until Slurm ends the job at its limit (Slurm's state: TIMEOUT)
+            while self._runner is not None and self._runner.running():
+                time.sleep(0.5)
+            self._mark("timeout")
+            while True:
+                time.sleep(60)
         if self._runner is not None:
-            self._runner.stop_all(status)
+            self._runner.stop_all("preempted")
+        self._mark("preempted")
+        return super().checkpoint(*args, **kwargs)
+
+    def _mark(self, status: str) -> None:
         if self._run_file is not None and self._run_file.is_file():
             record = read_json(self._run_file)
-            record.update(status=status, ended_at=now_iso(), duration_s=round(walltime, 3))
+            record.update(status=status, ended_at=now_iso(), duration_s=round(time.time() - self._started, 3))
             write_json(self._run_file, record)
-        return None if timed_out else super().checkpoint(*args, **kwargs)
 
 
 def _keep_preempted_attempts(run_dir: Path) -> list[str]:
@@ -171,7 +193,6 @@ def _keep_preempted_attempts(run_dir: Path) -> list[str]:
 def submit(sweep, planned, facts) -> list:
     """Submit the jobs as one array; returns submitit's jobs in the order of `planned`."""
     opts: StashSlurmLauncherConf = sweep.options
-    check_reachable()
     executor = submitit.SlurmExecutor(folder=sweep.dir / ".submitit", max_num_timeout=0)
     executor.update_parameters(job_name=f"stash-{sweep.id}", **executor_parameters(opts))
     task = NodeTask(sweep.stash.root, float(sweep.base.stash.grace), opts.timeout_min)
@@ -240,6 +261,20 @@ def update_job(sweep, num: int, run_dir: Path, slurm_state: str | None) -> str:
     return status
 
 
+def refresh_from_slurm(root: Path, jobs: list[dict]) -> tuple[list[dict], str | None]:
+    """Each job's status from its run.json and Slurm; a note when Slurm's records cannot be had."""
+    states = sacct_states([j.get("slurm_job_id") for j in jobs])
+    missing = states is None or any(j.get("slurm_job_id") not in states for j in jobs)
+    note = "Slurm has no record of some jobs: their status is what run.json says." if missing else None
+    refreshed = []
+    for job in jobs:
+        run_file = root / job["run_dir"] / RUN_FILE
+        record = read_json(run_file) if run_file.is_file() else None
+        slurm_state = (states or {}).get(job.get("slurm_job_id") or "")
+        refreshed.append({**job, "status": merged_status(record, slurm_state), "slurm_state": slurm_state})
+    return refreshed, note
+
+
 def follow_hint(sweep) -> None:
     rel = os.path.relpath(sweep.dir, sweep.stash.root)
     ids = sorted({j["slurm_job_id"].split("_")[0] for j in sweep.jobs.values() if j.get("slurm_job_id")})
@@ -258,8 +293,16 @@ class SlurmSweep(LocalSweep):
                  if override_key(w).startswith("hydra.launcher.")}
         return slurm_options(options, self.stash.slurm, given)
 
+    def preflight(self) -> None:
+        check_reachable()
+
     def run(self, planned, facts) -> None:
-        jobs = submit(self, planned, facts)
+        try:
+            jobs = submit(self, planned, facts)
+        except StashError:
+            if all(job["status"] == "pending" and not job.get("slurm_job_id") for job in self.jobs.values()):
+                shutil.rmtree(self.dir, ignore_errors=True)  # nothing of this sweep was submitted: leave nothing
+            raise
         for (spec, _, _), job in zip(planned, jobs):
             self.update(spec.sweep["num"], slurm_job_id=job.job_id)
         self.write(force=True)

@@ -134,6 +134,9 @@ class LocalSweep:
     def parse_options(self, options: dict):
         return LaunchOptions.from_config(options)
 
+    def preflight(self) -> None:
+        """Checks that need the outside world, made before anything is written."""
+
     @classmethod
     def create(cls, config: DictConfig, options: dict) -> "LocalSweep":
         stash = Stash.load(current.root)
@@ -210,6 +213,7 @@ class LocalSweep:
     def launch_numbered(self, numbered, before_start=None) -> list:
         planned = self.plan(numbered)
         facts = self._inspect(planned)
+        self.preflight()
         if before_start:
             before_start(planned)
         self.dir.mkdir(parents=True, exist_ok=True)
