@@ -53,7 +53,7 @@ class Runner:
     def __init__(self, root: Path, grace: float = 5.0, ignore_signals: tuple[int, ...] = ()):
         self.root = root
         self.grace = grace
-        # signals the tools start with ignored (on Slurm: the USR1 meant for submitit, not for the tool)
+        # signals the tools start with ignored (on Slurm: submitit's preemption signal, not meant for the tool)
         self.ignore_signals = ignore_signals
         self.stopping = False
         self._lock = threading.Lock()

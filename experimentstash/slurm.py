@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import time
@@ -153,7 +152,7 @@ class NodeTask(submitit.helpers.Checkpointable):
         env = submitit.JobEnvironment()
         extra = {"slurm_job_id": env.job_id, "node": socket.gethostname(), "requeued": len(previous),
                  "previous_attempts": previous}
-        self._runner = Runner(self.root, grace=self.grace, ignore_signals=(signal.SIGUSR1,))
+        self._runner = Runner(self.root, grace=self.grace, ignore_signals=(submitit.JobEnvironment._usr_sig(),))
         record = self._runner.run(spec, pin, stash, experiment_sha, extra=extra)
         return record["status"]
 
