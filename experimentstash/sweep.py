@@ -36,7 +36,7 @@ class LaunchOptions:
     @classmethod
     def from_config(cls, options: dict) -> "LaunchOptions":
         max_parallel = options.get("max_parallel")
-        max_parallel = os.cpu_count() or 1 if max_parallel is None else max_parallel
+        max_parallel = (os.cpu_count() or 1) if max_parallel is None else max_parallel
         if not isinstance(max_parallel, int) or max_parallel < 1:
             raise StashError(f"hydra.launcher.max_parallel={max_parallel}: give a whole number of at least 1.")
         timeout = options.get("timeout")

@@ -47,6 +47,16 @@ def wait_for_status(stash, folder, needle, timeout=120):
     raise AssertionError(f"'{needle}' not in: {out.stdout}")
 
 
+def submit_one_and_wait_until_running(stash, *args):
+    out = stash.run("-m", *SLURM, "hydra.launcher.wait=false", "tool=fx", *args)
+    assert out.returncode == 0, out.stdout + out.stderr
+    (job,) = sweep_json(stash)["jobs"]
+    deadline = time.monotonic() + 60
+    while not (stash.root / job["run_dir"] / "seen.json").exists() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return sweep_dir(stash), job
+
+
 @needs_slurm
 def test_a_sweep_is_one_job_array_with_records_from_every_task(stash):
     out = stash.run("-m", *SLURM, "tool=fx", "experiment=a,b,c,fig1/x", timeout=300)
@@ -106,27 +116,14 @@ def test_rerun_of_the_failed_tasks(stash):
 
 @needs_slurm
 def test_scancel_of_a_running_array_is_reported_cancelled(stash):
-    out = stash.run("-m", *SLURM, "hydra.launcher.wait=false", "tool=fx", "experiment=slow")
-    assert out.returncode == 0, out.stdout + out.stderr
-    folder = sweep_dir(stash)
-    (job,) = sweep_json(stash)["jobs"]
-    deadline = time.monotonic() + 60
-    while not (stash.root / job["run_dir"] / "seen.json").exists() and time.monotonic() < deadline:
-        time.sleep(0.5)
+    folder, job = submit_one_and_wait_until_running(stash, "experiment=slow")
     subprocess.run(["scancel", job["slurm_job_id"].split("_")[0]], check=True)
     wait_for_status(stash, folder, "1 jobs: 1 cancelled")
 
 
 @needs_slurm
 def test_preempted_task_is_requeued_and_says_so(stash):
-    out = stash.run("-m", *SLURM, "hydra.launcher.timeout_min=30", "hydra.launcher.wait=false", "tool=fx",
-                    "experiment=a", "sleep=20")
-    assert out.returncode == 0, out.stdout + out.stderr
-    folder = sweep_dir(stash)
-    (job,) = sweep_json(stash)["jobs"]
-    deadline = time.monotonic() + 60
-    while not (stash.root / job["run_dir"] / "seen.json").exists() and time.monotonic() < deadline:
-        time.sleep(0.5)
+    folder, job = submit_one_and_wait_until_running(stash, "hydra.launcher.timeout_min=30", "experiment=a", "sleep=20")
     # what Slurm sends before a preemption; submitit's signal (USR2 in submitit >= 1.5)
     subprocess.run(["scancel", f"--signal={submitit.JobEnvironment.USR_SIG}", job["slurm_job_id"]], check=True)
     # Slurm holds a requeued job for two minutes before it may start again; let it start now
