@@ -147,7 +147,8 @@ def _print_table(root: Path, records: list[dict], total: int) -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    out = Console(highlight=False)
+    # a pipe or a file gets whole rows, however wide: scripts grep them
+    out = Console(highlight=False, width=None if sys.stdout.isatty() else 1000)
     if not records:
         out.print(f"No runs{' match' if total else ' yet'} ({total} recorded under outputs/ and multirun/).")
         return
