@@ -11,10 +11,7 @@ from pathlib import Path
 
 from . import StashError
 from .invocation import fail
-from .pins import inspect_tool
 from .registry import Stash, find_root
-from .report import print_summary
-from .sweep import read_sweep, refresh_statuses, rerun
 
 
 def _checkout_state(pin) -> str:
@@ -25,6 +22,8 @@ def _checkout_state(pin) -> str:
 
 
 def cmd_list(args) -> int:
+    from .pins import inspect_tool  # GitPython: imported by the subcommands that use it
+
     stash = Stash.load(find_root())
     out = Console(highlight=False)
     table = Table(title=f"tools of the stash {stash.root}", title_justify="left")
@@ -49,11 +48,16 @@ def _sweep_dir(stash: Stash, given: str) -> Path:
 
 
 def cmd_rerun(args) -> int:
+    from .sweep import rerun  # Hydra loads slowly: only the subcommands that need it import it
+
     stash = Stash.load(find_root())
     return rerun(stash.root, _sweep_dir(stash, args.sweep_dir))
 
 
 def cmd_status(args) -> int:
+    from .report import print_summary
+    from .sweep import read_sweep, refresh_statuses
+
     stash = Stash.load(find_root())
     sweep_dir = _sweep_dir(stash, args.sweep_dir)
     print_summary(stash.root, sweep_dir, refresh_statuses(stash.root, read_sweep(sweep_dir)))

@@ -119,7 +119,8 @@ def result_cell(result, limit: int = 6) -> str:
     return " ".join(items)
 
 
-STATUS_STYLE = {"succeeded": "green", "running": "cyan", "failed": "red", "timeout": "red", "interrupted": "yellow"}
+STATUS_COLOUR = {"succeeded": "32", "running": "36", "failed": "31", "timeout": "31", "interrupted": "33"}
+COLUMNS = ("id", "started", "tool", "experiment", "commit", "status", "duration", "result")
 
 
 def cmd_runs(args, root: Path) -> int:
@@ -130,7 +131,8 @@ def cmd_runs(args, root: Path) -> int:
     records, bad = load_runs(root)
     shown = select(records, args.tool, args.experiment, args.status, args.last)
     if args.json:
-        sys.stdout.write(json.dumps(shown, indent=1) + "\n")
+        # one record per line: readable, and json's fast C encoder (an indent would make it the slow Python one)
+        sys.stdout.write("[\n" + ",\n".join(json.dumps(r) for r in shown) + ("\n]\n" if shown else "]\n"))
     else:
         _print_table(root, shown, len(records))
     if bad:
@@ -143,29 +145,35 @@ def cmd_runs(args, root: Path) -> int:
 
 
 def _print_table(root: Path, records: list[dict], total: int) -> None:
-    from rich.console import Console
-    from rich.markup import escape
-    from rich.table import Table
-
-    # a pipe or a file gets whole rows, however wide: scripts grep them
-    out = Console(highlight=False, width=None if sys.stdout.isatty() else 1000)
+    """Plain aligned columns (rich's Table takes seconds for thousands of rows); status coloured on a terminal."""
+    out = sys.stdout
     if not records:
-        out.print(f"No runs{' match' if total else ' yet'} ({total} recorded under outputs/ and multirun/).")
+        out.write(f"No runs{' match' if total else ' yet'} ({total} recorded under outputs/ and multirun/).\n")
         return
-    table = Table(box=None, pad_edge=False, header_style="bold")
-    for column in ("id", "started", "tool", "experiment", "commit", "status", "duration", "result"):
-        table.add_column(column, overflow="fold", no_wrap=column in ("id", "started", "commit"))
+    rows = []
     for r in records:
-        status = str(r.get("status"))
-        style = STATUS_STYLE.get(status, "")
-        status_cell = f"[{style}]{escape(status)}[/]" if style else escape(status)
         experiment = str(r.get("experiment"))
         if r.get("reproduces"):
             experiment += f" (reproduces {r['reproduces']})"
-        table.add_row(
-            escape(str(r.get("id"))), _time_cell(r.get("started_at")), escape(str(r.get("tool"))),
-            escape(experiment), commit_cell(r), status_cell, _duration_cell(r.get("duration_s")),
-            escape(result_cell(r.get("result"))),
-        )
-    out.print(table)
-    out.print(f"{len(records)} of {total} runs. commit: + checkout not at the pin, * uncommitted changes (tool.diff).")
+        rows.append((
+            str(r.get("id")), _time_cell(r.get("started_at")), str(r.get("tool")), experiment, commit_cell(r),
+            str(r.get("status")), _duration_cell(r.get("duration_s")), result_cell(r.get("result")),
+        ))
+    widths = [max(len(COLUMNS[i]), *(len(row[i]) for row in rows)) for i in range(len(COLUMNS))]
+    colour = out.isatty() and not os.environ.get("NO_COLOR")
+    status_col = COLUMNS.index("status")
+
+    def line(cells, header=False) -> str:
+        parts = []
+        for i, cell in enumerate(cells):
+            text = cell if i == len(cells) - 1 else cell.ljust(widths[i])
+            if colour and header:
+                text = f"\033[1m{text}\033[0m"
+            elif colour and i == status_col and cell in STATUS_COLOUR:
+                text = f"\033[{STATUS_COLOUR[cell]}m{text}\033[0m"
+            parts.append(text)
+        return "  ".join(parts).rstrip() + "\n"
+
+    out.write(line(COLUMNS, header=True))
+    out.write("".join(line(row) for row in rows))
+    out.write(f"{len(records)} of {total} runs. commit: + checkout not at the pin, * uncommitted changes (tool.diff).\n")
