@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import StashError
-from .job import launcher_env, prepare_tool
+from .job import prepare_tool
 from .registry import Stash, Tool
 
 
@@ -44,13 +44,13 @@ class ToolQuery:
 def query(stash: Stash, tool_name: str | None, experiment: str | None) -> ToolQuery:
     tool = stash.tool(tool_name)
     experiment_file = stash.experiment_file(tool.name, experiment)
-    interpreter, entry = prepare_tool(stash, tool)
+    interpreter, entry, env = prepare_tool(stash, tool)
     base = (
         *interpreter.prefix, *entry,
         f"--config-dir={stash.root / 'configs' / tool.name}",
         f"--config-name={stash.config_name(tool.name, experiment_file)}",
     )
-    return ToolQuery(tool, experiment, experiment_file, base, tool.path, launcher_env(stash, tool),
+    return ToolQuery(tool, experiment, experiment_file, base, tool.path, dict(env),
                      interpreter.prefix)
 
 

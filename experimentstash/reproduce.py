@@ -24,9 +24,9 @@ import yaml
 
 from . import StashError
 from .invocation import console
-from .job import JobSpec, hydra_value, launcher_env, new_run_id, prepare_tool
+from .job import JobSpec, hydra_value, new_run_id, prepare_tool
 from .pins import ToolPin, stash_state
-from .record import EXPERIMENT_COPY, PATCH_FILE, RUN_FILE, RUN_SCHEMA, read_json, write_json
+from .record import EXPERIMENT_COPY, PATCH_FILE, RUN_FILE, RUN_SCHEMA, read_json
 from .registry import META, META_LOCAL, Stash, Tool, _deep_merge, _parse_tools
 
 CACHE = Path(".cache") / "experimentstash"
@@ -283,8 +283,8 @@ def plan_reproduction(stash: Stash, record: dict, run_dir: Path, stack: ExitStac
     experiment_file.parent.mkdir(parents=True, exist_ok=True)
     experiment_file.write_bytes(experiment_text(stash, record, run_dir))
 
-    interpreter, entry = prepare_tool(stash, tool)
-    env = launcher_env(stash, tool)
+    interpreter, entry, env = prepare_tool(stash, tool)
+    env = dict(env)
     lock_sha = (record.get("env") or {}).get("lock_sha256")
     if interpreter.kind == "uv":
         # an environment of its own, built from the recorded lock file
@@ -323,15 +323,11 @@ def run_reproduction(stash: Stash, record: dict, spec: JobSpec, pin: ToolPin, gr
     runner = Runner(stash.root, grace=grace)
     outcome: dict = {}
 
-    def mark(started: dict) -> None:
-        started.update(reproduces=record["id"], experiment_file=record["experiment_file"],
-                       experiment_sha256=record.get("experiment_sha256"))
-        write_json(spec.run_dir / RUN_FILE, started)
-
+    extra = {"reproduces": record["id"], "experiment_file": record["experiment_file"]}
     data = spec.experiment_file.read_bytes()
     worker = threading.Thread(
-        target=lambda: outcome.update(runner.run(spec, pin, stash_state(stash.root),
-                                                 hashlib.sha256(data).hexdigest(), stream=True, on_start=mark)),
+        target=lambda: outcome.update(runner.run(spec, pin, stash_state(stash.root), hashlib.sha256(data).hexdigest(),
+                                                 stream=True, extra=extra)),
         daemon=True,
     )
     restore = raise_on_signals()
