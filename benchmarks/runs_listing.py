@@ -113,7 +113,7 @@ def main() -> None:
     print(f"experimentstash runs --json, {args.runs} records:         {med(json_times):.3f} s "
           f"(min {min(json_times):.3f}, max {max(json_times):.3f})")
     print(f"experimentstash runs --json with filters and --last 20: {med(filtered):.3f} s")
-    print(f"experimentstash runs (rich table of every run):        {med(table):.3f} s")
+    print(f"experimentstash runs (table of every run):             {med(table):.3f} s")
     print(f"reading and sorting alone, in process:                  {med(reads):.3f} s "
           f"({med(reads) / args.runs * 1e6:.0f} us per record)")
     ratio = med(json_times) / TARGET_S
