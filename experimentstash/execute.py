@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -12,7 +13,7 @@ from pathlib import Path
 
 from .job import JobSpec
 from .pins import StashState, ToolPin
-from .record import PATCH_FILE, RUN_FILE, env_record, now_iso, read_result, run_record, write_json
+from .record import EXPERIMENT_COPY, PATCH_FILE, RUN_FILE, env_record, now_iso, read_result, run_record, write_json
 
 
 class Interrupted(Exception):
@@ -96,6 +97,7 @@ class Runner:
 
         `extra` adds fields to the record (a Slurm task's job id and node)."""
         spec.run_dir.mkdir(parents=True, exist_ok=False)
+        shutil.copyfile(spec.experiment_file, spec.run_dir / EXPERIMENT_COPY)  # what `reproduce` runs again
         if pin.patch:
             (spec.run_dir / PATCH_FILE).write_bytes(pin.patch)
         record = {**run_record(spec, self.root, pin, stash, experiment_sha), **(extra or {})}

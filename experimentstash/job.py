@@ -154,7 +154,7 @@ def plan_job(
         *interpreter.prefix,
         *entry,
         f"--config-dir={stash.root / 'configs' / tool.name}",
-        f"--config-name=experiment/{experiment}",
+        f"--config-name={stash.config_name(tool.name, experiment_file)}",
         *fixed,
         *overrides,
         f"hydra.run.dir={hydra_value(str(run_dir))}",

@@ -22,6 +22,7 @@ SWEEP_SCHEMA = 1
 RUN_FILE = "run.json"
 SWEEP_FILE = "sweep.json"
 PATCH_FILE = "tool.diff"
+EXPERIMENT_COPY = "experiment.yaml"  # the experiment file as it was when the run started
 FINAL = ("succeeded", "failed", "timeout", "interrupted", "cancelled", "preempted")
 
 

@@ -14,6 +14,7 @@ from . import StashError
 
 META = Path("configs/meta.yaml")
 META_LOCAL = Path("configs/meta.local.yaml")
+SNAPSHOTS = "snapshots"  # configs/<tool>/snapshots/<tag>/<id>.yaml, run as experiment=snapshots/<tag>/<id>
 
 # key -> (allowed types, description used in error messages)
 TOOL_KEYS = {
@@ -117,15 +118,33 @@ class Stash:
                 "without '..', a leading '/' or '.yaml' (e.g. experiment=figure1/pca)."
             )
         path = base / f"{experiment}.yaml"
-        if not path.is_file():
+        if parts[0] == SNAPSHOTS and not path.is_file():
+            # a frozen snapshot: configs/<tool>/snapshots/<tag>/<id>.yaml runs as experiment=snapshots/<tag>/<id>
+            base = self.root / "configs" / tool / SNAPSHOTS
+            path = self.root / "configs" / tool / f"{experiment}.yaml"
+            if not path.is_file():
+                raise StashError(
+                    f"Unknown snapshot '{experiment}' for tool '{tool}': no configs/{tool}/{experiment}.yaml "
+                    f"(snapshots: {', '.join(self.snapshots(tool)) or 'none yet'})."
+                )
+        elif not path.is_file():
             raise StashError(
                 f"Unknown experiment '{experiment}' for tool '{tool}'"
                 f"{_closest(experiment, self.experiments(tool))} ({self._list_experiments(tool)})."
             )
         if not path.resolve().is_relative_to(base.resolve()):
-            raise StashError(f"Experiment '{experiment}' is a link that leads outside configs/{tool}/experiment/.")
+            raise StashError(f"Experiment '{experiment}' is a link that leads outside {base.relative_to(self.root)}/.")
         read_yaml(path, self.root)  # a syntax error is reported here, naming file and line
         return path
+
+    def snapshots(self, tool: str) -> list[str]:
+        """Every snapshot of a tool as the experiment id that runs it (snapshots/<tag>/<id>), sorted."""
+        base = self.root / "configs" / tool
+        return sorted(p.relative_to(base).with_suffix("").as_posix() for p in (base / SNAPSHOTS).rglob("*.yaml"))
+
+    def config_name(self, tool: str, experiment_file: Path) -> str:
+        """The --config-name of an experiment file for Hydra, whose --config-dir is configs/<tool>."""
+        return experiment_file.relative_to(self.root / "configs" / tool).with_suffix("").as_posix()
 
     def _list_experiments(self, tool: str) -> str:
         ids = self.experiments(tool)

@@ -1,0 +1,139 @@
+"""`experimentstash snapshot <tool> <experiment> --tag T [--commit]`: freeze an experiment's resolved config.
+
+The tool's own Hydra composes the experiment (`--cfg job --resolve`), so no interpolation and no defaults list
+is left: the file stands alone. It is written to configs/<tool>/snapshots/<T>/<id>.yaml with a header holding
+the tool commit and the time, and runs like an experiment: `tool=<tool> experiment=snapshots/<T>/<id>`.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timezone
+from pathlib import Path
+
+import git
+import yaml
+
+from . import StashError
+from .compose import query, tail
+from .invocation import console
+from .pins import inspect_tool
+from .registry import SNAPSHOTS, Stash
+
+TAG = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+def check_tag(tag: str) -> None:
+    if not TAG.fullmatch(tag) or tag.endswith((".", ".lock")) or ".." in tag:
+        raise StashError(
+            f"--tag '{tag}': use letters, digits, '.', '_' and '-' (starting with a letter or digit), e.g. neurips2025."
+        )
+
+
+def snapshot_path(stash: Stash, tool: str, tag: str, experiment: str) -> Path:
+    return stash.root / "configs" / tool / SNAPSHOTS / tag / f"{experiment}.yaml"
+
+
+def header(tool: str, experiment: str, tag: str, commit: str, pinned: str | None, overrides: list[str],
+           dirty: bool) -> str:
+    lines = [
+        "# @package _global_",  # a config in a subfolder belongs to that package unless it says otherwise
+        f"# experimentstash snapshot '{tag}' of experiment '{experiment}' (tool '{tool}')",
+        f"# tool_commit: {commit}",
+    ]
+    if pinned and pinned != commit:
+        lines.append(f"# tool_pinned_commit: {pinned} (the stash pinned another commit when this was made)")
+    if dirty:
+        lines.append("# tool_dirty: true (made with --allow-dirty: uncommitted tool changes are not in that commit)")
+    lines.append(f"# created_at: {datetime.now(timezone.utc).isoformat(timespec='seconds').replace('+00:00', 'Z')}")
+    if overrides:
+        lines.append(f"# overrides: {' '.join(overrides)}")
+    lines.append(f"# fully resolved by the tool's Hydra (--cfg job --resolve); run it with:")
+    lines.append(f"#   python -m experimentstash tool={tool} experiment={SNAPSHOTS}/{tag}/{experiment}")
+    return "\n".join(lines) + "\n"
+
+
+def cmd_snapshot(args, root: Path) -> int:
+    stash = Stash.load(root)
+    check_tag(args.tag)
+    tool = stash.tool(args.tool)
+    if args.experiment.split("/", 1)[0] == SNAPSHOTS:
+        raise StashError(f"'{args.experiment}' is a snapshot already: snapshot an experiment of configs/{tool.name}/experiment/.")
+    q = query(stash, tool.name, args.experiment)
+    target = snapshot_path(stash, tool.name, args.tag, args.experiment)
+    repo = None
+    try:
+        repo = git.Repo(stash.root)
+    except (git.InvalidGitRepositoryError, git.NoSuchPathError):
+        if args.commit:
+            raise StashError(f"--commit needs the stash {stash.root} to be a git repository.") from None
+    tag_name = f"snapshot/{args.tag}"
+    if repo is not None and tag_name in [t.name for t in repo.tags] and not args.force:
+        raise StashError(f"The tag {tag_name} exists already: pick another --tag, or --force to replace it.")
+    if target.exists() and not args.force:
+        raise StashError(f"{target.relative_to(stash.root)} exists already: pick another --tag, or --force to replace it.")
+
+    pin = inspect_tool(stash.root, tool)
+    if pin.kind == "uninitialized":
+        raise StashError(f"Tool '{tool.name}' is a submodule that is not checked out: run "
+                         f"`git submodule update --init {tool.rel_path}`.")
+    if not pin.commit:
+        raise StashError(f"Tool '{tool.name}' has no commit to pin (is the stash a git repository with a commit?).")
+    if pin.dirty and not args.allow_dirty:
+        where = tool.rel_path if pin.kind == "submodule" else f"the stash below {tool.rel_path}"
+        raise StashError(
+            f"Tool '{tool.name}' has uncommitted changes in {where} ({', '.join(pin.untracked[:3]) or 'modified files'}): "
+            "a snapshot of uncommitted code pins nothing. Commit them first, or pass --allow-dirty."
+        )
+    if pin.moved:
+        console.print(f"[yellow]warning:[/] {tool.rel_path} is at {pin.commit[:10]}, the stash pins {pin.pinned[:10]}: "
+                      f"the snapshot records {pin.commit[:10]}" + (" and --commit pins it." if args.commit else "."),
+                      markup=True)
+
+    out = q.run(*args.overrides, "--cfg", "job", "--resolve")
+    if out.returncode != 0:
+        raise StashError(
+            f"Tool '{tool.name}' could not compose experiment '{args.experiment}' (exit {out.returncode}):\n"
+            f"{tail(out.stderr or out.stdout)}"
+        )
+    text = out.stdout
+    try:
+        parsed = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise StashError(f"Tool '{tool.name}' printed something that is not a YAML config for --cfg job: {err}") from None
+    if not isinstance(parsed, dict):
+        raise StashError(f"Tool '{tool.name}' printed no config mapping for --cfg job:\n{tail(text)}")
+    if "${" in text:
+        line = next(i + 1 for i, line in enumerate(text.splitlines()) if "${" in line)
+        raise StashError(
+            f"The resolved config of '{args.experiment}' still holds '${{' (line {line} of the composed config, an "
+            "escaped interpolation): a snapshot must be plain values. Replace that value in the experiment."
+        )
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(header(tool.name, args.experiment, args.tag, pin.commit, pin.pinned, list(args.overrides),
+                             pin.dirty) + text)
+    rel = target.relative_to(stash.root).as_posix()
+    console.print(f"snapshot written: {rel} (tool {tool.name} at {pin.commit[:10]})", highlight=False)
+    if args.commit:
+        _commit(repo, rel, tool.rel_path.rstrip("/") if pin.kind == "submodule" else None, tag_name, args, pin.commit)
+        console.print(f"committed and tagged {tag_name}", highlight=False)
+    console.print(f"run it: python -m experimentstash tool={tool.name} experiment={SNAPSHOTS}/{args.tag}/{args.experiment}",
+                  highlight=False)
+    return 0
+
+
+def _commit(repo: git.Repo, rel: str, gitlink: str | None, tag_name: str, args, commit: str) -> None:
+    paths = [rel] + ([gitlink] if gitlink else [])
+    repo.git.add("--", *paths)
+    changed = repo.git.diff("--cached", "--name-only", "HEAD", "--", *paths) if repo.head.is_valid() else rel
+    if changed:
+        message = f"Snapshot {args.tag}: {args.tool} {args.experiment} at {commit[:10]}"
+        try:
+            # only these paths: whatever else the user has staged stays out of the snapshot commit
+            repo.git.commit("-q", "-m", message, "--only", "--", *paths)
+        except git.GitCommandError as err:
+            raise StashError(f"git commit of the snapshot failed: {err.stderr.strip()}") from None
+    try:
+        repo.create_tag(tag_name, ref=repo.head.commit, message=f"snapshot {args.tag}", force=args.force)
+    except git.GitCommandError as err:
+        raise StashError(f"git tag {tag_name} failed: {err.stderr.strip()}") from None

@@ -1,0 +1,254 @@
+"""`reproduce <run dir>`: the recorded tool commit, its uncommitted changes and the recorded experiment file."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from conftest import experiment, git
+
+# a deterministic tool: it writes the commit it runs from and values derived from its code (FACTOR, extra.txt)
+DET_TOOL = '''
+import json, subprocess
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+
+FACTOR = 2
+HERE = Path(__file__).resolve().parent
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="config")
+def main(cfg):
+    out = Path(HydraConfig.get().runtime.output_dir)
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=HERE, capture_output=True, text=True).stdout.strip()
+    extra = (HERE / "extra.txt").read_text().strip() if (HERE / "extra.txt").exists() else None
+    result = {"commit": commit, "score": cfg.value * FACTOR, "extra": extra}
+    (out / "result.json").write_text(json.dumps(result, sort_keys=True))
+    (out / "table.csv").write_text("".join(f"{i},{i * cfg.value * FACTOR}\\n" for i in range(5)))
+    print("det tool done", flush=True)
+
+
+if __name__ == "__main__":
+    main()
+'''
+
+DET_META = """\
+  det:
+    path: tools/det
+    entrypoint: tool.py
+    env: current
+    result: result.json
+"""
+
+
+def set_factor(tool_dir: Path, factor: int) -> None:
+    path = tool_dir / "tool.py"
+    text = path.read_text()
+    start = text.index("FACTOR = ")
+    end = text.index("\n", start)
+    path.write_text(text[:start] + f"FACTOR = {factor}" + text[end:])
+
+
+@pytest.fixture
+def det(stash, tmp_path):
+    """The test stash with a second, deterministic submodule tool `det` and its experiment `e` (value 3)."""
+    repo = tmp_path / "det-repo"
+    repo.mkdir()
+    git(repo, "init", "-q", "-b", "main")
+    (repo / "tool.py").write_text(DET_TOOL)
+    (repo / "conf").mkdir()
+    (repo / "conf" / "config.yaml").write_text("value: 1\n")
+    (repo / ".gitignore").write_text("__pycache__/\n")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "det v1")
+    git(stash.root, "submodule", "add", "-q", str(repo), "tools/det")
+    meta = stash.root / "configs" / "meta.yaml"
+    meta.write_text(meta.read_text() + DET_META)
+    stash.write("configs/det/experiment/e.yaml", experiment("value: 3\n"))
+    stash.commit("add the det tool")
+    return stash
+
+
+def only_run(stash, **match) -> tuple[dict, Path]:
+    found = [r for r in stash.runs() if all(r.get(k) == v for k, v in match.items())]
+    assert len(found) == 1, found
+    return found[0], stash.root / found[0]["run_dir"]
+
+
+def worktrees(repo: Path) -> list[str]:
+    return [line for line in git(repo, "worktree", "list", "--porcelain").splitlines() if line.startswith("worktree ")]
+
+
+def test_reproduces_the_recorded_commit_after_the_tool_moved_on(det):
+    tool = det.root / "tools" / "det"
+    old_commit = git(tool, "rev-parse", "HEAD")
+    out = det.run("tool=det", "experiment=e")
+    assert out.returncode == 0, out.stderr
+    original, original_dir = only_run(det, tool="det")
+    assert original["result"] == {"commit": old_commit, "score": 6, "extra": None}
+    assert (original_dir / "experiment.yaml").read_text() == (det.root / "configs/det/experiment/e.yaml").read_text()
+
+    set_factor(tool, 5)
+    git(tool, "commit", "-qam", "det v2: FACTOR 5")
+    new_commit = git(tool, "rev-parse", "HEAD")
+    det.commit("pin det v2")
+    assert det.run("tool=det", "experiment=e").returncode == 0
+    assert det.runs()[-1]["result"]["score"] == 15  # the new code really gives another value
+
+    out = det.run("reproduce", str(original_dir), "--check")
+    assert out.returncode == 0, out.stdout + out.stderr
+    (repro,) = [r for r in det.runs() if r.get("reproduces")]
+    assert repro["reproduces"] == original["id"]
+    assert repro["status"] == "succeeded"
+    assert repro["tool_commit"] == old_commit
+    assert repro["result"] == {"commit": old_commit, "score": 6, "extra": None}
+    assert repro["experiment_file"] == "configs/det/experiment/e.yaml"
+    assert repro["run_dir"].startswith("outputs/det/e/")
+    assert "identical" in out.stdout and "differs" not in out.stdout
+    assert "table.csv" in out.stdout and "result score" in out.stdout
+    # the user's checkout was not touched, and the worktree is gone
+    assert git(tool, "rev-parse", "HEAD") == new_commit
+    assert git(tool, "status", "--porcelain", "--ignored") == ""
+    assert len(worktrees(tool)) == 1
+    assert not any((det.root / ".cache" / "experimentstash" / "worktrees").iterdir())
+
+
+def test_a_dirty_run_is_reproduced_with_its_patch(det):
+    tool = det.root / "tools" / "det"
+    set_factor(tool, 7)  # uncommitted change to tracked code
+    (tool / "extra.txt").write_text("untracked input\n")  # an untracked file the tool reads
+    out = det.run("tool=det", "experiment=e")
+    assert out.returncode == 0, out.stderr
+    original, original_dir = only_run(det, tool="det")
+    assert original["tool_dirty"] and (original_dir / "tool.diff").is_file()
+    assert original["result"]["score"] == 21 and original["result"]["extra"] == "untracked input"
+
+    git(tool, "checkout", "--", ".")
+    (tool / "extra.txt").unlink()
+    assert git(tool, "status", "--porcelain") == ""
+
+    out = det.run("reproduce", str(original_dir), "--check")
+    assert out.returncode == 0, out.stdout + out.stderr
+    (repro,) = [r for r in det.runs() if r.get("reproduces")]
+    assert repro["result"] == original["result"]
+    assert repro["tool_dirty"] is True and repro["tool_diff"] == "tool.diff"
+    assert (det.root / repro["run_dir"] / "tool.diff").read_bytes() == (original_dir / "tool.diff").read_bytes()
+    assert git(tool, "status", "--porcelain", "--ignored") == ""  # the patch went to the worktree only
+
+
+def test_the_experiment_file_as_it_was_when_the_run_started(det):
+    out = det.run("tool=det", "experiment=e")
+    assert out.returncode == 0, out.stderr
+    original, original_dir = only_run(det, tool="det")
+    det.write("configs/det/experiment/e.yaml", experiment("value: 100\n"))
+    det.commit("change experiment e")
+
+    out = det.run("reproduce", str(original_dir), "--check")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert [r for r in det.runs() if r.get("reproduces")][0]["result"]["score"] == 6
+
+    (det.root / "configs/det/experiment/e.yaml").unlink()
+    det.commit("delete experiment e")
+    out = det.run("reproduce", str(original_dir))
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert [r["result"]["score"] for r in det.runs() if r.get("reproduces")] == [6, 6]
+
+
+def test_overrides_are_replayed(det):
+    assert det.run("tool=det", "experiment=e", "value=4").returncode == 0
+    original, original_dir = only_run(det, tool="det")
+    out = det.run("reproduce", str(original_dir), "--check")
+    assert out.returncode == 0, out.stdout + out.stderr
+    (repro,) = [r for r in det.runs() if r.get("reproduces")]
+    assert repro["overrides"] == ["value=4"] and repro["result"]["score"] == 8
+
+
+def test_check_reports_differences_with_exit_code_1(stash):
+    # the fixture tool writes its pid, cwd and times into seen.json: no two runs are identical
+    out = stash.run("tool=fx", "experiment=a")
+    assert out.returncode == 0, out.stderr
+    original, original_dir = only_run(stash, tool="fx")
+    out = stash.run("reproduce", str(original_dir), "--check")
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert "differs" in out.stdout and "seen.json" in out.stdout
+    assert "identical" in out.stdout  # result.json and the result values are the same
+    (repro,) = [r for r in stash.runs() if r.get("reproduces")]
+    assert repro["result"] == original["result"]
+
+
+def test_an_in_tree_tool_is_reproduced_from_a_worktree_of_the_stash(stash):
+    stash.write("tools/local/tool.py", DET_TOOL.replace('cwd=HERE', 'cwd=HERE.parent.parent'))
+    stash.write("tools/local/conf/config.yaml", "value: 1\n")
+    meta = stash.root / "configs" / "meta.yaml"
+    meta.write_text(meta.read_text() + DET_META.replace("det", "local"))
+    stash.write("configs/local/experiment/e.yaml", experiment("value: 3\n"))
+    first = stash.commit("in-tree tool")
+    assert stash.run("tool=local", "experiment=e").returncode == 0
+    original, original_dir = only_run(stash, tool="local")
+    assert original["tool_kind"] == "in-tree" and original["result"]["commit"] == first
+
+    set_factor(stash.root / "tools" / "local", 9)
+    stash.commit("in-tree tool v2")
+    out = stash.run("reproduce", str(original_dir), "--check")
+    assert out.returncode == 0, out.stdout + out.stderr
+    (repro,) = [r for r in stash.runs() if r.get("reproduces")]
+    assert repro["result"] == {"commit": first, "score": 6, "extra": None}
+    assert len(worktrees(stash.root)) == 1
+    assert git(stash.root, "status", "--porcelain") == ""
+
+
+def test_a_commit_gone_from_the_tool_history_is_a_clear_error(det):
+    tool = det.root / "tools" / "det"
+    set_factor(tool, 3)
+    git(tool, "commit", "-qam", "a commit that will be rewritten away")
+    lost = git(tool, "rev-parse", "HEAD")
+    assert det.run("tool=det", "experiment=e").returncode == 0
+    _, original_dir = only_run(det, tool="det")
+    git(tool, "reset", "-q", "--hard", "HEAD~1")
+    git(tool, "reflog", "expire", "--expire=now", "--all")
+    git(tool, "gc", "-q", "--prune=now")
+    assert subprocess.run(["git", "cat-file", "-e", lost], cwd=tool).returncode != 0
+
+    out = det.run("reproduce", str(original_dir))
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert lost in out.stderr and "rewritten" in out.stderr
+    assert "Traceback" not in out.stderr
+    assert len(det.runs()) == 1  # no new run was started
+    assert len(worktrees(tool)) == 1
+
+
+def test_bad_run_dirs_are_clear_errors(stash):
+    empty = stash.root / "outputs" / "not-a-run"
+    empty.mkdir(parents=True)
+    out = stash.run("reproduce", str(empty))
+    assert out.returncode == 2 and "holds no run.json" in out.stderr and "Traceback" not in out.stderr
+
+    out = stash.run("reproduce", str(stash.root / "outputs" / "missing"))
+    assert out.returncode == 2 and "is not a folder" in out.stderr
+
+    assert stash.run("tool=fx", "experiment=a").returncode == 0
+    record, run_dir = only_run(stash, tool="fx")
+    record["schema"] = 99
+    (run_dir / "run.json").write_text(json.dumps(record))
+    out = stash.run("reproduce", str(run_dir))
+    assert out.returncode == 2 and "schema 99" in out.stderr and "upgrade" in out.stderr
+
+    (run_dir / "run.json").write_text("{not json")
+    out = stash.run("reproduce", str(run_dir))
+    assert out.returncode == 2 and "not valid JSON" in out.stderr
+
+
+def test_a_missing_patch_of_a_dirty_run_is_a_clear_error(det):
+    tool = det.root / "tools" / "det"
+    set_factor(tool, 4)
+    assert det.run("tool=det", "experiment=e").returncode == 0
+    _, run_dir = only_run(det, tool="det")
+    (run_dir / "tool.diff").unlink()
+    out = det.run("reproduce", str(run_dir))
+    assert out.returncode == 2 and "tool.diff" in out.stderr and "missing" in out.stderr
+    assert len(worktrees(tool)) == 1  # the worktree made before the failure was removed

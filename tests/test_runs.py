@@ -1,0 +1,81 @@
+"""`runs`: the table and JSON of past runs with filters; `list` with no arguments."""
+
+from __future__ import annotations
+
+import json
+
+from conftest import git
+
+
+def runs_json(stash, *args) -> list[dict]:
+    out = stash.run("runs", "--json", *args)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+def test_runs_lists_filters_and_marks(stash):
+    assert stash.run("tool=fx", "experiment=a").returncode == 0
+    assert stash.run("tool=fx", "experiment=fig1/x", "value=2").returncode == 0
+    assert stash.run("tool=fx", "experiment=crash").returncode != 0
+    (stash.tool / "VERSION").write_text("dirty\n")
+    assert stash.run("tool=fx", "experiment=b").returncode == 0
+    assert stash.run("-m", "tool=fx", "experiment=a,c").returncode == 0  # two runs under multirun/
+
+    every = runs_json(stash)
+    assert [r["experiment"] for r in every][:4] == ["a", "fig1/x", "crash", "b"]  # oldest first
+    assert {r["experiment"] for r in every[4:]} == {"a", "c"}
+    assert len(every) == 6
+    assert sum(r["run_dir"].startswith("multirun/") for r in every) == 2
+    assert [r["experiment"] for r in runs_json(stash, "--status", "failed")] == ["crash"]
+    assert {r["experiment"] for r in runs_json(stash, "--experiment", "a")} == {"a"}
+    assert len(runs_json(stash, "--experiment", "a")) == 2
+    assert [r["experiment"] for r in runs_json(stash, "--experiment", "fig1/*")] == ["fig1/x"]
+    assert runs_json(stash, "--tool", "nope") == []
+    last = runs_json(stash, "--last", "2")
+    assert last == every[-2:]
+    assert runs_json(stash, "--tool", "fx", "--status", "succeeded", "--last", "1") == every[-1:]
+
+    out = stash.run("runs")
+    assert out.returncode == 0, out.stderr
+    table = out.stdout
+    for record in every:
+        assert record["id"] in table
+    commit = git(stash.tool, "rev-parse", "HEAD")[:8]
+    assert f"{commit}*" in table  # the dirty run is marked
+    assert "failed" in table and "succeeded" in table
+    assert "score=2" in table and "score=4" in table  # result values (value 1 and 2, doubled)
+    assert "6 of 6 runs" in table
+
+    out = stash.run("runs", "--experiment", "b")
+    assert "1 of 6 runs" in out.stdout
+
+
+def test_runs_skips_unreadable_records_and_handles_no_runs(stash):
+    out = stash.run("runs")
+    assert out.returncode == 0 and "No runs yet" in out.stdout
+    assert runs_json(stash) == []
+    assert stash.run("tool=fx", "experiment=a").returncode == 0
+    broken = stash.root / "outputs" / "fx" / "a" / "broken"
+    broken.mkdir(parents=True)
+    (broken / "run.json").write_text("{half")
+    out = stash.run("runs", "--json")
+    assert out.returncode == 0
+    assert len(json.loads(out.stdout)) == 1
+    assert "1 unreadable run.json skipped" in out.stderr and "broken" in out.stderr
+
+
+def test_runs_bad_input(stash):
+    out = stash.run("runs", "--status", "great")
+    assert out.returncode == 2 and "--status great" in out.stderr
+    out = stash.run("runs", "--last", "-1")
+    assert out.returncode == 2 and "--last -1" in out.stderr
+
+
+def test_no_arguments_lists_the_tools_and_how_to_run(stash):
+    out = stash.run()
+    assert out.returncode == 0, out.stderr
+    assert "fx" in out.stdout and "at pin" in out.stdout
+    assert "fig1/x" in out.stdout and "crash" in out.stdout  # the tool's experiments
+    assert git(stash.root, "ls-tree", "HEAD", "tools/fx").split()[2][:10] in out.stdout
+    assert "python -m experimentstash tool=<tool> experiment=<experiment>" in out.stdout
+    assert out.stdout == stash.run("list").stdout
