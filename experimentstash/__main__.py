@@ -8,7 +8,7 @@ from __future__ import annotations
 import sys
 
 from . import StashError
-from .invocation import check_launcher_options, current, expose_searched_keys, fail, split_argv
+from .invocation import check_launcher_options, current, fail, route_tool_overrides, split_argv
 from .registry import Stash, find_root
 
 SUBCOMMANDS = {"list", "runs", "rerun", "status", "reproduce", "snapshot", "add-tool", "check"}
@@ -21,7 +21,7 @@ def main(argv: list[str] | None = None) -> None:
             from . import cli
 
             sys.exit(cli.main(argv))
-        hydra_words, tool_words = expose_searched_keys(*split_argv(argv))
+        hydra_words, tool_words = route_tool_overrides(*split_argv(argv))
         check_launcher_options(hydra_words)
         current.root = find_root()
     except StashError as err:

@@ -10,9 +10,6 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rich.console import Console
-from rich.markup import escape
-
 from . import StashError
 
 LAUNCHER_KEYS = ("tool", "experiment", "stash", "hydra")
@@ -23,7 +20,21 @@ FLAGS_WITH_VALUE = {
 }
 INFO_TOPICS = {"all", "config", "defaults", "defaults-tree", "plugins", "searchpath"}
 
-console = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def __getattr__(name: str):
+    """`console` (rich, for tables and live progress on stderr) is made on first use: a single run needs none."""
+    if name == "console":
+        from rich.console import Console
+
+        globals()["console"] = Console(stderr=True, highlight=False, soft_wrap=True)
+        return globals()["console"]
+    raise AttributeError(name)
+
+
+def say(text: str) -> None:
+    """One line to the user on stderr."""
+    print(text, file=sys.stderr, flush=True)
 
 
 def override_key(word: str) -> str:
@@ -64,8 +75,8 @@ def check_launcher_options(hydra_words: list[str]) -> None:
 
     from hydra_plugins.experimentstash_launcher.config import StashLauncherConf, StashSlurmLauncherConf
 
-    chosen = [w.split("=", 1)[1] for w in hydra_words if w.startswith("hydra/launcher=")]
-    conf = {"stash": StashLauncherConf, "stash_slurm": StashSlurmLauncherConf}.get(chosen[-1] if chosen else "stash")
+    chosen = _chosen(hydra_words, "launcher") or "stash"
+    conf = {"stash": StashLauncherConf, "stash_slurm": StashSlurmLauncherConf}.get(chosen)
     if conf is None:
         return
     known = [f.name for f in fields(conf) if f.name != "_target_"]
@@ -73,24 +84,33 @@ def check_launcher_options(hydra_words: list[str]) -> None:
         key = override_key(word)
         if key.startswith("hydra.launcher.") and key.split(".")[2] not in known:
             raise StashError(
-                f"Unknown launcher option '{key}' of hydra/launcher={chosen[-1] if chosen else 'stash'} "
+                f"Unknown launcher option '{key}' of hydra/launcher={chosen} "
                 f"(known: {', '.join(known)})."
             )
 
 
-def expose_searched_keys(hydra_words: list[str], tool_words: list[str]) -> tuple[list[str], list[str]]:
-    """With another sweeper (optuna, ...), tool keys it must search are shown to Hydra as `++key=<sweep>`.
+def _chosen(hydra_words: list[str], group: str) -> str | None:
+    chosen = [w.split("=", 1)[1] for w in hydra_words if w.startswith(f"hydra/{group}=")]
+    return chosen[-1] if chosen else None
 
-    Only the stash sweeper reads tool overrides from the side; the jobs of other sweepers carry `++key=value`.
+
+def route_tool_overrides(hydra_words: list[str], tool_words: list[str]) -> tuple[list[str], list[str]]:
+    """Show Hydra the tool overrides that another launcher or sweeper must see, as `++key=value`.
+
+    Our sweeper and launchers take tool overrides from the side. Another sweeper (optuna, ...) must see the tool
+    keys it searches; another launcher (basic, joblib) composes each job's config from its overrides and runs
+    the task function, which reads them back from Hydra's config. Deletions (`~key`) always stay on the side.
     """
-    sweepers = [w.split("=", 1)[1] for w in hydra_words if w.startswith("hydra/sweeper=")]
-    if not sweepers or sweepers[-1] == "stash":
-        return hydra_words, tool_words
-    from hydra.core.override_parser.overrides_parser import OverridesParser
+    if _chosen(hydra_words, "launcher") not in (None, "stash", "stash_slurm"):
+        shown = [w for w in tool_words if not w.startswith("~")]
+    elif _chosen(hydra_words, "sweeper") not in (None, "stash"):
+        from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    parser = OverridesParser.create()
-    searched = [w for w in tool_words if not w.startswith("~") and parser.parse_override(w).is_sweep_override()]
-    return [*hydra_words, *("++" + w.lstrip("+") for w in searched)], [w for w in tool_words if w not in searched]
+        parser = OverridesParser.create()
+        shown = [w for w in tool_words if not w.startswith("~") and parser.parse_override(w).is_sweep_override()]
+    else:
+        return hydra_words, tool_words
+    return [*hydra_words, *("++" + w.lstrip("+") for w in shown)], [w for w in tool_words if w not in shown]
 
 
 @dataclass
@@ -112,5 +132,5 @@ current = Invocation()
 
 def fail(err: StashError) -> None:
     """Show a user error as one message and end with exit code 2."""
-    console.print(f"[bold red]error:[/] {escape(str(err))}")
+    say(f"error: {err}")
     sys.exit(2)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import re
 import secrets
 import shutil
@@ -117,11 +118,11 @@ def hydra_value(text: str) -> str:
 
 
 def launcher_env(stash: Stash, tool: Tool) -> dict[str, str]:
-    env = {
-        "PYTHONUNBUFFERED": "1",
-        # bytecode goes to the stash's cache, never into the tool's checkout
-        "PYTHONPYCACHEPREFIX": str(stash.root / ".cache" / "pycache"),
-    }
+    env = {"PYTHONUNBUFFERED": "1"}
+    if not os.environ.get("PYTHONDONTWRITEBYTECODE"):
+        # bytecode goes to the stash's cache, never into the tool's checkout. The prefix applies to every module,
+        # installed ones too, so where no bytecode may be written it would only recompile them at each start.
+        env["PYTHONPYCACHEPREFIX"] = str(stash.root / ".cache" / "pycache")
     if tool.search_packages:
         env["HYDRA_SEARCH_PACKAGES"] = ":".join(tool.search_packages)
     if (tool.path / "uv.lock").is_file() and not (tool.path / ".venv").exists():

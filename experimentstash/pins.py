@@ -41,29 +41,39 @@ def _open(path: Path) -> git.Repo | None:
         return None
 
 
-def _head(repo: git.Repo) -> str | None:
-    try:
-        return repo.head.commit.hexsha
-    except ValueError:  # no commit yet
-        return None
+def _status(repo: git.Repo, *paths: str) -> tuple[str | None, list[str], list[str]]:
+    """(HEAD commit, changed entries, untracked files) from one `git status --porcelain=v2 --branch`."""
+    out = repo.git.status("--porcelain=v2", "--branch", "--untracked-files=all", "--", *paths)
+    head, changes, untracked = None, [], []
+    for line in out.splitlines():
+        if line.startswith("# branch.oid "):
+            oid = line.split()[2]
+            head = None if oid == "(initial)" else oid
+        elif line.startswith("? "):
+            untracked.append(line[2:])
+        elif not line.startswith("#"):
+            changes.append(line)
+    return head, changes, untracked
 
 
 def stash_state(root: Path) -> StashState:
     repo = _open(root)
     if repo is None:
         return StashState(None, None)
-    return StashState(_head(repo), repo.is_dirty(untracked_files=True))
+    head, changes, untracked = _status(repo)
+    return StashState(head, bool(changes or untracked))
 
 
 def _gitlink(repo: git.Repo, rel: str) -> str | None:
     """The commit recorded for a submodule path in HEAD, else in the index (added, not yet committed)."""
-    for listing in (lambda: repo.git.ls_tree("HEAD", "--", rel), lambda: repo.git.ls_files("-s", "--", rel)):
-        try:
-            line = listing()
-        except git.GitCommandError:
-            continue
-        if line.startswith("160000 "):  # ls-tree: mode type sha path; ls-files -s: mode sha stage path
-            return next(word for word in line.split() if len(word) == 40)
+    try:
+        line = repo.git.ls_tree("HEAD", "--", rel)  # mode type sha path
+    except git.GitCommandError:  # no commit yet
+        line = ""
+    if not line:
+        line = repo.git.ls_files("-s", "--", rel).split("\n")[0]  # mode sha stage path
+    if line.startswith("160000 "):
+        return next(word for word in line.split() if len(word) == 40)
     return None
 
 
@@ -87,17 +97,15 @@ def inspect_tool(root: Path, tool: Tool) -> ToolPin:
     pinned = _gitlink(stash, rel)
     if pinned is None:
         # an in-tree tool: the stash commit is its pin, its changes are the stash's changes below its path
-        head = _head(stash)
-        dirty = stash.is_dirty(untracked_files=True, path=rel)
-        untracked = stash.git.ls_files("--others", "--exclude-standard", "--", rel).splitlines()
-        patch = _patch(stash, rel) if dirty and head else b""
-        return ToolPin("in-tree", head, head, dirty, untracked, patch)
+        head, changes, untracked = _status(stash, rel)
+        dirty = bool(changes or untracked)
+        return ToolPin("in-tree", head, head, dirty, untracked, _patch(stash, rel) if dirty and head else b"")
     repo = _open(tool.path) if (tool.path / ".git").exists() else None
     if repo is None:
         return ToolPin("uninitialized", pinned, None, False)
-    dirty = repo.is_dirty(untracked_files=True)
-    untracked = repo.untracked_files if dirty else []
-    return ToolPin("submodule", pinned, _head(repo), dirty, untracked, _patch(repo, ".") if dirty else b"")
+    head, changes, untracked = _status(repo)
+    dirty = bool(changes or untracked)
+    return ToolPin("submodule", pinned, head, dirty, untracked, _patch(repo, ".") if dirty else b"")
 
 
 def apply_policy(tool: Tool, pin: ToolPin, policy: str) -> str | None:

@@ -23,6 +23,8 @@ RUN_FILE = "run.json"
 SWEEP_FILE = "sweep.json"
 PATCH_FILE = "tool.diff"
 EXPERIMENT_COPY = "experiment.yaml"  # the experiment file as it was when the run started
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 FINAL = ("succeeded", "failed", "timeout", "interrupted", "cancelled", "preempted")
 
 
@@ -32,11 +34,15 @@ def now_iso() -> str:
 
 def write_json(path: Path, data: dict) -> None:
     """Replace `path` atomically: a reader sees the old or the new file, never half of one."""
+    write_text(path, json.dumps(data, indent=2) + "\n")
+
+
+def write_text(path: Path, text: str) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2)
-            f.write("\n")
+            f.write(text)
+        os.chmod(tmp, 0o666 & ~_UMASK)  # as readable as any file the user writes, not mkstemp's 0600
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

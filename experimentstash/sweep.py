@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
@@ -18,7 +19,7 @@ from .execute import Interrupted, Runner, raise_on_signals
 from .invocation import console, current, override_key
 from .job import JobSpec, plan_job
 from .pins import apply_policy, inspect_tool, stash_state
-from .record import FINAL, RUN_FILE, SWEEP_FILE, SWEEP_SCHEMA, now_iso, read_json, sha256, write_json
+from .record import FINAL, RUN_FILE, SWEEP_FILE, SWEEP_SCHEMA, now_iso, read_json, sha256, write_text
 from .registry import Stash
 from .report import Progress, print_summary
 
@@ -128,6 +129,7 @@ class LocalSweep:
         self.command_line = list(current.argv)
         self.reruns: list[dict] = []
         self.results: dict[int, object] = {}  # parsed result file of each job that ran
+        self._lines: dict[int, str] = {}  # each job's entry encoded as one JSON line, until it changes
         self._lock = threading.Lock()
         self._dirty = False
 
@@ -189,19 +191,25 @@ class LocalSweep:
     def update(self, num: int, **fields) -> None:
         with self._lock:
             self.jobs[num].update(fields)
+            self._lines.pop(num, None)
             self._dirty = True
 
     def write(self, force: bool = False) -> None:
+        """sweep.json with one line per job; only the jobs that changed are encoded again, and the lock is
+        held for that alone, so job threads never wait for the file (a sweep may have thousands of jobs)."""
         with self._lock:
             if not (self._dirty or force):
                 return
             self._dirty = False
-            data = {
-                "schema": SWEEP_SCHEMA, "id": self.id, "created_at": self.created_at, "backend": self.backend,
-                "command_line": self.command_line, "launcher": self.raw_options, "reruns": self.reruns,
-                "jobs": [self.jobs[n] for n in sorted(self.jobs)],
-            }
-            write_json(self.dir / SWEEP_FILE, data)
+            for num, job in self.jobs.items():
+                if num not in self._lines:
+                    self._lines[num] = json.dumps(job)
+            lines = [self._lines[num] for num in sorted(self.jobs)]
+        head = json.dumps({
+            "schema": SWEEP_SCHEMA, "id": self.id, "created_at": self.created_at, "backend": self.backend,
+            "command_line": self.command_line, "launcher": self.raw_options, "reruns": self.reruns,
+        }, indent=2)
+        write_text(self.dir / SWEEP_FILE, head[:-2] + ',\n  "jobs": [\n    ' + ",\n    ".join(lines) + "\n  ]\n}\n")
 
     # --- running --------------------------------------------------------------------------------------------
     def launch(self, job_overrides, first_num: int) -> list[JobReturn]:
@@ -219,6 +227,7 @@ class LocalSweep:
         self.dir.mkdir(parents=True, exist_ok=True)
         for spec, _, words in planned:
             self.jobs[spec.sweep["num"]] = self._entry(spec, words)
+            self._lines.pop(spec.sweep["num"], None)
         self.write(force=True)
         self.run(planned, facts)
         print_summary(self.stash.root, self.dir, [self.jobs[n] for n in sorted(self.jobs)])

@@ -212,3 +212,12 @@ def test_shell_completion_lists_tools_and_experiments(stash):
     assert complete("experimentstash tool=") == ["tool=fx"]
     assert {"experiment=a", "experiment=crash"} <= set(complete("experimentstash tool=fx experiment="))
     assert "hydra/launcher=stash_slurm" in complete("experimentstash -m hydra/launcher=")
+
+
+def test_another_launcher_runs_the_meta_app_with_tool_overrides(stash):
+    out = stash.run("-m", "tool=fx", "experiment=a", "value=1,2", "+tag=x", "~seed", "hydra/launcher=basic")
+    assert out.returncode == 0, out.stderr
+    records = stash.runs()  # the basic launcher runs the task function: single runs under outputs/
+    assert sorted(r["overrides"] for r in records) == [["++value=1", "++tag=x", "~seed"],
+                                                       ["++value=2", "++tag=x", "~seed"]]
+    assert sorted(r["result"]["score"] for r in records) == [2.0, 4.0]

@@ -25,10 +25,12 @@ class StashSweeper(Sweeper):
         from experimentstash.invocation import current, fail
         from experimentstash.registry import Stash
 
+        # our launchers take the tool overrides from every job's list; another launcher's task function adds them
+        ours = self.config.hydra.launcher._target_.startswith("hydra_plugins.experimentstash_launcher.")
         try:
             stash = Stash.load(current.root)
-            jobs = expand(stash, [*arguments, *current.tool_overrides], self.config.tool)
+            jobs = expand(stash, [*arguments, *(current.tool_overrides if ours else [])], self.config.tool)
         except StashError as err:
             fail(err)
-        current.tool_overrides_expanded = True
+        current.tool_overrides_expanded = ours
         return self.launcher.launch(jobs, initial_job_idx=0)
