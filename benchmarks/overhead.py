@@ -3,8 +3,8 @@
 Measures, interleaved, N times each (median reported):
   (a)  the no-op Hydra tool run directly, as the launcher would run it (same interpreter, cwd = the tool
        folder, `--config-dir=... --config-name=experiment/noop hydra.run.dir=<tmp>`);
-  (a') the same direct command with the environment variables the launcher adds for its tools
-       (PYTHONUNBUFFERED, PYTHONPYCACHEPREFIX): shows how much of the overhead is the tool's own start-up;
+  (a') the same direct command with the environment variables the launcher sets for its tools (read from
+       the run.json of a launcher run): shows how much of the overhead is the tool's own slower start;
   (b)  the same tool through `python -m experimentstash tool=noop experiment=noop`;
   (c)  a bare Hydra application (a trivial @hydra.main app, no config) starting and returning;
   (p)  `python -c pass`, the interpreter alone, for context.
@@ -53,7 +53,8 @@ def main() -> None:
                                          "entrypoint": "tool.py"}})
         tool_dir = root / "tools" / "noop"
         bare = write(tmp / "bare" / "bare.py", BARE_APP)
-        launcher_tool_env = {"PYTHONUNBUFFERED": "1", "PYTHONPYCACHEPREFIX": str(root / ".cache" / "pycache")}
+        # the variables the launcher sets for its tools, as its run.json records them (filled after the warm-up)
+        launcher_tool_env: dict[str, str] = {}
 
         def direct(i: int, extra=None, tag="a") -> float:
             return run([PYTHON, str(tool_dir / "tool.py"), f"--config-dir={root / 'configs' / 'noop'}",
@@ -70,13 +71,17 @@ def main() -> None:
                 launcher_argv("tool=noop", "experiment=noop"), cwd=root, log=tmp / f"launcher{i}.log"),
         }
         # one warm-up round (file cache, first bytecode writes), then interleaved timed rounds
+        commands["(b) through experimentstash"](-1)
+        warmup = next((root / "outputs").rglob("run.json"))
+        launcher_tool_env.update(json.loads(warmup.read_text())["env"]["variables"])
+        warmup.unlink()
         for fn in commands.values():
             fn(-1)
         times: dict[str, list[float]] = {name: [] for name in commands}
         for i in range(n):
             for name, fn in commands.items():
                 times[name].append(fn(i))
-        inner = [json.loads(p.read_text())["duration_s"] for p in (root / "outputs").rglob("run.json")]
+        inner = [json.loads(p.read_text())["duration_s"] for p in (root / "outputs").rglob("run.json")][-n:]
 
         med = {name: median(values) for name, values in times.items()}
         print(f"single-run overhead, median of {n} runs each (python {sys.version.split()[0]}, "
@@ -85,6 +90,7 @@ def main() -> None:
             spread = f"min {min(times[name]):.3f}  max {max(times[name]):.3f}"
             print(f"  {name:<42} {value:7.3f} s   ({spread})")
         print(f"  {'tool run as seen inside (b) (run.json)':<42} {median(inner):7.3f} s")
+        print(f"  launcher's tool env (run.json env.variables): {launcher_tool_env}")
         a, a_env, b, c = (med["(a) tool directly"], med["(a') tool directly, launcher's tool env"],
                           med["(b) through experimentstash"], med["(c) bare Hydra app"])
         added = b - a

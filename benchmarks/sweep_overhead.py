@@ -6,8 +6,8 @@ The tool is a plain Python script that ignores its arguments and exits at once (
     `/usr/bin/time -v` maximum RSS, which is the largest of the launcher and its reaped children);
   - xargs: `xargs -0 -n 5 -P 2 -a <list> <python>` running the N command lines the launcher runs (same
     interpreter, script, arguments and cwd; checked against the launcher's run.json), in the caller's environment;
-  - xargs with the launcher's tool environment (PYTHONUNBUFFERED, PYTHONPYCACHEPREFIX) on a subset, to tell
-    the tool's own slower start apart from the launcher's work;
+  - xargs with the environment variables the launcher sets for its tools (from its run.json) on a subset, to
+    tell the tool's own slower start apart from the launcher's work;
   - context: Hydra's basic sweeper + basic launcher on the same meta app for a smaller count.
 Targets (issue 3): launcher wall <= 1.5x xargs wall; (launcher wall - xargs wall) / N <= 10 ms; peak RSS < 200 MB.
 
@@ -117,7 +117,6 @@ def main() -> None:
         tmp = Path(tmp)
         root = make_stash(tmp, {"noop": {"files": {"noop.py": PLAIN_NOOP_TOOL}, "entrypoint": "noop.py"}})
         tool_dir = root / "tools" / "noop"
-        tool_env = {"PYTHONUNBUFFERED": "1", "PYTHONPYCACHEPREFIX": str(root / ".cache" / "pycache")}
 
         def commands(count: int, folder: Path) -> list[list[str]]:
             return [[PYTHON, str(tool_dir / "noop.py"), f"--config-dir={root / 'configs' / 'noop'}",
@@ -130,13 +129,13 @@ def main() -> None:
         xargs_wall = run_xargs(commands(n, tmp / "xargs-runs"), tool_dir, par, tmp / "xargs.list")
         launcher = run_launcher(["-m", "tool=noop", "experiment=noop", f"seed=range({n})",
                                  f"hydra.launcher.max_parallel={par}"], root, tmp / "launcher.log")
-        env_wall = run_xargs(commands(args.env_jobs, tmp / "xargs-env-runs"), tool_dir, par,
-                             tmp / "xargs-env.list", tool_env) if args.env_jobs else None
-
         # the launcher ran the same command lines (up to the run dir)
         records = [json.loads(p.read_text()) for p in (root / "multirun").rglob("run.json")]
         statuses = {r["status"] for r in records}
         job0 = next(r for r in records if r["sweep"]["num"] == 0)
+        tool_env = job0["env"]["variables"]  # what the launcher sets for its tools
+        env_wall = run_xargs(commands(args.env_jobs, tmp / "xargs-env-runs"), tool_dir, par,
+                             tmp / "xargs-env.list", tool_env) if args.env_jobs else None
         same = job0["command"][:-1] == commands(1, tmp)[0][:-1] and job0["command"][-1].startswith("hydra.run.dir=")
         inner = sorted(r["duration_s"] for r in records)
 
@@ -174,7 +173,7 @@ def main() -> None:
         if env_wall is not None:
             env_ms = env_wall / args.env_jobs * 1000
             print(f"  xargs -P {par} with the launcher's tool env ({args.env_jobs} jobs) {env_wall:6.2f} s "
-                  f"({env_ms:.1f} ms/job)")
+                  f"({env_ms:.1f} ms/job); env: {tool_env}")
             explained = (env_ms - xargs_wall / n * 1000)
             print(f"    the tool's own slower start under that env: {explained:.1f} ms/job of the "
                   f"{per_job_ms:.1f} ms/job overhead; the launcher's own work: {per_job_ms - explained:.1f} ms/job")
