@@ -1,0 +1,194 @@
+"""Sweep overhead: a sweep of N no-op jobs through the stash launcher vs `xargs -P 2` running the same commands.
+
+The tool is a plain Python script that ignores its arguments and exits at once (`env: current`). Measured:
+  - launcher: `python -m experimentstash -m tool=noop experiment=noop 'seed=range(N)' hydra.launcher.max_parallel=2`
+    (wall time; CPU time of the launcher process itself; its peak RSS from /proc/<pid>/status VmHWM, and the
+    `/usr/bin/time -v` maximum RSS, which is the largest of the launcher and its reaped children);
+  - xargs: `xargs -0 -n 5 -P 2 -a <list> <python>` running the N command lines the launcher runs (same
+    interpreter, script, arguments and cwd; checked against the launcher's run.json), in the caller's environment;
+  - xargs with the environment variables the launcher sets for its tools (from its run.json) on a subset, to
+    tell the tool's own slower start apart from the launcher's work;
+  - context: Hydra's basic sweeper + basic launcher on the same meta app for a smaller count.
+Targets (issue 3): launcher wall <= 1.5x xargs wall; (launcher wall - xargs wall) / N <= 10 ms; peak RSS < 200 MB.
+
+    python benchmarks/sweep_overhead.py              # N=1000 (the issue's figure), basic launcher 30 jobs
+    python benchmarks/sweep_overhead.py --quick      # N=200, basic launcher 20 jobs, env subset 100
+    python benchmarks/sweep_overhead.py -n 500 --basic-jobs 30 --env-jobs 100
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from stashkit import PLAIN_NOOP_TOOL, PYTHON, env, launcher_argv, make_stash, run, temp_dir  # noqa: E402
+
+TIME = "/usr/bin/time"
+
+
+def hwm_kb(pid: int) -> int | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def cpu_s(pid: int) -> float | None:
+    """user + system CPU seconds of one process itself (children not included)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run_launcher(words: list[str], cwd: Path, log: Path) -> dict:
+    """Run the launcher from this wrapper; returns wall time and peak RSS figures (kB)."""
+    argv = launcher_argv(*words)
+    time_out = log.with_suffix(".time")
+    use_time = os.path.exists(TIME)
+    if use_time:
+        argv = [TIME, "-v", "-o", str(time_out), *argv]
+    with open(log, "wb") as out:
+        start = time.perf_counter()
+        proc = subprocess.Popen(argv, cwd=cwd, env=env(), stdin=subprocess.DEVNULL, stdout=out,
+                                stderr=subprocess.STDOUT)
+        launcher_pid = proc.pid
+        if use_time:  # the launcher is the only child of /usr/bin/time
+            for _ in range(200):
+                kids = Path(f"/proc/{proc.pid}/task/{proc.pid}/children")
+                text = kids.read_text().split() if kids.exists() else []
+                if text:
+                    launcher_pid = int(text[0])
+                    break
+                time.sleep(0.005)
+        peak, cpu = 0, 0.0
+        while proc.poll() is None:
+            peak = max(peak, hwm_kb(launcher_pid) or 0)
+            cpu = max(cpu, cpu_s(launcher_pid) or 0.0)
+            time.sleep(0.05)
+        wall = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise SystemExit(f"launcher failed (exit {proc.returncode}): {' '.join(words)}\n{log.read_text()[-3000:]}")
+    result = {"wall": wall, "hwm_kb": peak, "cpu": cpu, "time_max_rss_kb": None}
+    if use_time:
+        match = re.search(r"Maximum resident set size \(kbytes\): (\d+)", time_out.read_text())
+        result["time_max_rss_kb"] = int(match.group(1)) if match else None
+    else:  # fall back: the maximum over this wrapper's children (the launcher and everything it reaped)
+        import resource
+        result["time_max_rss_kb"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return result
+
+
+def run_xargs(commands: list[list[str]], cwd: Path, parallel: int, listing: Path, extra_env=None) -> float:
+    """`xargs -0 -P <parallel> -n <words> -a <listing> <interpreter>`: xargs runs the interpreter itself."""
+    width = {len(c) for c in commands}
+    programs = {c[0] for c in commands}
+    assert len(width) == 1 and len(programs) == 1, "xargs -n needs one program and one word count"
+    listing.write_bytes(b"".join(w.encode() + b"\0" for c in commands for w in c[1:]))
+    return run(["xargs", "-0", "-n", str(width.pop() - 1), "-P", str(parallel), "-a", str(listing),
+                programs.pop()], cwd=cwd, extra_env=extra_env)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("-n", type=int, default=1000, help="jobs in the sweep (default 1000)")
+    parser.add_argument("--parallel", type=int, default=2, help="max_parallel and xargs -P (default 2)")
+    parser.add_argument("--basic-jobs", type=int, default=30, help="jobs for Hydra's basic launcher (0: skip)")
+    parser.add_argument("--env-jobs", type=int, default=100, help="jobs for xargs with the launcher's tool env")
+    parser.add_argument("--quick", action="store_true", help="N=200, 20 basic-launcher jobs, 100 env jobs")
+    args = parser.parse_args()
+    if args.quick:
+        args.n, args.basic_jobs, args.env_jobs = 200, 20, 100
+    n, par = args.n, args.parallel
+
+    with temp_dir("es-bench-sweep-") as tmp:
+        tmp = Path(tmp)
+        root = make_stash(tmp, {"noop": {"files": {"noop.py": PLAIN_NOOP_TOOL}, "entrypoint": "noop.py"}})
+        tool_dir = root / "tools" / "noop"
+
+        def commands(count: int, folder: Path) -> list[list[str]]:
+            return [[PYTHON, str(tool_dir / "noop.py"), f"--config-dir={root / 'configs' / 'noop'}",
+                     "--config-name=experiment/noop", f"seed={i}", f"hydra.run.dir={folder / str(i)}"]
+                    for i in range(count)]
+
+        # warm-up: file cache and the launcher's imports
+        run(launcher_argv("tool=noop", "experiment=noop"), cwd=root, log=tmp / "warmup.log")
+
+        xargs_wall = run_xargs(commands(n, tmp / "xargs-runs"), tool_dir, par, tmp / "xargs.list")
+        launcher = run_launcher(["-m", "tool=noop", "experiment=noop", f"seed=range({n})",
+                                 f"hydra.launcher.max_parallel={par}"], root, tmp / "launcher.log")
+        # the launcher ran the same command lines (up to the run dir)
+        records = [json.loads(p.read_text()) for p in (root / "multirun").rglob("run.json")]
+        statuses = {r["status"] for r in records}
+        job0 = next(r for r in records if r["sweep"]["num"] == 0)
+        tool_env = job0["env"]["variables"]  # what the launcher sets for its tools
+        env_wall = run_xargs(commands(args.env_jobs, tmp / "xargs-env-runs"), tool_dir, par,
+                             tmp / "xargs-env.list", tool_env) if args.env_jobs else None
+        same = job0["command"][:-1] == commands(1, tmp)[0][:-1] and job0["command"][-1].startswith("hydra.run.dir=")
+        inner = sorted(r["duration_s"] for r in records)
+
+        basic = None
+        if args.basic_jobs:
+            shutil.rmtree(root / "outputs", ignore_errors=True)
+            # Hydra's basic sweeper never sees tool keys (seed=range(K) would reach the tool as one literal
+            # override), so the sweep is over a launcher option that does not change the job: stash.grace
+            words = ["-m", "tool=noop", "experiment=noop", f"stash.grace=range(5,{5 + args.basic_jobs})",
+                     "hydra/launcher=basic", "hydra/sweeper=basic"]
+            basic = run_launcher(words, root, tmp / "basic.log")
+            basic_runs = len(list((root / "outputs").rglob("run.json")))
+
+        mb = lambda kb: f"{kb / 1024:.0f} MB" if kb else "n/a"  # noqa: E731
+        per_job_ms = (launcher["wall"] - xargs_wall) / n * 1000
+        ratio = launcher["wall"] / xargs_wall
+        print(f"sweep of {n} no-op jobs, max_parallel={par} (python {sys.version.split()[0]}, {os.cpu_count()} CPUs)")
+        print(f"  launcher ran the same command lines as xargs: {'yes' if same else 'NO'}; "
+              f"{len(records)} run.json, statuses {sorted(statuses)}")
+        print(f"  xargs -P {par} wall                       {xargs_wall:8.2f} s  ({xargs_wall / n * 1000:.1f} ms/job)")
+        print(f"  launcher wall                          {launcher['wall']:8.2f} s  "
+              f"({launcher['wall'] / n * 1000:.1f} ms/job)")
+        print(f"  ratio launcher / xargs                 {ratio:8.2f}x   (target <= 1.5x): "
+              f"{'met' if ratio <= 1.5 else 'MISSED'}")
+        print(f"  launcher overhead per job              {per_job_ms:8.1f} ms  (target <= 10 ms): "
+              f"{'met' if per_job_ms <= 10 else 'MISSED'}")
+        print(f"  launcher's own CPU (user+sys, its process only) {launcher['cpu']:6.2f} s = "
+              f"{launcher['cpu'] / n * 1000:.1f} ms/job (sampled every 50 ms: a lower bound)")
+        print(f"  launcher peak RSS (VmHWM, own process) {mb(launcher['hwm_kb']):>8}   (target < 200 MB): "
+              f"{'met' if launcher['hwm_kb'] < 200 * 1024 else 'MISSED'}")
+        print(f"  max RSS launcher + children ({'time -v' if os.path.exists(TIME) else 'RUSAGE_CHILDREN'})  "
+              f"{mb(launcher['time_max_rss_kb']):>8}")
+        print(f"  job duration inside the launcher (run.json): median {inner[len(inner) // 2] * 1000:.0f} ms, "
+              f"max {inner[-1] * 1000:.0f} ms")
+        if env_wall is not None:
+            env_ms = env_wall / args.env_jobs * 1000
+            print(f"  xargs -P {par} with the launcher's tool env ({args.env_jobs} jobs) {env_wall:6.2f} s "
+                  f"({env_ms:.1f} ms/job); env: {tool_env}")
+            explained = (env_ms - xargs_wall / n * 1000)
+            print(f"    the tool's own slower start under that env: {explained:.1f} ms/job of the "
+                  f"{per_job_ms:.1f} ms/job overhead; the launcher's own work: {per_job_ms - explained:.1f} ms/job")
+        if basic:
+            k = args.basic_jobs
+            per = basic["wall"] / k * 1000
+            print(f"context: Hydra basic sweeper + basic launcher, {k} jobs ({basic_runs} runs recorded) "
+                  f"{basic['wall']:6.2f} s = {per:.0f} ms/job (jobs one at a time)")
+            print(f"  of which over the tool itself (run.json durations excluded): "
+                  f"{(basic['wall'] - sum(json.loads(p.read_text())['duration_s'] for p in (root / 'outputs').rglob('run.json'))) / k * 1000:.0f} ms/job;"
+                  f" peak RSS {mb(basic['hwm_kb'])}")
+        if os.environ.get("PYTHONDONTWRITEBYTECODE"):
+            print("note: PYTHONDONTWRITEBYTECODE is set in this environment, so no bytecode is ever written "
+                  "to PYTHONPYCACHEPREFIX")
+
+
+if __name__ == "__main__":
+    main()
