@@ -37,12 +37,12 @@ if __name__ == "__main__":
 # a plain script that ignores its arguments and exits at once
 PLAIN_NOOP_TOOL = "pass\n"
 
-# a plain script that sleeps for the value of its `sleep=SECONDS` argument
+# a plain script that sleeps for the value of its `sleep=SECONDS` argument (`++sleep=` from other launchers)
 SLEEP_TOOL = '''\
 import sys, time
 
 for word in sys.argv[1:]:
-    if word.startswith("sleep="):
+    if word.lstrip("+").startswith("sleep="):
         time.sleep(float(word.split("=", 1)[1]))
 '''
 

@@ -1,10 +1,15 @@
 """One run: `python -m experimentstash tool=X experiment=Y` with a real submodule tool and real git."""
 
 import hashlib
+import importlib.metadata
 import json
+import os
 import subprocess
 import sys
 import time
+from pathlib import Path
+
+import pytest
 
 from conftest import git, pid_alive
 
@@ -198,3 +203,34 @@ def test_in_tree_tool_is_pinned_by_the_stash_commit(stash):
     assert clean["tool_kind"] == "in-tree" and clean["tool_commit"] == clean["tool_pinned_commit"] == head
     assert clean["tool_dirty"] is False and dirty["tool_dirty"] is True
     assert "changed" in (stash.root / dirty["run_dir"] / "tool.diff").read_text()
+
+
+def test_uv_tool_records_its_lock_file(stash):
+    """env: uv runs `uv run --project <tool> --frozen`; the run records the lock file's sha256 and the python."""
+    pytest.importorskip("uv", reason="uv is installed with the test extras")
+    import uv
+
+    uv_bin = uv.find_uv_bin()
+    hydra_pin = f"hydra-core=={importlib.metadata.version('hydra-core')}"
+    (stash.tool / "pyproject.toml").write_text(
+        f'[project]\nname = "fx"\nversion = "0.1.0"\nrequires-python = ">=3.10"\ndependencies = ["{hydra_pin}"]\n'
+    )
+    lock = subprocess.run([uv_bin, "lock", "--project", str(stash.tool)], capture_output=True, text=True)
+    if lock.returncode != 0:
+        pytest.skip(f"uv lock needs the package index: {lock.stderr.strip()[-200:]}")
+    (stash.tool / ".gitignore").write_text("__pycache__/\n.venv/\n")
+    git(stash.tool, "add", "-A")
+    git(stash.tool, "commit", "-qm", "uv project")
+    stash.commit("pin the uv tool")
+    stash.write("configs/meta.local.yaml", "tools:\n  fx:\n    env: uv\n")
+    out = stash.run("tool=fx", "experiment=a", env={"PATH": f"{Path(uv_bin).parent}:{os.environ['PATH']}"})
+    if out.returncode != 0 and "Failed to fetch" in out.stderr:
+        pytest.skip("uv could not download the tool's dependencies")
+    assert out.returncode == 0, out.stderr
+    (record,) = stash.runs()
+    env = record["env"]
+    assert env["kind"] == "uv" and env["lock_file"] == "uv.lock"
+    assert env["lock_sha256"] == hashlib.sha256((stash.tool / "uv.lock").read_bytes()).hexdigest()
+    assert env["python"] and env["executable"].endswith("bin/python")
+    assert record["command"][1:6] == ["run", "--project", str(stash.tool), "--frozen", "python"]
+    assert not (stash.tool / ".venv").exists()  # the environment lives in the stash's cache, not the checkout
