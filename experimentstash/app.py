@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import threading
-
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from . import StashError
-from .execute import Interrupted, Runner, exit_code_for, raise_on_signals
+from .execute import Runner, exit_code_for, run_in_foreground
 from .invocation import current, fail, is_launcher_override, say
 from .job import new_run_id, plan_job
 from .pins import apply_policy, inspect_tool, stash_state
@@ -43,23 +41,9 @@ def run_single(cfg: DictConfig) -> None:
     if warning:
         say(f"warning: {warning}")
     runner = Runner(stash.root, grace=float(cfg.stash.grace))
-    outcome: dict = {}
-    worker = threading.Thread(
-        target=lambda: outcome.update(runner.run(spec, pin, stash_state(stash.root),
-                                                 sha256(spec.experiment_file), stream=True)),
-        daemon=True,
+    outcome, signum = run_in_foreground(
+        runner, lambda: runner.run(spec, pin, stash_state(stash.root), sha256(spec.experiment_file), stream=True)
     )
-    restore = raise_on_signals()
-    signum = None
-    try:
-        worker.start()
-        worker.join()
-    except Interrupted as stop:
-        signum = stop.signum
-        runner.stop_all()
-        worker.join()
-    finally:
-        restore()
     status = outcome.get("status", "interrupted")
     rel = spec.run_dir.relative_to(stash.root)
     say(f"{status} in {outcome.get('duration_s', 0):.1f}s: {rel}")

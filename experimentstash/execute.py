@@ -37,6 +37,33 @@ def raise_on_signals():
     return lambda: [signal.signal(s, h) for s, h in old.items()]
 
 
+def run_in_foreground(runner: "Runner", job) -> tuple[dict, int | None]:
+    """Run `job()` (a Runner.run call) in a thread; Ctrl-C or SIGTERM ends it through the runner.
+
+    Returns (the job's record, or {} when it did not get to start; the signal that stopped it, or None)."""
+    outcome: dict = {}
+    done = threading.Event()  # not Thread.join: a join cut short by a signal may return before the thread ends
+
+    def run() -> None:
+        try:
+            outcome.update(job())
+        finally:
+            done.set()
+
+    restore = raise_on_signals()
+    signum = None
+    try:
+        threading.Thread(target=run, daemon=True).start()
+        done.wait()
+    except Interrupted as stop:
+        signum = stop.signum
+        runner.stop_all()
+        done.wait()
+    finally:
+        restore()
+    return outcome, signum
+
+
 def exit_code_for(status: str, code: int | None, signum: int | None = None) -> int:
     """The launcher's exit code for one run, shell style (128 + signal for a killed process)."""
     if status == "timeout":

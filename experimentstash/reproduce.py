@@ -14,7 +14,6 @@ import json
 import os
 import shutil
 import tarfile
-import threading
 from contextlib import ExitStack
 from dataclasses import replace
 from pathlib import Path
@@ -318,30 +317,14 @@ def plan_reproduction(stash: Stash, record: dict, run_dir: Path, stack: ExitStac
 
 def run_reproduction(stash: Stash, record: dict, spec: JobSpec, pin: ToolPin, grace: float = 5.0) -> tuple[dict, int | None]:
     """Run the planned reproduction in the foreground, like a single run; (final record, signal or None)."""
-    from .execute import Interrupted, Runner, raise_on_signals
+    from .execute import Runner, run_in_foreground
 
     runner = Runner(stash.root, grace=grace)
-    outcome: dict = {}
-
     extra = {"reproduces": record["id"], "experiment_file": record["experiment_file"]}
-    data = spec.experiment_file.read_bytes()
-    worker = threading.Thread(
-        target=lambda: outcome.update(runner.run(spec, pin, stash_state(stash.root), hashlib.sha256(data).hexdigest(),
-                                                 stream=True, extra=extra)),
-        daemon=True,
+    sha = hashlib.sha256(spec.experiment_file.read_bytes()).hexdigest()
+    return run_in_foreground(
+        runner, lambda: runner.run(spec, pin, stash_state(stash.root), sha, stream=True, extra=extra)
     )
-    restore = raise_on_signals()
-    signum = None
-    try:
-        worker.start()
-        worker.join()
-    except Interrupted as stop:
-        signum = stop.signum
-        runner.stop_all()
-        worker.join()
-    finally:
-        restore()
-    return outcome, signum
 
 
 def _normalized(path: Path, run_dir: Path) -> bytes:
