@@ -69,13 +69,15 @@ def print_summary(root: Path, sweep_dir: Path, jobs: list[dict], out: Console | 
     """The end-of-sweep table, the tail of every failed job's stderr, and the counts."""
     out = out or Console(highlight=False, width=None if Console().is_terminal else 200)
     shown = jobs if len(jobs) <= FULL_TABLE_ROWS else [j for j in jobs if j["status"] != "succeeded"]
-    table = Table(title=f"sweep {sweep_dir.name}", title_justify="left")
+    where = sweep_dir.relative_to(root) if sweep_dir.is_relative_to(root) else sweep_dir
+    table = Table(title=f"sweep {where}/", title_justify="left")
     for column in ("#", "tool", "experiment", "overrides", "status", "duration", "run dir"):
         table.add_column(column, overflow="fold")
     for job in shown:
         status = job["status"]
         table.add_row(str(job["num"]), job["tool"], job["experiment"], escape(" ".join(job["overrides"])),
-                      f"[{STYLE.get(status, '')}]{status}[/]", _duration(job["duration_s"]), job["run_dir"])
+                      f"[{STYLE.get(status, '')}]{status}[/]", _duration(job["duration_s"]),
+                      Path(job["run_dir"]).name)
     if shown:
         out.print(table)
     for job in jobs:
