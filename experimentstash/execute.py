@@ -24,16 +24,19 @@ class Interrupted(Exception):
         self.signum = signum
 
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)  # Ctrl-C, kill, a closed terminal or ssh
+
+
 def raise_on_signals():
-    """Turn SIGINT and SIGTERM into Interrupted in the main thread; returns a function restoring the old handlers."""
+    """Turn STOP_SIGNALS into Interrupted in the main thread; returns a function restoring the old handlers."""
 
     def handler(signum, _frame):
         # a second signal during the clean-up must not cut it short
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        for sig in STOP_SIGNALS:
+            signal.signal(sig, signal.SIG_IGN)
         raise Interrupted(signum)
 
-    old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    old = {s: signal.signal(s, handler) for s in STOP_SIGNALS}
     return lambda: [signal.signal(s, h) for s, h in old.items()]
 
 
@@ -102,10 +105,9 @@ class Runner:
         for sig in self.ignore_signals:
             signal.signal(sig, signal.SIG_IGN)
 
-    def running(self) -> bool:
+    def pids(self) -> list[int]:
         with self._lock:
-            procs = list(self._procs.values())
-        return any(p.poll() is None for p in procs)
+            return list(self._procs)
 
     def stop_all(self, reason: str = "interrupted") -> None:
         """End every running job and start no new one; returns once all have ended or been killed."""
@@ -135,14 +137,18 @@ class Runner:
             with self._lock:
                 proc = None
                 if not self.stopping:
-                    proc = subprocess.Popen(
-                        spec.argv, cwd=spec.cwd, env={**os.environ, **spec.env},
-                        stdin=subprocess.DEVNULL,
-                        stdout=subprocess.PIPE if stream else out,
-                        stderr=subprocess.PIPE if stream else err,
-                        start_new_session=True,  # own process group: ended as a whole
-                        preexec_fn=self._ignore_signals if self.ignore_signals else None,
-                    )
+                    try:
+                        proc = subprocess.Popen(
+                            spec.argv, cwd=spec.cwd, env={**os.environ, **spec.env},
+                            stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE if stream else out,
+                            stderr=subprocess.PIPE if stream else err,
+                            start_new_session=True,  # own process group: ended as a whole
+                            preexec_fn=self._ignore_signals if self.ignore_signals else None,
+                        )
+                    except OSError as error:  # the interpreter cannot be started: the job failed, say why
+                        err.write(f"experimentstash: cannot start {spec.argv[0]}: {error}\n".encode())
+                        return self._finish(spec, record, "failed", None, start)
                     self._procs[proc.pid] = proc
             if proc is None:
                 return self._finish(spec, record, "interrupted", None, start)
@@ -155,24 +161,26 @@ class Runner:
                 timer.daemon = True
                 timer.start()
             code = proc.wait()
+            ended = time.monotonic()
             if timer:
                 timer.cancel()
             with self._lock:
                 reason = self._reasons.pop(proc.pid, None)
                 del self._procs[proc.pid]
-            if reason:
-                _signal_group(proc.pid, signal.SIGKILL)  # nothing of an ended job may linger
+            # nothing the job started may outlive it (nor hold its output open)
+            _end_leftovers(proc.pid, 0 if reason else min(self.grace, 2.0))
             for tee in tees:
                 tee.join(timeout=10)
         status = reason or ("succeeded" if code == 0 else "failed")
-        return self._finish(spec, record, status, code, start)
+        return self._finish(spec, record, status, code, start, ended)
 
-    def _finish(self, spec: JobSpec, record: dict, status: str, code: int | None, start: float) -> dict:
+    def _finish(self, spec: JobSpec, record: dict, status: str, code: int | None, start: float,
+                ended: float | None = None) -> dict:
         record.update(
             status=status,
             exit_code=code,
             ended_at=now_iso(),
-            duration_s=round(time.monotonic() - start, 3),
+            duration_s=round((ended or time.monotonic()) - start, 3),
             result=read_result(spec),
         )
         if spec.interpreter.kind == "uv":  # uv may have created the environment during the run
@@ -186,6 +194,23 @@ def _signal_group(pgid: int, sig: int) -> None:
         os.killpg(pgid, sig)
     except (ProcessLookupError, PermissionError):
         pass
+
+
+def _end_leftovers(pgid: int, grace: float) -> None:
+    """End what is left of a finished job's process group: TERM, then KILL after `grace` seconds."""
+    try:
+        os.killpg(pgid, 0)
+    except (ProcessLookupError, PermissionError):
+        return  # the group is gone: the usual case
+    _signal_group(pgid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except (ProcessLookupError, PermissionError):
+            return
+        time.sleep(0.05)
+    _signal_group(pgid, signal.SIGKILL)
 
 
 def _tee(pipe, log, terminal) -> threading.Thread:

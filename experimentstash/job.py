@@ -10,9 +10,13 @@ import shutil
 import sys
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import lru_cache
 from pathlib import Path
 
+from hydra.core.override_parser.overrides_parser import OverridesParser
+
 from . import StashError
+from .invocation import is_launcher_override, override_key
 from .registry import Stash, Tool
 
 
@@ -39,6 +43,51 @@ class JobSpec:
     timeout: float | None = None
     sweep: dict | None = None  # {"id": sweep id, "num": job number}
     gpus: tuple[str, ...] = field(default=())
+
+
+STASH_OPTIONS = ("pin", "timeout", "objective", "grace")
+
+
+@lru_cache(maxsize=4096)
+def _meta_value(word: str):
+    value = OverridesParser.create().parse_override(word).value()
+    # ids stay text as typed: experiment=2024 is the file 2024.yaml, not a number
+    return value if not isinstance(value, (int, float, bool)) or word.split("=", 1)[0].startswith("stash.") \
+        else word.split("=", 1)[1]
+
+
+def _check_number(name: str, value, minimum: float, inclusive: bool) -> None:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and (
+        value >= minimum if inclusive else value > minimum)
+    if not ok:
+        bound = f"{minimum} or more" if inclusive else f"more than {minimum}"
+        raise StashError(f"{name}={value}: give a number of seconds, {bound}.")
+
+
+def split_job(words, base) -> tuple[str | None, str | None, dict, list[str]]:
+    """One job's overrides over the launcher's config -> (tool, experiment, stash options, tool overrides)."""
+    tool = None if base.tool is None else str(base.tool)
+    experiment = None if base.experiment is None else str(base.experiment)
+    options = {k: base.stash.get(k) for k in STASH_OPTIONS}
+    tool_words = []
+    for word in words:
+        key = override_key(word)
+        if key == "tool":
+            tool = _meta_value(word)
+        elif key == "experiment":
+            experiment = _meta_value(word)
+        elif key.startswith("stash."):
+            name = key[len("stash."):]
+            if name not in STASH_OPTIONS:
+                known = ", ".join("stash." + o for o in STASH_OPTIONS)
+                raise StashError(f"Unknown launcher option '{key}' (known: {known}).")
+            options[name] = _meta_value(word)
+        elif not is_launcher_override(word):
+            tool_words.append(word)
+    if options["timeout"] is not None:
+        _check_number("stash.timeout", options["timeout"], 0, inclusive=False)
+    _check_number("stash.grace", options["grace"], 0, inclusive=True)
+    return tool, experiment, options, tool_words
 
 
 def new_run_id() -> str:
@@ -160,8 +209,6 @@ def plan_job(
         *overrides,
         f"hydra.run.dir={hydra_value(str(run_dir))}",
     )
-    if timeout is not None and timeout <= 0:
-        raise StashError(f"timeout={timeout}: give a positive number of seconds.")
     return JobSpec(
         id=run_id,
         tool=tool,

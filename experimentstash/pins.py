@@ -43,7 +43,7 @@ def _open(path: Path) -> git.Repo | None:
 
 def _status(repo: git.Repo, *paths: str) -> tuple[str | None, list[str], list[str]]:
     """(HEAD commit, changed entries, untracked files) from one `git status --porcelain=v2 --branch`."""
-    out = repo.git.status("--porcelain=v2", "--branch", "--untracked-files=all", "--", *paths)
+    out = repo.git(c="core.quotePath=false").status("--porcelain=v2", "--branch", "--untracked-files=all", "--", *paths)
     head, changes, untracked = None, [], []
     for line in out.splitlines():
         if line.startswith("# branch.oid "):

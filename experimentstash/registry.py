@@ -230,8 +230,11 @@ def _parse_tool(root: Path, name: str, entry) -> Tool:
 
 
 def _split_entrypoint(where: str, entrypoint: str) -> list[str]:
-    words = shlex.split(entrypoint)
-    if words[0] == "-m" and len(words) == 2:
+    try:
+        words = shlex.split(entrypoint)
+    except ValueError:
+        words = []
+    if len(words) == 2 and words[0] == "-m":
         return words
     if len(words) == 1 and not words[0].startswith("-"):
         return words

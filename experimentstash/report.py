@@ -91,4 +91,4 @@ def print_summary(root: Path, sweep_dir: Path, jobs: list[dict], out: Console | 
     counts = Counter(job["status"] for job in jobs)
     summary = ", ".join(f"{n} {status}" for status, n in counts.most_common())
     hidden = f" (table lists the {len(shown)} that did not succeed)" if len(shown) < len(jobs) else ""
-    out.print(f"{len(jobs)} jobs: {summary}{hidden}. Record: {sweep_dir.relative_to(root)}/sweep.json")
+    out.print(f"{len(jobs)} jobs: {summary}{hidden}. Record: {where}/sweep.json")

@@ -21,7 +21,7 @@ from .execute import Interrupted, Runner, raise_on_signals
 from .invocation import console, current, override_key
 from .job import JobSpec
 from .pins import StashState, ToolPin
-from .record import FINAL, RUN_FILE, now_iso, read_json, write_json
+from .record import FINAL, RUN_FILE, now_iso, read_json, read_result, write_json
 from .sweep import LocalSweep
 
 # Slurm's final states that say more than the job's own record: Slurm ended it
@@ -136,6 +136,7 @@ class NodeTask(submitit.helpers.Checkpointable):
         self.grace = grace
         self.timeout_min = timeout_min
         self._runner: Runner | None = None
+        self._spec: JobSpec | None = None
         self._started = 0.0
         self._run_file: Path | None = None
 
@@ -147,6 +148,7 @@ class NodeTask(submitit.helpers.Checkpointable):
 
     def __call__(self, spec: JobSpec, pin: ToolPin, stash: StashState, experiment_sha: str):
         self._started = time.time()
+        self._spec = spec
         self._run_file = spec.run_dir / RUN_FILE
         previous = _keep_preempted_attempts(spec.run_dir)
         env = submitit.JobEnvironment()
@@ -161,21 +163,32 @@ class NodeTask(submitit.helpers.Checkpointable):
         walltime = time.time() - self._started
         limit = self.timeout_min * 60
         if walltime >= min(limit * 0.8, limit - 600):
-            # let the tool work until Slurm ends the job at its limit (Slurm's state: TIMEOUT)
-            while self._runner is not None and self._runner.running():
-                time.sleep(0.5)
-            self._mark("timeout")
-            while True:
-                time.sleep(60)
+            self._until_the_limit()
         if self._runner is not None:
             self._runner.stop_all("preempted")
-        self._mark("preempted")
+        self._mark(status="preempted")
         return super().checkpoint(*args, **kwargs)
 
-    def _mark(self, status: str) -> None:
+    def _until_the_limit(self) -> None:
+        """Let the tool work on until Slurm ends the task at its limit (Slurm's state: TIMEOUT)."""
+        code = None
+        for pid in self._runner.pids() if self._runner else []:
+            # this handler interrupted the runner's wait for the tool: look at its end without reaping it
+            while (info := os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)) is None:
+                time.sleep(0.5)
+            code = info.si_status if info.si_code == os.CLD_EXITED else -info.si_status
+        if code is not None and code >= 0:  # it finished on its own before the limit: that is its result
+            self._mark(status="succeeded" if code == 0 else "failed", exit_code=code,
+                       result=read_result(self._spec))
+            os._exit(0 if code == 0 else 1)
+        self._mark(status="timeout")
+        while True:
+            time.sleep(60)
+
+    def _mark(self, **fields) -> None:
         if self._run_file is not None and self._run_file.is_file():
             record = read_json(self._run_file)
-            record.update(status=status, ended_at=now_iso(), duration_s=round(time.time() - self._started, 3))
+            record.update(ended_at=now_iso(), duration_s=round(time.time() - self._started, 3), **fields)
             write_json(self._run_file, record)
 
 

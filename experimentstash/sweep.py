@@ -7,24 +7,19 @@ import os
 import threading
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
-from functools import lru_cache
 from pathlib import Path
 
-from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.utils import JobReturn, JobStatus
 from omegaconf import DictConfig, OmegaConf
 
 from . import StashError
 from .execute import Interrupted, Runner, raise_on_signals
-from .invocation import console, current, override_key
-from .job import JobSpec, plan_job
+from .invocation import console, current
+from .job import JobSpec, plan_job, split_job
 from .pins import apply_policy, inspect_tool, stash_state
 from .record import FINAL, RUN_FILE, SWEEP_FILE, SWEEP_SCHEMA, now_iso, read_json, sha256, write_text
 from .registry import Stash
 from .report import Progress, print_summary
-
-STASH_OPTIONS = ("pin", "timeout", "objective", "grace")
-
 
 @dataclass(frozen=True)
 class LaunchOptions:
@@ -82,32 +77,6 @@ class DevicePool:
             self._cond.notify_all()
 
 
-@lru_cache(maxsize=4096)
-def _meta_value(word: str):
-    return OverridesParser.create().parse_override(word).value()
-
-
-def split_job(words, base: DictConfig) -> tuple[str | None, str | None, dict, list[str]]:
-    """One job's overrides -> (tool, experiment, stash options, tool overrides as typed)."""
-    tool, experiment = base.tool, base.experiment
-    options = {k: base.stash.get(k) for k in STASH_OPTIONS}
-    tool_words = []
-    for word in words:
-        key = override_key(word)
-        if key == "tool":
-            tool = _meta_value(word)
-        elif key == "experiment":
-            experiment = _meta_value(word)
-        elif key.startswith("stash."):
-            name = key[len("stash."):]
-            if name not in STASH_OPTIONS:
-                raise StashError(f"Unknown launcher option '{key}' (known: {', '.join('stash.' + o for o in STASH_OPTIONS)}).")
-            options[name] = _meta_value(word)
-        elif not key.startswith("hydra"):
-            tool_words.append(word)
-    return tool, experiment, options, tool_words
-
-
 def job_dir_name(num: int, tool: str, experiment: str) -> str:
     return f"{num}_{tool}_{experiment.replace('/', '-')}"
 
@@ -143,7 +112,8 @@ class LocalSweep:
     def create(cls, config: DictConfig, options: dict) -> "LocalSweep":
         stash = Stash.load(current.root)
         plain = {k: OmegaConf.to_container(v) if OmegaConf.is_config(v) else v for k, v in options.items()}
-        return cls(stash, Path(config.hydra.sweep.dir), config, plain)
+        # a relative hydra.sweep.dir is relative to where the command was typed, as in Hydra
+        return cls(stash, Path(config.hydra.sweep.dir).absolute(), config, plain)
 
     # --- planning -------------------------------------------------------------------------------------------
     def plan(self, numbered) -> list[tuple[JobSpec, dict, list[str]]]:
@@ -282,10 +252,10 @@ class LocalSweep:
         finally:
             pool.shutdown(wait=True)
             restore()
+            self.write(force=True)
             for future in futures:
                 if future.exception() is not None and not isinstance(future.exception(), Interrupted):
                     raise future.exception()
-            self.write(force=True)
         if signum is not None:
             print_summary(self.stash.root, self.dir, [self.jobs[n] for n in sorted(self.jobs)])
             raise SystemExit(128 + signum)
@@ -348,7 +318,12 @@ def base_config() -> DictConfig:
 def rerun(root: Path, sweep_dir: Path) -> int:
     """Re-launch the jobs of a sweep that did not succeed, into the same sweep dir, with the same overrides."""
     data = read_sweep(sweep_dir)
+    data["jobs"] = refresh_statuses(root, data)  # sweep.json may be behind if its launcher was killed
     todo = [job for job in data["jobs"] if job["status"] != "succeeded"]
+    still = [str(job["num"]) for job in todo if job["status"] == "running"]
+    if still:
+        console.print(f"warning: job(s) {', '.join(still)} were recorded as running: their launcher ended "
+                      "without finishing them, so they run again.", highlight=False)
     stash = Stash.load(root)
     sweep = sweep_class(data["backend"])(stash, sweep_dir, base_config(), data["launcher"])
     sweep.id, sweep.created_at, sweep.command_line = data["id"], data["created_at"], data["command_line"]

@@ -63,6 +63,7 @@ def test_malformed_experiment_yaml_names_file_and_line(stash):
      "/no/such/python"),
     ("tools:\n  fx:\n    path: tools/fx\n    entrypoint: tool.py\n    env: conda\n", "tools.fx.env"),
     ("tool:\n  fx: {}\n", "unknown key 'tool'"),
+    ("tools:\n  fx:\n    path: tools/fx\n    entrypoint: \"tool.py '\"\n", "is neither"),
 ])
 def test_bad_meta_yaml(stash, meta, needle):
     stash.write("configs/meta.yaml", meta)
@@ -74,9 +75,11 @@ def test_bad_meta_local_yaml_is_named(stash):
     assert "venv/bin/python" in refused(stash, "tool=fx", "experiment=a")
 
 
-def test_bad_pin_policy_and_timeout(stash):
+def test_bad_pin_policy_timeout_and_grace(stash):
     assert "stash.pin=maybe" in refused(stash, "tool=fx", "experiment=a", "stash.pin=maybe")
     assert "timeout=-1" in refused(stash, "tool=fx", "experiment=a", "stash.timeout=-1")
+    assert "stash.timeout=abc" in refused(stash, "tool=fx", "experiment=a", "stash.timeout=abc")
+    assert "stash.grace=abc" in refused(stash, "-m", "tool=fx", "experiment=a,b", "stash.grace=abc")
 
 
 def test_outside_a_stash(stash, tmp_path):

@@ -234,3 +234,28 @@ def test_uv_tool_records_its_lock_file(stash):
     assert env["python"] and env["executable"].endswith("bin/python")
     assert record["command"][1:6] == ["run", "--project", str(stash.tool), "--frozen", "python"]
     assert not (stash.tool / ".venv").exists()  # the environment lives in the stash's cache, not the checkout
+
+
+def test_numeric_experiment_ids_stay_file_names(stash):
+    stash.write("configs/fx/experiment/2024.yaml", "# @package _global_\ndefaults:\n  - /config\n  - _self_\n")
+    assert stash.run("tool=fx", "experiment=2024").returncode == 0
+    out = stash.run("-m", "tool=fx", "experiment=glob(2*)")
+    assert out.returncode == 0, out.stderr
+    assert {r["experiment"] for r in stash.runs()} | {r["experiment"] for r in stash.runs("multirun")} == {"2024"}
+
+
+def test_a_tool_that_cannot_start_is_a_failed_run(stash):
+    python = stash.write("not-executable", "")
+    stash.write("configs/meta.local.yaml", f"tools:\n  fx:\n    env: {{python: {python}}}\n")
+    out = stash.run("tool=fx", "experiment=a")
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    (record,) = stash.runs()
+    assert record["status"] == "failed"
+    assert "cannot start" in (stash.root / record["run_dir"] / "stderr.log").read_text()
+
+
+def test_untracked_names_are_recorded_as_they_are(stash):
+    (stash.tool / "é notes.txt").write_text("x\n")
+    assert stash.run("tool=fx", "experiment=a").returncode == 0
+    (record,) = stash.runs()
+    assert record["tool_untracked"] == ["é notes.txt"]

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import pid_alive
+from conftest import git, pid_alive
 
 
 def sweep_dir(stash) -> Path:
@@ -149,7 +149,7 @@ def test_rerun_relaunches_only_what_failed(stash):
     assert status.returncode == 0 and "2 jobs: 2 succeeded" in status.stdout
 
 
-@pytest.mark.parametrize("sig,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+@pytest.mark.parametrize("sig,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143), (signal.SIGHUP, 129)])
 def test_signal_ends_every_job_and_leaves_no_process(stash, sig, code):
     proc = stash.popen("-m", "tool=fx", "experiment=slow", "seed=range(3)", "spawn_child=true", "ignore_term=true",
                        "hydra.launcher.max_parallel=3", "stash.grace=1")
@@ -221,3 +221,32 @@ def test_another_launcher_runs_the_meta_app_with_tool_overrides(stash):
     assert sorted(r["overrides"] for r in records) == [["++value=1", "++tag=x", "~seed"],
                                                        ["++value=2", "++tag=x", "~seed"]]
     assert sorted(r["result"]["score"] for r in records) == [2.0, 4.0]
+
+
+def test_relative_sweep_dir_is_relative_to_where_the_command_was_typed(stash):
+    before = git(stash.tool, "status", "--porcelain", "--ignored")
+    out = stash.run("-m", "tool=fx", "experiment=a", "hydra.sweep.dir=mine/first")
+    assert out.returncode == 0, out.stderr
+    assert json.loads((stash.root / "mine/first/0_fx_a/result.json").read_text())["score"] == 2.0
+    assert git(stash.tool, "status", "--porcelain", "--ignored") == before
+
+
+def test_tool_keys_that_begin_like_launcher_keys_reach_the_tool(stash):
+    out = stash.run("-m", "tool=fx", "experiment=a", "+hydration=1", "+stashed=2", "+tooling=3")
+    assert out.returncode == 0, out.stderr
+    (job,) = sweep_json(stash)["jobs"]
+    assert seen(stash, job)["overrides"] == ["+hydration=1", "+stashed=2", "+tooling=3"]
+
+
+def test_what_a_finished_job_left_running_is_ended(stash):
+    out = stash.run("-m", "tool=fx", "experiment=a,b", "spawn_child=true", "stash.grace=1")
+    assert out.returncode == 0, out.stderr
+    for job in sweep_json(stash)["jobs"]:
+        assert not pid_alive(seen(stash, job)["child_pid"])
+        assert job["duration_s"] < 8  # the child holding the job's output did not hold up its end
+
+
+def test_a_failed_job_under_another_launcher_fails_the_sweep(stash):
+    out = stash.run("-m", "tool=fx", "experiment=a,crash", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2")
+    assert out.returncode != 0
+    assert sorted(r["status"] for r in stash.runs()) == ["failed", "succeeded"]

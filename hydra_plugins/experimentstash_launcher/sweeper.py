@@ -3,6 +3,7 @@
 from typing import Any, List, Optional
 
 from hydra.core.plugins import Plugins
+from hydra.core.utils import JobStatus
 from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig
@@ -33,4 +34,8 @@ class StashSweeper(Sweeper):
         except StashError as err:
             fail(err)
         current.tool_overrides_expanded = ours
-        return self.launcher.launch(jobs, initial_job_idx=0)
+        returns = self.launcher.launch(jobs, initial_job_idx=0)
+        if not ours:  # the task function ran elsewhere (joblib's workers): its return value is the exit code
+            for ret in returns:
+                current.worse(ret.return_value if ret.status == JobStatus.COMPLETED else 1)
+        return returns
