@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import importlib
+from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
-
-from pathlib import Path
 
 from . import StashError
 from .invocation import fail
@@ -72,34 +72,13 @@ def cmd_status(args) -> int:
     return 0
 
 
-def cmd_runs(args) -> int:
-    from .runs import cmd_runs as run
+def lazy(module: str, function: str):
+    """A subcommand whose module is imported only when it runs (Hydra and GitPython load slowly)."""
 
-    return run(args, find_root())
+    def run(args) -> int:
+        return getattr(importlib.import_module(f"experimentstash.{module}"), function)(args, find_root())
 
-
-def cmd_reproduce(args) -> int:
-    from .reproduce import cmd_reproduce as run
-
-    return run(args, find_root())
-
-
-def cmd_snapshot(args) -> int:
-    from .snapshot import cmd_snapshot as run
-
-    return run(args, find_root())
-
-
-def cmd_add_tool(args) -> int:
-    from .addtool import cmd_add_tool as run
-
-    return run(args, find_root())
-
-
-def cmd_check(args) -> int:
-    from .check import cmd_check as run
-
-    return run(args, find_root())
+    return run
 
 
 def add_runs_parser(sub) -> None:
@@ -109,7 +88,7 @@ def add_runs_parser(sub) -> None:
     p.add_argument("--status", help="only runs with this status (succeeded, failed, running, ...)")
     p.add_argument("--last", type=int, metavar="N", help="only the N most recent runs")
     p.add_argument("--json", action="store_true", help="print the run records as a JSON list, for scripts")
-    p.set_defaults(func=cmd_runs)
+    p.set_defaults(func=lazy("runs", "cmd_runs"))
 
 
 def add_reproduce_parser(sub) -> None:
@@ -118,7 +97,7 @@ def add_reproduce_parser(sub) -> None:
     p.add_argument("--check", action="store_true",
                    help="compare result values and output files with the original; exit 1 when they differ")
     p.add_argument("--grace", type=float, default=5.0, help="seconds between TERM and KILL when interrupted")
-    p.set_defaults(func=cmd_reproduce)
+    p.set_defaults(func=lazy("reproduce", "cmd_reproduce"))
 
 
 def add_snapshot_parser(sub) -> None:
@@ -130,7 +109,7 @@ def add_snapshot_parser(sub) -> None:
     p.add_argument("--commit", action="store_true", help="commit the snapshot and the tool's gitlink, tag snapshot/<tag>")
     p.add_argument("--allow-dirty", action="store_true", help="snapshot a tool with uncommitted changes anyway")
     p.add_argument("--force", action="store_true", help="replace an existing snapshot file and tag")
-    p.set_defaults(func=cmd_snapshot)
+    p.set_defaults(func=lazy("snapshot", "cmd_snapshot"))
 
 
 def add_add_tool_parser(sub) -> None:
@@ -140,13 +119,13 @@ def add_add_tool_parser(sub) -> None:
     p.add_argument("--entrypoint", help="'-m package.module' or a script path in the tool (default: found by @hydra.main)")
     p.add_argument("--description", help="one line for meta.yaml")
     p.add_argument("--copy-configs", action="store_true", help="copy the tool's config tree into configs/<name>/")
-    p.set_defaults(func=cmd_add_tool)
+    p.set_defaults(func=lazy("addtool", "cmd_add_tool"))
 
 
 def add_check_parser(sub) -> None:
     p = sub.add_parser("check", help="compose an experiment in the tool's environment without running it")
     p.add_argument("words", nargs=argparse.REMAINDER, metavar="tool=X experiment=Y [tool overrides]")
-    p.set_defaults(func=cmd_check)
+    p.set_defaults(func=lazy("check", "cmd_check"))
 
 
 def build_parser() -> argparse.ArgumentParser:
