@@ -8,7 +8,7 @@ import re
 import secrets
 import shutil
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
@@ -42,7 +42,6 @@ class JobSpec:
     interpreter: Interpreter
     timeout: float | None = None
     sweep: dict | None = None  # {"id": sweep id, "num": job number}
-    gpus: tuple[str, ...] = field(default=())
 
 
 STASH_OPTIONS = ("pin", "timeout", "objective", "grace")
@@ -50,10 +49,11 @@ STASH_OPTIONS = ("pin", "timeout", "objective", "grace")
 
 @lru_cache(maxsize=4096)
 def _meta_value(word: str):
+    key, _, text = word.partition("=")
     value = OverridesParser.create().parse_override(word).value()
-    # ids stay text as typed: experiment=2024 is the file 2024.yaml, not a number
-    return value if not isinstance(value, (int, float, bool)) or word.split("=", 1)[0].startswith("stash.") \
-        else word.split("=", 1)[1]
+    if key.startswith("stash.") or not isinstance(value, (int, float, bool)):
+        return value
+    return text  # ids stay text as typed: experiment=2024 is the file 2024.yaml, not a number
 
 
 def _check_number(name: str, value, minimum: float, inclusive: bool) -> None:

@@ -137,14 +137,12 @@ class LocalSweep:
         """Pins once per tool per sweep; the pin policy may refuse the whole sweep before anything starts."""
         facts = {"stash": stash_state(self.stash.root), "pins": {}, "sha": {}}
         for spec, options, _ in planned:
-            name = spec.tool.name
-            if name not in facts["pins"]:
-                facts["pins"][name] = inspect_tool(self.stash.root, spec.tool)
-                warning = apply_policy(spec.tool, facts["pins"][name], options["pin"])
-                if warning:
-                    console.print(f"[yellow]warning:[/] {warning}", markup=True, highlight=False)
-            else:
-                apply_policy(spec.tool, facts["pins"][name], options["pin"])
+            first = spec.tool.name not in facts["pins"]
+            if first:
+                facts["pins"][spec.tool.name] = inspect_tool(self.stash.root, spec.tool)
+            warning = apply_policy(spec.tool, facts["pins"][spec.tool.name], options["pin"])  # per job: its policy
+            if warning and first:  # warned once per tool
+                console.print(f"[yellow]warning:[/] {warning}", markup=True, highlight=False)
             if spec.experiment_file not in facts["sha"]:
                 facts["sha"][spec.experiment_file] = sha256(spec.experiment_file)
         return facts
@@ -219,7 +217,7 @@ class LocalSweep:
                 self.update(num, status="cancelled")
                 return
             if gpus:
-                spec = replace(spec, env={**spec.env, "CUDA_VISIBLE_DEVICES": ",".join(gpus)}, gpus=tuple(gpus))
+                spec = replace(spec, env={**spec.env, "CUDA_VISIBLE_DEVICES": ",".join(gpus)})
             try:
                 record = runner.run(spec, facts["pins"][spec.tool.name], facts["stash"],
                                     facts["sha"][spec.experiment_file],
