@@ -1,6 +1,6 @@
 """`python -m experimentstash ...` and the `experimentstash` command.
 
-A known subcommand word goes to the CLI; anything else is a Hydra command line for the launcher app.
+A known subcommand word (or help) goes to the CLI; anything else is a Hydra command line for the launcher app.
 """
 
 from __future__ import annotations
@@ -11,25 +11,36 @@ from . import StashError
 from .invocation import check_launcher_options, current, fail, route_tool_overrides, split_argv
 from .registry import Stash, find_root
 
-SUBCOMMANDS = {"list", "runs", "rerun", "status", "reproduce", "snapshot", "add-tool", "check"}
+HELP = {"help", "-h", "--help"}
+# Hydra flags after which no tool runs: the launcher only prints something
+NO_RUN_FLAGS = {"--cfg", "-c", "--info", "-i", "--hydra-help", "--version", "-sc", "--shell-completion"}
 
 
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
-    try:
-        if not argv or argv[0] in SUBCOMMANDS:
-            from . import cli
+    from . import cli
 
+    try:
+        if not argv:
+            sys.exit(cli.main(["list"]))
+        if argv[0] in cli.COMMANDS or argv[0] == "help":
             sys.exit(cli.main(argv))
+        if HELP & set(argv):
+            print(cli.help_text(), end="")
+            sys.exit(0)
         hydra_words, tool_words = route_tool_overrides(*split_argv(argv))
-        check_launcher_options(hydra_words)
         current.root = find_root()
+        check_launcher_options(hydra_words, Stash.load(current.root))
     except StashError as err:
         fail(err)
     current.argv = list(argv)
     current.tool_overrides = tool_words
     if "-sc" in argv or "--shell-completion" in argv:
         register_choices(current.root)
+    if not NO_RUN_FLAGS & set(argv):
+        from .procs import keep
+
+        keep()
     from .app import hydra_app
 
     sys.argv = [sys.argv[0], *hydra_words]

@@ -217,7 +217,15 @@ def _indent(body: str, indent: str, step: str = "  ") -> str:
     return "".join(out)
 
 
-def cmd_add_tool(args, root: Path) -> int:
+def add_arguments(p) -> None:
+    p.add_argument("name")
+    p.add_argument("url", help="git URL, file:// URL or local path of the tool's repository")
+    p.add_argument("--entrypoint", help="'-m package.module' or a script path in the tool (default: found by @hydra.main)")
+    p.add_argument("--description", help="one line for meta.yaml")
+    p.add_argument("--copy-configs", action="store_true", help="copy the tool's config tree into configs/<name>/")
+
+
+def run(args, root: Path) -> int:
     stash = Stash.load(root)
     name = args.name
     check_name(name)

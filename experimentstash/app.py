@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
@@ -10,9 +12,10 @@ from . import StashError
 from .execute import Runner, exit_code_for, run_in_foreground
 from .invocation import current, fail, say
 from .job import new_run_id, plan_job, split_job
-from .pins import apply_policy, inspect_tool, stash_state
-from .record import sha256
+from .pins import NO_GIT_WARNING, apply_policy, inspect
+from .records import Status
 from .registry import Stash, find_root
+from .summary import shown_path
 
 RUN_ID = new_run_id()  # names the sweep dir of this process (the launcher's multirun)
 OmegaConf.register_new_resolver("stash_root", lambda: str(current.root), replace=True)
@@ -37,19 +40,21 @@ def run_single(cfg: DictConfig) -> int:
     run_dir = stash.root / "outputs" / str(tool) / str(experiment) / run_id
     spec = plan_job(stash, tool, experiment, [*given, *current.tool_overrides], run_dir, run_id,
                     timeout=options["timeout"])
-    pin = inspect_tool(stash.root, spec.tool)
+    state, pins = inspect(stash.root, [spec.tool])
+    if state.commit is None and state.dirty is None:
+        say(f"warning: {NO_GIT_WARNING.format(root=stash.root)}")
+    pin = pins[spec.tool.name]
     warning = apply_policy(spec.tool, pin, options["pin"])
     if warning:
         say(f"warning: {warning}")
     runner = Runner(stash.root, grace=float(options["grace"]))
-    outcome, signum = run_in_foreground(
-        runner, lambda: runner.run(spec, pin, stash_state(stash.root), sha256(spec.experiment_file), stream=True)
-    )
-    status = outcome.get("status", "interrupted" if signum else "failed")
-    rel = spec.run_dir.relative_to(stash.root)
-    say(f"{status} in {outcome.get('duration_s', 0):.1f}s: {rel}")
-    if status != "succeeded":
+    sha = hashlib.sha256(spec.experiment_file.read_bytes()).hexdigest()
+    record, signum = run_in_foreground(runner, lambda: runner.run(spec, pin, state, sha, stream=True))
+    status = record.status if record else Status.INTERRUPTED
+    rel = shown_path(stash.root, spec.run_dir)
+    say(f"{status} in {(record.duration_s if record else 0) or 0:.1f}s: {rel}")
+    if not status.ok:
         say(f"  logs: {rel}/stdout.log, {rel}/stderr.log")
-    code = exit_code_for(status, outcome.get("exit_code"), signum)
+    code = exit_code_for(status, record.exit_code if record else None, signum)
     current.worse(code)
     return code

@@ -8,6 +8,7 @@ file with the same relative name as one of theirs is then silently ignored; chec
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import sys
@@ -74,7 +75,7 @@ def config_files(folder: Path) -> set[str]:
 
 def shadowed(stash: Stash, q: ToolQuery, entries: list[SearchEntry]) -> list[str]:
     """A warning for every stash config file that has the same relative name as a file of another search path entry."""
-    stash_dir = (stash.root / "configs" / q.tool.name).resolve()
+    stash_dir = q.config_dir.resolve()
     mine = config_files(stash_dir)
     position = next((i for i, e in enumerate(entries)
                      if e.path.startswith("file://") and Path(e.path[len("file://"):]).resolve() == stash_dir), None)
@@ -113,7 +114,11 @@ def shadowed(stash: Stash, q: ToolQuery, entries: list[SearchEntry]) -> list[str
     return warnings
 
 
-def cmd_check(args, root: Path) -> int:
+def add_arguments(p) -> None:
+    p.add_argument("words", nargs=argparse.REMAINDER, metavar="tool=X experiment=Y [tool overrides]")
+
+
+def run(args, root: Path) -> int:
     stash = Stash.load(root)
     tool_name = experiment = None
     overrides = []
@@ -128,16 +133,15 @@ def cmd_check(args, root: Path) -> int:
         elif word != "--":
             overrides.append(word)
     q = query(stash, tool_name, experiment)
-    run_dir = root / ".cache" / "experimentstash" / "check"
-    fixed = [o.replace("${run_dir}", str(run_dir)) for o in q.tool.overrides]
-    composed = q.run(*fixed, *overrides, "--cfg", "job")
+    run_dir = root / ".cache" / "experimentstash" / "check"  # only named: --cfg and --info write nothing
+    composed = q.run("--cfg", "job", overrides=overrides, run_dir=run_dir)
     if composed.returncode != 0:
         console.print(f"[red]does not compose:[/] tool {q.tool.name}, experiment {experiment} "
                       f"(exit {composed.returncode})", markup=True, highlight=False)
         sys.stderr.write(tail(composed.stderr or composed.stdout, 30) + "\n")
         return 1
     sys.stdout.write(composed.stdout)
-    info = q.run(*fixed, *overrides, "--info", "searchpath")
+    info = q.run("--info", "searchpath", overrides=overrides, run_dir=run_dir)
     entries = parse_search_path(info.stdout) if info.returncode == 0 else []
     if not entries:
         console.print("[yellow]warning:[/] the tool did not show its config search path (--info searchpath): "

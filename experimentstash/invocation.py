@@ -69,24 +69,34 @@ def split_argv(argv: list[str]) -> tuple[list[str], list[str]]:
     return hydra_words, tool_words
 
 
-def check_launcher_options(hydra_words: list[str]) -> None:
-    """An unknown hydra.launcher.<option> of our launchers is one clear error listing the known ones."""
-    from dataclasses import fields
+def check_launcher_options(hydra_words: list[str], stash) -> None:
+    """The launcher options and stash.* keys on the command line, checked before Hydra sees them (a single run's
+    too): an unknown name or a value of the wrong type is one clear error, not Hydra's."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
 
-    from hydra_plugins.experimentstash_launcher.config import StashLauncherConf, StashSlurmLauncherConf
+    from . import backends
+    from .job import check_stash_option
 
-    chosen = _chosen(hydra_words, "launcher") or "stash"
-    conf = {"stash": StashLauncherConf, "stash_slurm": StashSlurmLauncherConf}.get(chosen)
-    if conf is None:
-        return
-    known = [f.name for f in fields(conf) if f.name != "_target_"]
+    backend = backends.for_launcher(_chosen(hydra_words, "launcher"))
+    parser = OverridesParser.create()
+    values, given = {}, set()
     for word in hydra_words:
         key = override_key(word)
-        if key.startswith("hydra.launcher.") and key.split(".")[2] not in known:
-            raise StashError(
-                f"Unknown launcher option '{key}' of hydra/launcher={chosen} "
-                f"(known: {', '.join(known)})."
-            )
+        if key.startswith("stash.") and "=" in word:
+            check_stash_option(key)
+        if backend is None or not key.startswith("hydra.launcher.") or "=" not in word:
+            continue
+        name, _, nested = key[len("hydra.launcher."):].partition(".")
+        given.add(name)
+        try:
+            override = parser.parse_override(word)
+        except HydraException as err:
+            raise StashError(f"Cannot parse '{word}': {err}") from None
+        if not nested and not override.is_sweep_override() and not override.is_delete():
+            values[name] = override.value()
+    if backend is not None:
+        backends.resolve_options(backend, values, given, stash.machine.get(backend, {}))
 
 
 def _chosen(hydra_words: list[str], group: str) -> str | None:
@@ -101,7 +111,9 @@ def route_tool_overrides(hydra_words: list[str], tool_words: list[str]) -> tuple
     keys it searches; another launcher (basic, joblib) composes each job's config from its overrides and runs
     the task function, which reads them back from Hydra's config. Deletions (`~key`) always stay on the side.
     """
-    if _chosen(hydra_words, "launcher") not in (None, "stash", "stash_slurm"):
+    from . import backends
+
+    if backends.for_launcher(_chosen(hydra_words, "launcher")) is None:
         shown = [w for w in tool_words if not w.startswith("~")]
     elif _chosen(hydra_words, "sweeper") not in (None, "stash"):
         from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -115,10 +127,11 @@ def route_tool_overrides(hydra_words: list[str], tool_words: list[str]) -> tuple
 
 @dataclass
 class Invocation:
+    """Set once by __main__ from the command line; read by the Hydra plugins, which Hydra creates."""
+
     root: Path | None = None
     argv: list[str] = field(default_factory=list)
     tool_overrides: list[str] = field(default_factory=list)
-    tool_overrides_expanded: bool = False  # the stash sweeper put them in every job's list
     exit_code: int = 0
 
     def worse(self, code: int) -> None:

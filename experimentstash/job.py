@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
+import math
 import os
 import re
 import secrets
 import shutil
+import subprocess
 import sys
 from dataclasses import dataclass
 from datetime import datetime
@@ -27,6 +30,49 @@ class Interpreter:
     prefix: tuple[str, ...]  # argv before the entrypoint
     lock_file: Path | None = None
 
+    def version(self) -> str | None:
+        return _python_version(self.executable)
+
+    def lock_sha256(self) -> str | None:
+        return _file_sha256(self.lock_file) if self.lock_file else None
+
+
+@lru_cache(maxsize=None)
+def _python_version(executable: str) -> str | None:
+    try:
+        out = subprocess.run([executable, "-c", "import platform; print(platform.python_version())"],
+                             capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() or None
+
+
+@lru_cache(maxsize=64)
+def _file_sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@dataclass(frozen=True)
+class PreparedTool:
+    """What running a tool needs, found once per tool: its interpreter, entrypoint and launcher-set environment."""
+
+    tool: Tool
+    interpreter: Interpreter
+    entry: tuple[str, ...]
+    env: dict[str, str]
+
+
+def tool_command(prepared: PreparedTool, config_dir: Path, config_name: str, overrides,
+                 run_dir: Path | None, fixed: bool = True) -> tuple[str, ...]:
+    """The one place a tool's command line is built: single runs, sweep jobs, Slurm tasks, check, reproduce.
+
+    The tool's fixed overrides from meta.yaml come first (with ${run_dir} filled in), then the user's as typed;
+    `hydra.run.dir` sends everything the tool writes into the run dir."""
+    given = [o.replace("${run_dir}", str(run_dir)) for o in prepared.tool.overrides] if fixed else []
+    tail = [f"hydra.run.dir={hydra_value(str(run_dir))}"] if run_dir is not None else []
+    return (*prepared.interpreter.prefix, *prepared.entry, f"--config-dir={config_dir}",
+            f"--config-name={config_name}", *given, *overrides, *tail)
+
 
 @dataclass(frozen=True)
 class JobSpec:
@@ -42,6 +88,7 @@ class JobSpec:
     interpreter: Interpreter
     timeout: float | None = None
     sweep: dict | None = None  # {"id": sweep id, "num": job number}
+    fingerprint: object = None  # fingerprint.Fingerprint, when computed
 
 
 STASH_OPTIONS = ("pin", "timeout", "objective", "grace")
@@ -57,11 +104,11 @@ def _meta_value(word: str):
 
 
 def _check_number(name: str, value, minimum: float, inclusive: bool) -> None:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and (
-        value >= minimum if inclusive else value > minimum)
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and (
+        value >= minimum if inclusive else value > minimum) and value < 1e9
     if not ok:
         bound = f"{minimum} or more" if inclusive else f"more than {minimum}"
-        raise StashError(f"{name}={value}: give a number of seconds, {bound}.")
+        raise StashError(f"{name}={value}: give a finite number of seconds, {bound}.")
 
 
 def split_job(words, base) -> tuple[str | None, str | None, dict, list[str]]:
@@ -78,9 +125,7 @@ def split_job(words, base) -> tuple[str | None, str | None, dict, list[str]]:
             experiment = _meta_value(word)
         elif key.startswith("stash."):
             name = key[len("stash."):]
-            if name not in STASH_OPTIONS:
-                known = ", ".join("stash." + o for o in STASH_OPTIONS)
-                raise StashError(f"Unknown launcher option '{key}' (known: {known}).")
+            check_stash_option(key)
             options[name] = _meta_value(word)
         elif not is_launcher_override(word):
             tool_words.append(word)
@@ -88,6 +133,12 @@ def split_job(words, base) -> tuple[str | None, str | None, dict, list[str]]:
         _check_number("stash.timeout", options["timeout"], 0, inclusive=False)
     _check_number("stash.grace", options["grace"], 0, inclusive=True)
     return tool, experiment, options, tool_words
+
+
+def check_stash_option(key: str) -> None:
+    if key[len("stash."):] not in STASH_OPTIONS:
+        known = ", ".join("stash." + o for o in STASH_OPTIONS)
+        raise StashError(f"Unknown launcher option '{key}' (known: {known}).")
 
 
 def new_run_id() -> str:
@@ -122,7 +173,7 @@ def resolve_interpreter(stash: Stash, tool: Tool) -> Interpreter:
     return Interpreter("python", str(python), (str(python),))
 
 
-def prepare_tool(stash: Stash, tool: Tool) -> tuple[Interpreter, list[str], dict[str, str]]:
+def prepare_tool(stash: Stash, tool: Tool) -> PreparedTool:
     """The interpreter, entrypoint argv and launcher-set environment of a tool, checked once per tool."""
     if not tool.path.is_dir() or not any(tool.path.iterdir()):
         raise StashError(
@@ -130,30 +181,35 @@ def prepare_tool(stash: Stash, tool: Tool) -> tuple[Interpreter, list[str], dict
             f"run `git submodule update --init {tool.rel_path}`; otherwise fix path in configs/meta.yaml."
         )
     interpreter = resolve_interpreter(stash, tool)
-    return interpreter, _check_entrypoint(tool, interpreter), launcher_env(stash, tool)
+    return PreparedTool(tool, interpreter, _check_entrypoint(tool, interpreter), launcher_env(stash, tool))
 
 
-def _check_entrypoint(tool: Tool, interpreter: Interpreter) -> list[str]:
+def _check_entrypoint(tool: Tool, interpreter: Interpreter) -> tuple[str, ...]:
     if tool.entrypoint[0] == "-m":
         module = tool.entrypoint[1]
         rel = Path(*module.split("."))
         candidates = [tool.path / base / rel.with_suffix(".py") for base in ("", "src")]
         candidates += [tool.path / base / rel / "__main__.py" for base in ("", "src")]
         if any(p.is_file() for p in candidates):
-            return list(tool.entrypoint)
+            return tuple(tool.entrypoint)
         if interpreter.kind == "current" and importlib.util.find_spec(module.split(".")[0]) is None:
             raise StashError(
                 f"Tool '{tool.name}': entrypoint module '{module}' is neither in {tool.rel_path} "
                 "nor installed: fix entrypoint in configs/meta.yaml."
             )
-        return list(tool.entrypoint)
-    script = tool.path / tool.entrypoint[0]
+        return tuple(tool.entrypoint)
+    script = (tool.path / tool.entrypoint[0]).resolve()
+    if not script.is_relative_to(tool.path):
+        raise StashError(
+            f"Tool '{tool.name}': entrypoint {tool.entrypoint[0]} leads outside {tool.rel_path} (a link): the tool's "
+            "pin would not cover the script. Fix entrypoint in configs/meta.yaml."
+        )
     if not script.is_file():
         raise StashError(
             f"Tool '{tool.name}': entrypoint script {tool.rel_path}/{tool.entrypoint[0]} does not exist: "
             "fix entrypoint in configs/meta.yaml."
         )
-    return [str(script)]
+    return (str(tool.path / tool.entrypoint[0]),)
 
 
 _PLAIN = re.compile(r"[\w./+-]+")
@@ -190,7 +246,7 @@ def plan_job(
     *,
     timeout: float | None = None,
     sweep: dict | None = None,
-    prepared: dict[str, tuple[Interpreter, list[str], dict[str, str]]] | None = None,
+    prepared: dict[str, PreparedTool] | None = None,
 ) -> JobSpec:
     """`prepared` caches prepare_tool() across the jobs of a sweep."""
     tool = stash.tool(tool_name)
@@ -198,17 +254,9 @@ def plan_job(
     cache = prepared if prepared is not None else {}
     if tool.name not in cache:
         cache[tool.name] = prepare_tool(stash, tool)
-    interpreter, entry, env = cache[tool.name]
-    fixed = [o.replace("${run_dir}", str(run_dir)) for o in tool.overrides]
-    argv = (
-        *interpreter.prefix,
-        *entry,
-        f"--config-dir={stash.root / 'configs' / tool.name}",
-        f"--config-name={stash.config_name(tool.name, experiment_file)}",
-        *fixed,
-        *overrides,
-        f"hydra.run.dir={hydra_value(str(run_dir))}",
-    )
+    ready = cache[tool.name]
+    argv = tool_command(ready, stash.root / "configs" / tool.name, stash.config_name(tool.name, experiment_file),
+                        overrides, run_dir)
     return JobSpec(
         id=run_id,
         tool=tool,
@@ -217,9 +265,9 @@ def plan_job(
         overrides=tuple(overrides),
         argv=argv,
         cwd=tool.path,
-        env=dict(env),
+        env=dict(ready.env),
         run_dir=run_dir,
-        interpreter=interpreter,
+        interpreter=ready.interpreter,
         timeout=timeout,
         sweep=sweep,
     )

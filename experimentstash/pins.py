@@ -1,4 +1,7 @@
-"""Git facts about the stash and a tool: pinned commit, checked-out commit, uncommitted changes."""
+"""Git facts about the stash and its tools: pinned commit, checked-out commit, uncommitted changes.
+
+The git processes of one inspection run at the same time: a single run waits for the slowest, not the sum.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +9,8 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import git
-
 from . import StashError
+from .gitcmd import finish, git, git_bytes, is_repo, start
 from .registry import Tool
 
 POLICIES = ("warn", "strict", "off")
@@ -34,78 +36,84 @@ class ToolPin:
         return bool(self.pinned and self.commit and self.pinned != self.commit)
 
 
-def _open(path: Path) -> git.Repo | None:
-    try:
-        return git.Repo(path)
-    except (git.InvalidGitRepositoryError, git.NoSuchPathError):
-        return None
+def _status_cmd(repo: Path, *paths: str):
+    return start(repo, "status", "--porcelain=v2", "--branch", "--untracked-files=all", "--", *paths)
 
 
-def _status(repo: git.Repo, *paths: str) -> tuple[str | None, list[str], list[str]]:
-    """(HEAD commit, changed entries, untracked files) from one `git status --porcelain=v2 --branch`."""
-    out = repo.git(c="core.quotePath=false").status("--porcelain=v2", "--branch", "--untracked-files=all", "--", *paths)
-    head, changes, untracked = None, [], []
-    for line in out.splitlines():
+def _parse_status(out: bytes) -> tuple[str | None, bool, list[str]]:
+    """(HEAD commit, dirty, untracked files) from `git status --porcelain=v2 --branch`."""
+    head, dirty, untracked = None, False, []
+    for line in out.decode(errors="surrogateescape").splitlines():
         if line.startswith("# branch.oid "):
             oid = line.split()[2]
             head = None if oid == "(initial)" else oid
         elif line.startswith("? "):
             untracked.append(line[2:])
+            dirty = True
         elif not line.startswith("#"):
-            changes.append(line)
-    return head, changes, untracked
+            dirty = True
+    return head, dirty, untracked
 
 
-def stash_state(root: Path) -> StashState:
-    repo = _open(root)
-    if repo is None:
-        return StashState(None, None)
-    head, changes, untracked = _status(repo)
-    return StashState(head, bool(changes or untracked))
+def _gitlinks(root: Path, rels: list[str]) -> dict[str, str]:
+    """The commit recorded for each submodule path in HEAD, else in the index (added, not yet committed)."""
+    found = {}
+    for args in (("ls-tree", "--end-of-options", "HEAD", "--"), ("ls-files", "-s", "--")):
+        todo = [r for r in rels if r not in found]
+        if not todo:
+            break
+        proc = start(root, *args, *todo)
+        for line in finish(proc, check=False).decode(errors="surrogateescape").splitlines():
+            meta, _, path = line.partition("\t")
+            words = meta.split()
+            if words and words[0] == "160000" and path not in found:
+                found[path] = next(w for w in words if len(w) in (40, 64))
+    return found
 
 
-def _gitlink(repo: git.Repo, rel: str) -> str | None:
-    """The commit recorded for a submodule path in HEAD, else in the index (added, not yet committed)."""
-    try:
-        line = repo.git.ls_tree("HEAD", "--", rel)  # mode type sha path
-    except git.GitCommandError:  # no commit yet
-        line = ""
-    if not line:
-        line = repo.git.ls_files("-s", "--", rel).split("\n")[0]  # mode sha stage path
-    if line.startswith("160000 "):
-        return next(word for word in line.split() if len(word) == 40)
-    return None
-
-
-def _patch(repo: git.Repo, pathspec: str) -> bytes:
+def patch(repo: Path, pathspec: str) -> bytes:
     """`git diff HEAD --binary` with untracked files included, through a throw-away index."""
     with tempfile.TemporaryDirectory() as tmp:
         env = {"GIT_INDEX_FILE": str(Path(tmp) / "index")}
-        repo.git.read_tree("HEAD", env=env)
-        repo.git.add("-A", "--", pathspec, env=env)
-        return repo.git.diff(
-            "--cached", "--binary", "HEAD", "--", pathspec,
-            env=env, stdout_as_string=False, strip_newline_in_stdout=False,
-        )
+        git(repo, "read-tree", "HEAD", env=env)
+        git(repo, "add", "-A", "--", pathspec, env=env)
+        return git_bytes(repo, "diff", "--cached", "--binary", "HEAD", "--", pathspec, env=env)
+
+
+def inspect(root: Path, tools: list[Tool]) -> tuple[StashState, dict[str, ToolPin]]:
+    """The stash's state and every tool's pin, with the git processes running side by side."""
+    if not is_repo(root):
+        return StashState(None, None), {t.name: ToolPin("untracked", None, None, False) for t in tools}
+    rels = {t.name: t.rel_path.rstrip("/") for t in tools}
+    stash_status = _status_cmd(root)
+    links = _gitlinks(root, sorted(set(rels.values())))
+    statuses = {}
+    for tool in tools:
+        rel = rels[tool.name]
+        if rel not in links:
+            statuses[tool.name] = _status_cmd(root, rel)  # in-tree: the stash's changes below the tool
+        elif is_repo(tool.path):
+            statuses[tool.name] = _status_cmd(tool.path)
+    head, dirty, _ = _parse_status(finish(stash_status))
+    pins = {}
+    for tool in tools:
+        rel = rels[tool.name]
+        if tool.name not in statuses:
+            pins[tool.name] = ToolPin("uninitialized", links[rel], None, False)
+            continue
+        commit, changed, untracked = _parse_status(finish(statuses[tool.name]))
+        if rel in links:
+            diff = patch(tool.path, ".") if changed else b""
+            pins[tool.name] = ToolPin("submodule", links[rel], commit, changed, untracked, diff)
+        else:
+            # an in-tree tool: the stash commit is its pin, its changes are the stash's changes below its path
+            diff = patch(root, rel) if changed and commit else b""
+            pins[tool.name] = ToolPin("in-tree", commit, commit, changed, untracked, diff)
+    return StashState(head, dirty), pins
 
 
 def inspect_tool(root: Path, tool: Tool) -> ToolPin:
-    stash = _open(root)
-    if stash is None:
-        return ToolPin("untracked", None, None, False)
-    rel = tool.rel_path.rstrip("/")
-    pinned = _gitlink(stash, rel)
-    if pinned is None:
-        # an in-tree tool: the stash commit is its pin, its changes are the stash's changes below its path
-        head, changes, untracked = _status(stash, rel)
-        dirty = bool(changes or untracked)
-        return ToolPin("in-tree", head, head, dirty, untracked, _patch(stash, rel) if dirty and head else b"")
-    repo = _open(tool.path) if (tool.path / ".git").exists() else None
-    if repo is None:
-        return ToolPin("uninitialized", pinned, None, False)
-    head, changes, untracked = _status(repo)
-    dirty = bool(changes or untracked)
-    return ToolPin("submodule", pinned, head, dirty, untracked, _patch(repo, ".") if dirty else b"")
+    return inspect(root, [tool])[1][tool.name]
 
 
 def apply_policy(tool: Tool, pin: ToolPin, policy: str) -> str | None:
@@ -128,10 +136,14 @@ def apply_policy(tool: Tool, pin: ToolPin, policy: str) -> str | None:
     if pin.dirty:
         fix = (
             f"commit them in {rel} and pin that commit, or `git -C {rel} stash` them"
-            if pin.kind == "submodule" else f"commit them in the stash or `git stash` them"
+            if pin.kind == "submodule" else "commit them in the stash or `git stash` them"
         )
         problems.append(f"{rel} has uncommitted changes: {fix}")
     if policy == "strict":
         raise StashError("stash.pin=strict refuses to run: " + "; ".join(problems) + ".")
-    return "; ".join(problems) + " (running anyway, changes saved as tool.diff in the run dir)" if pin.dirty \
-        else "; ".join(problems) + " (running anyway, both commits recorded)"
+    kept = "changes saved as tool.diff in the run dir" if pin.dirty else "both commits recorded"
+    return "; ".join(problems) + f" (running anyway, {kept})"
+
+
+NO_GIT_WARNING = ("the stash {root} is not a git repository: nothing can be pinned or reproduced "
+                  "(`git init && git add -A && git commit` makes it one).")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,6 +12,7 @@ from pathlib import Path
 import yaml
 
 from . import StashError
+from .records import is_name, plain_relative
 
 META = Path("configs/meta.yaml")
 META_LOCAL = Path("configs/meta.local.yaml")
@@ -27,7 +29,6 @@ TOOL_KEYS = {
     "result": ((str,), "a JSON file name inside the run dir"),
 }
 REQUIRED_KEYS = ("path", "entrypoint")
-TOP_KEYS = {"tools", "slurm"}
 
 
 def find_root(start: Path | None = None) -> Path:
@@ -65,20 +66,30 @@ class Tool:
 class Stash:
     root: Path
     tools: dict[str, Tool]
-    slurm: dict = field(default_factory=dict)  # defaults of hydra/launcher=stash_slurm for this machine
+    machine: dict = field(default_factory=dict)  # per backend (local:, slurm:): this machine's launcher defaults
     _experiments: dict[str, list[str]] = field(default_factory=dict, repr=False)
     _files: dict[tuple[str, str], Path] = field(default_factory=dict, repr=False)
 
     @classmethod
     def load(cls, root: Path) -> "Stash":
-        raw = read_yaml(root / META) or {}
+        raw = read_yaml(root / META, root) or {}
         local_path = root / META_LOCAL
         if local_path.is_file():
-            raw = _deep_merge(raw, read_yaml(local_path) or {}, META_LOCAL)
-        slurm = raw.get("slurm") or {} if isinstance(raw, dict) else {}
-        if not isinstance(slurm, dict):
-            raise StashError(f"{META}: 'slurm' must be a mapping of hydra/launcher=stash_slurm options.")
-        return cls(root, _parse_tools(root, raw), slurm)
+            raw = _deep_merge(raw, read_yaml(local_path, root) or {}, META_LOCAL)
+        return cls.from_raw(root, raw)
+
+    @classmethod
+    def from_raw(cls, root: Path, raw) -> "Stash":
+        from .backends import BACKENDS
+
+        tools = _parse_tools(root, raw, set(BACKENDS))
+        machine = {}
+        for name in BACKENDS:
+            value = raw.get(name) or {}
+            if not isinstance(value, dict):
+                raise StashError(f"{META}: '{name}' must be a mapping of launcher options of the {name} backend.")
+            machine[name] = value
+        return cls(root, tools, machine)
 
     def tool(self, name: str | None) -> Tool:
         if not name:
@@ -112,7 +123,7 @@ class Stash:
             raise StashError(f"No experiment given: add experiment=<id> ({self._list_experiments(tool)}).")
         base = self.experiment_dir(tool)
         parts = Path(experiment).parts
-        if Path(experiment).is_absolute() or ".." in parts or experiment.endswith(".yaml"):
+        if not plain_relative(experiment) or experiment.endswith(".yaml"):
             raise StashError(
                 f"Experiment id '{experiment}' must be a path below configs/{tool}/experiment/ "
                 "without '..', a leading '/' or '.yaml' (e.g. experiment=figure1/pca)."
@@ -157,7 +168,11 @@ def read_yaml(path: Path, root: Path | None = None):
     """Parse a YAML file; a syntax error becomes a StashError naming the file and line."""
     shown = path.relative_to(root) if root and path.is_relative_to(root) else path
     try:
-        return yaml.safe_load(path.read_text())
+        return yaml.safe_load(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as err:
+        raise StashError(f"{shown}: byte {err.start} is not UTF-8 text. Save the file as UTF-8 YAML.") from None
+    except OSError as err:
+        raise StashError(f"{shown} cannot be read: {err.strerror}.") from None
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark or err.context_mark
         where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -178,12 +193,13 @@ def _deep_merge(base, extra, source: Path):
     return merged
 
 
-def _parse_tools(root: Path, raw) -> dict[str, Tool]:
+def _parse_tools(root: Path, raw, backend_keys: set[str]) -> dict[str, Tool]:
     if not isinstance(raw, dict):
         raise StashError(f"{META}: must be a mapping with a 'tools' key.")
-    unknown = set(raw) - TOP_KEYS
+    top_keys = {"tools", *backend_keys}
+    unknown = set(map(str, raw)) - top_keys
     if unknown:
-        raise StashError(f"{META}: unknown key '{sorted(unknown)[0]}' (known: {', '.join(sorted(TOP_KEYS))}).")
+        raise StashError(f"{META}: unknown key '{sorted(unknown)[0]}' (known: {', '.join(sorted(top_keys))}).")
     entries = raw.get("tools") or {}
     if not isinstance(entries, dict):
         raise StashError(f"{META}: 'tools' must be a mapping of tool names to settings.")
@@ -192,6 +208,11 @@ def _parse_tools(root: Path, raw) -> dict[str, Tool]:
 
 def _parse_tool(root: Path, name: str, entry) -> Tool:
     where = f"{META}: tools.{name}"
+    if not is_name(name) or name.startswith("-"):
+        raise StashError(
+            f"{META}: tool name '{name}' is not allowed: use letters, digits, '-', '_' and '.', not starting with "
+            "'.' or '-' (it names configs/<name>/ and outputs/<name>/)."
+        )
     if not isinstance(entry, dict):
         raise StashError(f"{where} must be a mapping with at least 'path' and 'entrypoint'.")
     for key, value in entry.items():
@@ -204,8 +225,11 @@ def _parse_tool(root: Path, name: str, entry) -> Tool:
         if not entry.get(key):
             raise StashError(f"{where}.{key} is missing: give {TOOL_KEYS[key][1]}.")
     path = (root / entry["path"]).resolve()
-    if not path.is_relative_to(root.resolve()):
+    if not path.is_relative_to(root.resolve()) or path == root.resolve():
         raise StashError(f"{where}.path: '{entry['path']}' is outside the stash; tools live below it (tools/{name}).")
+    result = entry.get("result")
+    if result is not None and not plain_relative(result):
+        raise StashError(f"{where}.result: '{result}' must be a file name inside the run dir, without '..' or a leading '/'.")
     env = entry.get("env", "auto")
     if isinstance(env, dict) and (set(env) != {"python"} or not isinstance(env["python"], str)):
         raise StashError(f"{where}.env: expected 'current', 'uv' or {{python: <path>}}, got {env!r}.")
@@ -220,23 +244,28 @@ def _parse_tool(root: Path, name: str, entry) -> Tool:
         name=name,
         path=path,
         rel_path=str(entry["path"]),
-        entrypoint=_split_entrypoint(where, entry["entrypoint"]),
+        entrypoint=_split_entrypoint(where, entry["entrypoint"], path),
         description=entry.get("description", ""),
         search_packages=packages,
         env=env,
         overrides=tuple(overrides),
-        result=entry.get("result"),
+        result=result,
     )
 
 
-def _split_entrypoint(where: str, entrypoint: str) -> list[str]:
+def _split_entrypoint(where: str, entrypoint: str, tool_path: Path) -> list[str]:
     try:
         words = shlex.split(entrypoint)
     except ValueError:
         words = []
-    if len(words) == 2 and words[0] == "-m":
+    if len(words) == 2 and words[0] == "-m" and re.fullmatch(r"[A-Za-z_][\w.]*", words[1]):
         return words
     if len(words) == 1 and not words[0].startswith("-"):
+        if Path(words[0]).is_absolute() or not (tool_path / words[0]).resolve().is_relative_to(tool_path):
+            raise StashError(
+                f"{where}.entrypoint: '{entrypoint}' is outside the tool's folder: a script the tool's pin does not "
+                "cover. Give a path inside the tool, relative to its folder."
+            )
         return words
     raise StashError(
         f"{where}.entrypoint: '{entrypoint}' is neither '-m package.module' nor a script path."

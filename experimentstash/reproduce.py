@@ -18,72 +18,56 @@ from contextlib import ExitStack
 from dataclasses import replace
 from pathlib import Path
 
-import git
 import yaml
 
 from . import StashError
+from .gitcmd import GitError, git, git_bytes, is_repo, ok
 from .invocation import console
-from .job import JobSpec, hydra_value, new_run_id, prepare_tool
-from .pins import ToolPin, stash_state
-from .record import EXPERIMENT_COPY, PATCH_FILE, RUN_FILE, RUN_SCHEMA, read_json
-from .registry import META, META_LOCAL, Stash, Tool, _deep_merge, _parse_tools
+from .job import JobSpec, new_run_id, prepare_tool, tool_command
+from .pins import ToolPin, inspect
+from .records import EXPERIMENT_COPY, PATCH_FILE, RUN_FILE, RunRecord, inside, read_run
+from .registry import META, META_LOCAL, Stash, Tool, _deep_merge
 
+RUNS_TOOLS = True
 CACHE = Path(".cache") / "experimentstash"
-REQUIRED = ("id", "tool", "experiment", "experiment_file", "overrides", "tool_commit", "env")
 # files of a run dir that describe the run rather than being its output
-BOOKKEEPING = {RUN_FILE, "stdout.log", "stderr.log", PATCH_FILE, EXPERIMENT_COPY, ".hydra/hydra.yaml"}
+BOOKKEEPING = {RUN_FILE, "stdout.log", "stderr.log", PATCH_FILE, EXPERIMENT_COPY, ".hydra/hydra.yaml",
+               ".experimentstash.reserve"}
 
 
-def load_run(run_dir: Path) -> dict:
-    """The run.json of a run dir, checked for what reproduce needs."""
+def load_run(run_dir: Path) -> RunRecord:
+    """The run.json of a run dir, validated (it may come from anyone), with what reproduce needs."""
     if not run_dir.is_dir():
         raise StashError(f"{run_dir} is not a folder: give a run dir (outputs/<tool>/<experiment>/<id>).")
-    path = run_dir / RUN_FILE
-    if not path.is_file():
+    if not (run_dir / RUN_FILE).is_file():
         raise StashError(
             f"{run_dir} holds no {RUN_FILE}: give a run dir such as outputs/<tool>/<experiment>/<id> "
             "(`experimentstash runs` lists them)."
         )
-    record = read_json(path)
-    schema = record.get("schema") if isinstance(record, dict) else None
-    if not isinstance(schema, int):
-        raise StashError(f"{path} has no valid 'schema' field: it is not a run record of experimentstash.")
-    if schema > RUN_SCHEMA:
+    record = read_run(run_dir)
+    if not record.tool_commit:
         raise StashError(
-            f"{path} was written with run.json schema {schema}, newer than this experimentstash reads "
-            f"(up to {RUN_SCHEMA}): upgrade experimentstash to reproduce it."
+            f"Run {record.id} recorded no tool commit (the stash was no git repository): "
+            "there is nothing to reproduce it from."
         )
-    missing = [k for k in REQUIRED if k not in record]
-    if missing:
-        raise StashError(f"{path} lacks {', '.join(missing)}: it cannot be reproduced.")
+    prefix = f"configs/{record.tool}/"
+    if not record.experiment_file.startswith(prefix):
+        raise StashError(f"{run_dir / RUN_FILE}: field 'experiment_file' '{record.experiment_file}' is not below "
+                         f"{prefix}: the record is damaged.")
     return record
 
 
-def _git(repo_dir: Path) -> git.Git:
-    return git.Git(str(repo_dir))
-
-
 def _has_commit(repo_dir: Path, commit: str) -> bool:
-    try:
-        _git(repo_dir).cat_file("-e", f"{commit}^{{commit}}")
-        return True
-    except git.GitCommandError:
-        return False
+    return ok(repo_dir, "cat-file", "-e", "--end-of-options", f"{commit}^{{commit}}")
 
 
 def _ensure_commit(repo_dir: Path, commit: str, what: str) -> None:
     """The commit is in the repository, fetched from its remotes when it is not (yet) there."""
     if _has_commit(repo_dir, commit):
         return
-    try:
-        remotes = _git(repo_dir).remote().split()
-    except git.GitCommandError:
-        remotes = []
+    remotes = git(repo_dir, "remote", check=False).split()
     for remote in remotes:
-        try:
-            _git(repo_dir).fetch("--quiet", remote, commit)
-        except git.GitCommandError:
-            continue
+        ok(repo_dir, "fetch", "--quiet", "--end-of-options", remote, commit)
         if _has_commit(repo_dir, commit):
             return
     where = f" or its remotes ({', '.join(remotes)})" if remotes else ""
@@ -93,62 +77,68 @@ def _ensure_commit(repo_dir: Path, commit: str, what: str) -> None:
     )
 
 
-def recorded_tool(stash: Stash, record: dict) -> Tool:
+def _show(root: Path, commit: str, path: str) -> bytes | None:
+    """A file at a commit of the stash, or None."""
+    try:
+        return git_bytes(root, "show", "--end-of-options", f"{commit}:{path}")
+    except GitError:
+        return None
+
+
+def recorded_tool(stash: Stash, record: RunRecord) -> Tool:
     """The tool's registration as meta.yaml had it at the recorded stash commit (this machine's meta.local.yaml
     on top), else as it is now."""
-    name = record["tool"]
-    commit = record.get("stash_commit")
-    if commit:
+    text = _show(stash.root, record.stash_commit, META.as_posix()) if record.stash_commit else None
+    if text is not None:
         try:
-            raw = yaml.safe_load(git.Repo(stash.root).git.show(f"{commit}:{META.as_posix()}")) or {}
+            raw = yaml.safe_load(text.decode()) or {}
             local = stash.root / META_LOCAL
             if local.is_file():
                 raw = _deep_merge(raw, yaml.safe_load(local.read_text()) or {}, META_LOCAL)
-            tools = _parse_tools(stash.root, raw)
-            if name in tools:
-                return tools[name]
-        except (git.GitCommandError, git.InvalidGitRepositoryError, yaml.YAMLError, StashError, ValueError):
+            tools = Stash.from_raw(stash.root, raw).tools
+            if record.tool in tools:
+                return tools[record.tool]
+        except (yaml.YAMLError, StashError, ValueError, AttributeError):
             pass
-    return stash.tool(name)
+    return stash.tool(record.tool)
 
 
-def experiment_text(stash: Stash, record: dict, run_dir: Path) -> bytes:
+def experiment_text(stash: Stash, record: RunRecord, run_dir: Path) -> bytes:
     """The experiment file's contents when the run started: the run dir's copy, else the recorded stash commit's
-    file, else today's file, whichever matches the recorded sha256."""
-    want = record.get("experiment_sha256")
-    candidates: list[tuple[str, bytes]] = []
+    file, else today's file, whichever matches the recorded sha256 (and is a YAML mapping)."""
+    want = record.experiment_sha256
+    candidates: list[bytes] = []
     copy = run_dir / EXPERIMENT_COPY
-    if copy.is_file():
-        candidates.append((f"{copy}", copy.read_bytes()))
-    if record.get("stash_commit"):
-        try:
-            text = git.Repo(stash.root).git.show(
-                f"{record['stash_commit']}:{record['experiment_file']}", stdout_as_string=False)
-            candidates.append((f"{record['experiment_file']} at stash commit {record['stash_commit'][:10]}", text))
-        except (git.GitCommandError, git.InvalidGitRepositoryError):
-            pass
-    current = stash.root / record["experiment_file"]
+    if copy.is_file() and not copy.is_symlink():
+        candidates.append(copy.read_bytes())
+    if record.stash_commit:
+        shown = _show(stash.root, record.stash_commit, record.experiment_file)
+        if shown is not None:
+            candidates.append(shown)
+    current = inside(stash.root, record.experiment_file, "run.json experiment_file")
     if current.is_file():
-        candidates.append((str(current), current.read_bytes()))
-    for _where, data in candidates:
-        if want is None or hashlib.sha256(data).hexdigest() == want:
+        candidates.append(current.read_bytes())
+    for data in candidates:
+        if (want is None or hashlib.sha256(data).hexdigest() == want) and _is_mapping(data):
             return data
     raise StashError(
-        f"The experiment file of run {record['id']} ({record['experiment_file']}, sha256 {str(want)[:12]}...) "
-        f"is not available: {run_dir / EXPERIMENT_COPY} is missing or changed and no commit or file holds "
-        "those contents."
+        f"The experiment file of run {record.id} ({record.experiment_file}, sha256 {str(want)[:12]}...) "
+        f"is not available: {copy} is missing or changed and no commit or file holds those contents."
     )
 
 
-def _extract_configs(stash: Stash, tool: str, commit: str | None, target: Path) -> bool:
-    """configs/<tool>/ at the stash commit into target/configs/<tool>/; False when there is no such commit."""
-    (target / "configs" / tool).mkdir(parents=True, exist_ok=True)
-    if not commit:
-        return False
+def _is_mapping(data: bytes) -> bool:
     try:
-        data = git.Repo(stash.root).git.archive("--format=tar", commit, "--", f"configs/{tool}",
-                                                stdout_as_string=False)
-    except (git.GitCommandError, git.InvalidGitRepositoryError):
+        return isinstance(yaml.safe_load(data.decode()), dict)
+    except (UnicodeDecodeError, yaml.YAMLError):
+        return False
+
+
+def _extract_configs(stash: Stash, tool: str, commit: str, target: Path) -> bool:
+    """configs/<tool>/ at the stash commit into target/configs/<tool>/; False when that commit has no such folder."""
+    try:
+        data = git_bytes(stash.root, "archive", "--format=tar", "--end-of-options", commit, f"configs/{tool}")
+    except GitError:
         return False
     with tarfile.open(fileobj=io.BytesIO(data)) as tar:
         tar.extractall(target, filter="data")
@@ -167,16 +157,11 @@ def _ignore_cache(root: Path) -> Path:
 class Materialized:
     """The tool at the recorded commit (plus tool.diff) in a git worktree, removed on close()."""
 
-    def __init__(self, stash: Stash, tool: Tool, record: dict, run_dir: Path, new_id: str):
+    def __init__(self, stash: Stash, tool: Tool, record: RunRecord, run_dir: Path, new_id: str):
         self.repo_dir: Path | None = None
         self.worktree: Path | None = None
-        kind = record.get("tool_kind") or "submodule"
-        commit = record["tool_commit"]
-        if not commit:
-            raise StashError(
-                f"Run {record['id']} recorded no tool commit (the stash was no git repository): "
-                "there is nothing to reproduce it from."
-            )
+        kind = record.tool_kind
+        commit = record.tool_commit
         cache = _ignore_cache(stash.root)
         self.worktree = cache / "worktrees" / f"{tool.name}-{new_id}"
         self.worktree.parent.mkdir(parents=True, exist_ok=True)
@@ -184,7 +169,7 @@ class Materialized:
             self.repo_dir = stash.root
             what = "stash"
         else:
-            if not (tool.path / ".git").exists():
+            if not is_repo(tool.path):
                 raise StashError(
                     f"Tool '{tool.name}' is a submodule that is not checked out: run "
                     f"`git submodule update --init {tool.rel_path}` first."
@@ -193,11 +178,11 @@ class Materialized:
             what = f"tool '{tool.name}'"
         _ensure_commit(self.repo_dir, commit, what)
         try:
-            _git(self.repo_dir).worktree("add", "--detach", "--quiet", str(self.worktree), commit)
-        except git.GitCommandError as err:
+            git(self.repo_dir, "worktree", "add", "--detach", "--quiet", "--end-of-options", str(self.worktree), commit)
+        except GitError as err:
             self.worktree = None
-            raise StashError(f"Cannot check out {commit[:10]} of {what} in a worktree: {err.stderr.strip()}") from None
-        self.tool_dir = self.worktree / tool.rel_path if kind == "in-tree" else self.worktree
+            raise StashError(f"Cannot check out {commit[:10]} of {what} in a worktree: {err.stderr}") from None
+        self.tool_dir = inside(self.worktree, tool.rel_path, "the tool's path") if kind == "in-tree" else self.worktree
         self.patch = b""
         try:
             self._apply(record, run_dir, commit)
@@ -205,37 +190,36 @@ class Materialized:
             self.close()
             raise
 
-    def _apply(self, record: dict, run_dir: Path, commit: str) -> None:
-        if record.get("tool_diff"):
-            patch = run_dir / record["tool_diff"]
-            if not patch.is_file():
-                raise StashError(
-                    f"Run {record['id']} was made with uncommitted changes saved in {patch}, which is missing: "
-                    "without it the run cannot be reproduced."
-                )
-            self.patch = patch.read_bytes()
-            if self.patch:
-                try:
-                    _git(self.worktree).apply("--binary", "--whitespace=nowarn", str(patch.resolve()))
-                except git.GitCommandError as err:
-                    raise StashError(f"{patch} does not apply to {commit[:10]}: {err.stderr.strip()}") from None
+    def _apply(self, record: RunRecord, run_dir: Path, commit: str) -> None:
+        if not record.tool_diff:
+            return
+        patch = run_dir / record.tool_diff
+        if not patch.is_file() or patch.is_symlink():
+            raise StashError(
+                f"Run {record.id} was made with uncommitted changes saved in {patch}, which is missing (or not a "
+                "file of the run dir): without it the run cannot be reproduced."
+            )
+        self.patch = inside(run_dir, record.tool_diff, "run.json tool_diff").read_bytes()
+        if self.patch:
+            try:
+                # git apply refuses paths outside the worktree ('..', absolute, through a symbolic link)
+                git(self.worktree, "apply", "--binary", "--whitespace=nowarn", "--end-of-options", str(patch.resolve()))
+            except GitError as err:
+                raise StashError(f"{patch} does not apply to {commit[:10]}: {err.stderr}") from None
 
     def close(self) -> None:
         if self.worktree is not None and self.repo_dir is not None:
             try:
-                _git(self.repo_dir).worktree("remove", "--force", str(self.worktree))
-            except git.GitCommandError:
+                git(self.repo_dir, "worktree", "remove", "--force", "--end-of-options", str(self.worktree))
+            except GitError:
                 shutil.rmtree(self.worktree, ignore_errors=True)
-                try:
-                    _git(self.repo_dir).worktree("prune")
-                except git.GitCommandError:
-                    pass
+                git(self.repo_dir, "worktree", "prune", check=False)
             self.worktree = None
 
 
-def _recorded_env(record: dict, tool: Tool):
+def _recorded_env(record: RunRecord, tool: Tool):
     """The registration's env setting that gives the recorded interpreter kind."""
-    env = record.get("env") or {}
+    env = record.env
     kind = env.get("kind")
     if kind == "python":
         executable = env.get("executable")
@@ -246,17 +230,39 @@ def _recorded_env(record: dict, tool: Tool):
                           f"using {tool.env['python']} from the tool's env setting.", markup=True)
             return tool.env
         raise StashError(
-            f"Run {record['id']} ran with the interpreter {executable}, which does not exist here: "
+            f"Run {record.id} ran with the interpreter {executable}, which does not exist here: "
             f"set tools.{tool.name}.env: {{python: <path>}} in configs/meta.local.yaml."
         )
-    if kind in ("current", "uv"):
-        return kind
-    return tool.env
+    return kind
 
 
-def plan_reproduction(stash: Stash, record: dict, run_dir: Path, stack: ExitStack) -> tuple[JobSpec, ToolPin]:
+def _stash_configs(stash: Stash, record: RunRecord, tool: str, work: Path) -> None:
+    """The tool's stash configs as they were at the recorded stash commit, saying why when they cannot be."""
+    target = work / "configs" / tool
+    target.mkdir(parents=True, exist_ok=True)
+    if record.stash_commit and _extract_configs(stash, tool, record.stash_commit, work):
+        if record.stash_dirty:
+            console.print("[yellow]warning:[/] the stash had uncommitted changes when the run started; configs "
+                          f"other than the experiment file come from stash commit {record.stash_commit[:10]}.",
+                          markup=True)
+        return
+    if not record.stash_commit:
+        why = "no stash commit recorded (the stash was no git repository, or had no commit)"
+    elif not _has_commit(stash.root, record.stash_commit):
+        why = f"the recorded stash commit {record.stash_commit[:10]} is not in this stash"
+    else:
+        why = f"configs/{tool}/ was not committed at stash commit {record.stash_commit[:10]}"
+    console.print(f"[yellow]warning:[/] {why}: the tool's other stash configs are taken from configs/{tool}/ "
+                  "as it is now.", markup=True)
+    current = stash.root / "configs" / tool
+    if current.is_dir():
+        shutil.copytree(current, target, dirs_exist_ok=True, symlinks=True)
+
+
+def plan_reproduction(stash: Stash, record: RunRecord, run_dir: Path, stack: ExitStack) -> tuple[JobSpec, ToolPin]:
     new_id = new_run_id()
     registered = recorded_tool(stash, record)
+    out_dir = inside(stash.root / "outputs", Path(record.tool) / record.experiment / new_id, "run.json experiment")
     tool_root = Materialized(stash, registered, record, run_dir, new_id)
     stack.callback(tool_root.close)
     tool = replace(registered, path=tool_root.tool_dir, env=_recorded_env(record, registered))
@@ -264,67 +270,47 @@ def plan_reproduction(stash: Stash, record: dict, run_dir: Path, stack: ExitStac
     # configs/<tool>/ of the recorded stash commit, with the experiment file as the run dir recorded it
     work = _ignore_cache(stash.root) / "reproduce" / new_id
     stack.callback(shutil.rmtree, work, True)
-    if not _extract_configs(stash, tool.name, record.get("stash_commit"), work):
-        console.print("[yellow]warning:[/] no stash commit recorded: the tool's other stash configs are taken "
-                      f"from configs/{tool.name}/ as it is now.", markup=True)
-        current = stash.root / "configs" / tool.name
-        if current.is_dir():
-            shutil.copytree(current, work / "configs" / tool.name, dirs_exist_ok=True)
-    elif record.get("stash_dirty"):
-        console.print("[yellow]warning:[/] the stash had uncommitted changes when the run started; configs other "
-                      f"than the experiment file come from stash commit {record['stash_commit'][:10]}.", markup=True)
+    _stash_configs(stash, record, tool.name, work)
     config_dir = work / "configs" / tool.name
-    rel = Path(record["experiment_file"])
-    prefix = Path("configs") / tool.name
-    if not rel.is_relative_to(prefix):
-        raise StashError(f"run.json experiment_file '{rel}' is not below {prefix}/: the record is damaged.")
-    experiment_file = config_dir / rel.relative_to(prefix)
+    experiment_file = inside(config_dir, record.experiment_file[len(f"configs/{tool.name}/"):],
+                             "run.json experiment_file")
     experiment_file.parent.mkdir(parents=True, exist_ok=True)
     experiment_file.write_bytes(experiment_text(stash, record, run_dir))
 
-    interpreter, entry, env = prepare_tool(stash, tool)
-    env = dict(env)
-    lock_sha = (record.get("env") or {}).get("lock_sha256")
-    if interpreter.kind == "uv":
+    prepared = prepare_tool(stash, tool)
+    env = dict(prepared.env)
+    lock_sha = record.env.get("lock_sha256")
+    if prepared.interpreter.kind == "uv":
         # an environment of its own, built from the recorded lock file
         env["UV_PROJECT_ENVIRONMENT"] = str(stash.root / ".cache" / "venvs" / f"{tool.name}-{(lock_sha or 'nolock')[:12]}")
-        if lock_sha and interpreter.lock_file and hashlib.sha256(interpreter.lock_file.read_bytes()).hexdigest() != lock_sha:
+        if lock_sha and prepared.interpreter.lock_sha256() != lock_sha:
             console.print("[yellow]warning:[/] uv.lock at the recorded commit differs from the recorded lock sha256.",
                           markup=True)
-    if entry[0] == "-m" and (tool.path / "src").is_dir():
+    if prepared.entry[0] == "-m" and (tool.path / "src").is_dir():
         # a src layout: the worktree's package, not one installed from the user's checkout
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(tool.path / "src"), os.environ.get("PYTHONPATH")) if p)
-    out_dir = stash.root / "outputs" / tool.name / record["experiment"] / new_id
-    fixed = [o.replace("${run_dir}", str(out_dir)) for o in tool.overrides]
-    overrides = [str(o) for o in record["overrides"]]
-    argv = (
-        *interpreter.prefix, *entry,
-        f"--config-dir={config_dir}",
-        f"--config-name={experiment_file.relative_to(config_dir).with_suffix('').as_posix()}",
-        *fixed, *overrides,
-        f"hydra.run.dir={hydra_value(str(out_dir))}",
-    )
+    prepared = replace(prepared, env=env)
+    config_name = experiment_file.relative_to(config_dir).with_suffix("").as_posix()
+    argv = tool_command(prepared, config_dir, config_name, record.overrides, out_dir)
     spec = JobSpec(
-        id=new_id, tool=tool, experiment=record["experiment"], experiment_file=experiment_file,
-        overrides=tuple(overrides), argv=argv, cwd=tool.path, env=env, run_dir=out_dir, interpreter=interpreter,
+        id=new_id, tool=tool, experiment=record.experiment, experiment_file=experiment_file,
+        overrides=tuple(record.overrides), argv=argv, cwd=tool.path, env=env, run_dir=out_dir,
+        interpreter=prepared.interpreter,
     )
-    pin = ToolPin(
-        record.get("tool_kind") or "submodule", record.get("tool_pinned_commit"), record["tool_commit"],
-        bool(tool_root.patch), list(record.get("tool_untracked") or []), tool_root.patch,
-    )
+    pin = ToolPin(record.tool_kind, record.tool_pinned_commit, record.tool_commit, bool(tool_root.patch),
+                  list(record.tool_untracked), tool_root.patch)
     return spec, pin
 
 
-def run_reproduction(stash: Stash, record: dict, spec: JobSpec, pin: ToolPin, grace: float = 5.0) -> tuple[dict, int | None]:
+def run_reproduction(stash: Stash, record: RunRecord, spec: JobSpec, pin: ToolPin, grace: float = 5.0):
     """Run the planned reproduction in the foreground, like a single run; (final record, signal or None)."""
     from .execute import Runner, run_in_foreground
 
     runner = Runner(stash.root, grace=grace)
-    extra = {"reproduces": record["id"], "experiment_file": record["experiment_file"]}
+    extra = {"reproduces": record.id, "experiment_file": record.experiment_file}
     sha = hashlib.sha256(spec.experiment_file.read_bytes()).hexdigest()
-    return run_in_foreground(
-        runner, lambda: runner.run(spec, pin, stash_state(stash.root), sha, stream=True, extra=extra)
-    )
+    state, _ = inspect(stash.root, [])
+    return run_in_foreground(runner, lambda: runner.run(spec, pin, state, sha, stream=True, extra=extra))
 
 
 def _normalized(path: Path, run_dir: Path) -> bytes:
@@ -336,10 +322,11 @@ def _normalized(path: Path, run_dir: Path) -> bytes:
 
 
 def output_files(run_dir: Path) -> dict[str, str]:
-    """sha256 of every file a run wrote, bookkeeping (logs, run.json, tool.diff, Hydra's hydra.yaml) excluded."""
+    """sha256 of every file a run wrote, bookkeeping (logs, run.json, tool.diff, Hydra's hydra.yaml) excluded;
+    links are not followed (a run dir from elsewhere could point anywhere)."""
     hashes = {}
     for path in sorted(run_dir.rglob("*")):
-        if not path.is_file():
+        if path.is_symlink() or not path.is_file():
             continue
         rel = path.relative_to(run_dir).as_posix()
         if rel in BOOKKEEPING or path.suffix == ".log" or path.name.startswith(f".{RUN_FILE}."):
@@ -357,15 +344,18 @@ def _flat(value, prefix: str = "") -> dict[str, object]:
     return {prefix or "result": value}
 
 
-def compare(original: dict, original_dir: Path, new: dict, new_dir: Path) -> list[tuple[str, str, str]]:
-    """[(what, identical|differs, detail)] for the result values and the output files of two runs."""
-    rows = []
-    old_result, new_result = _flat(original.get("result")), _flat(new.get("result"))
-    for key in sorted(set(old_result) | set(new_result)):
-        a, b = old_result.get(key, "<missing>"), new_result.get(key, "<missing>")
-        same = json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
-        detail = repr(a) if same else f"{a!r} -> {b!r}"
-        rows.append((f"result {key}", "identical" if same else "differs", detail))
+def compare(original: RunRecord, original_dir: Path, new: RunRecord, new_dir: Path) -> tuple[list, list[str]]:
+    """([(what, identical|differs, detail)] for what both runs have, [what could not be compared and why])."""
+    rows, skipped = [], []
+    if original.result is None or new.result is None:
+        side = "the original run" if original.result is None else "the reproduction"
+        skipped.append(f"result values: {side} has no result (is `result:` registered for the tool in meta.yaml?)")
+    else:
+        old_result, new_result = _flat(original.result), _flat(new.result)
+        for key in sorted(set(old_result) | set(new_result)):
+            a, b = old_result.get(key, "<missing>"), new_result.get(key, "<missing>")
+            same = json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
+            rows.append((f"result {key}", "identical" if same else "differs", repr(a) if same else f"{a!r} -> {b!r}"))
     old_files, new_files = output_files(original_dir), output_files(new_dir)
     for rel in sorted(set(old_files) | set(new_files)):
         if rel not in new_files:
@@ -376,14 +366,22 @@ def compare(original: dict, original_dir: Path, new: dict, new_dir: Path) -> lis
             rows.append((rel, "identical", f"sha256 {old_files[rel][:12]}"))
         else:
             rows.append((rel, "differs", f"sha256 {old_files[rel][:12]} -> {new_files[rel][:12]}"))
-    return rows
+    return rows, skipped
 
 
-def cmd_reproduce(args, root: Path) -> int:
+def add_arguments(p) -> None:
+    p.add_argument("run_dir", help="the run dir of the run to reproduce (holds run.json)")
+    p.add_argument("--check", action="store_true",
+                   help="compare result values and output files with the original; exit 1 when they differ")
+    p.add_argument("--grace", type=float, default=5.0, help="seconds between TERM and KILL when interrupted")
+
+
+def run(args, root: Path) -> int:
     from rich.console import Console
     from rich.markup import escape
 
     from .execute import exit_code_for
+    from .records import Status
 
     stash = Stash.load(root)
     run_dir = Path(args.run_dir).expanduser()
@@ -393,26 +391,28 @@ def cmd_reproduce(args, root: Path) -> int:
         spec, pin = plan_reproduction(stash, record, run_dir, stack)
         extra = " + tool.diff" if pin.patch else ""
         console.print(
-            f"reproducing run {record['id']}: tool {spec.tool.name} at {pin.commit[:10]}{extra}, "
-            f"experiment {record['experiment']}, overrides {' '.join(record['overrides']) or '(none)'}",
+            f"reproducing run {record.id}: tool {spec.tool.name} at {pin.commit[:10]}{extra}, "
+            f"experiment {record.experiment}, overrides {' '.join(record.overrides) or '(none)'}",
             highlight=False,
         )
         outcome, signum = run_reproduction(stash, record, spec, pin, grace=args.grace)
-    status = outcome.get("status", "interrupted")
+    status = outcome.status if outcome else Status.INTERRUPTED
     rel = spec.run_dir.relative_to(stash.root)
-    style = "green" if status == "succeeded" else "red"
-    console.print(f"[{style}]{status}[/] in {outcome.get('duration_s') or 0:.1f}s: {rel} "
-                  f"(reproduces {record['id']})", markup=True, highlight=False)
-    if status != "succeeded":
+    style = "green" if status.ok else "red"
+    console.print(f"[{style}]{status}[/] in {(outcome.duration_s if outcome else 0) or 0:.1f}s: {rel} "
+                  f"(reproduces {record.id})", markup=True, highlight=False)
+    if not status.ok:
         console.print(f"  logs: {rel}/stdout.log, {rel}/stderr.log", highlight=False)
-        return exit_code_for(status, outcome.get("exit_code"), signum)
+        return exit_code_for(status, outcome.exit_code if outcome else None, signum)
     if not args.check:
         return 0
-    rows = compare(record, run_dir, outcome, spec.run_dir)
+    rows, skipped = compare(record, run_dir, outcome, spec.run_dir)
     out = Console(highlight=False)
     for what, verdict, detail in rows:
         colour = "green" if verdict == "identical" else "red"
         out.print(f"[{colour}]{verdict:9}[/] {escape(what)}  [dim]{escape(detail)}[/]")
+    for what in skipped:
+        out.print(f"[dim]not compared[/] {escape(what)}")
     differs = sum(1 for _, v, _ in rows if v == "differs")
     if not rows:
         out.print("nothing to compare: neither run wrote a result or an output file")

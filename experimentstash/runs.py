@@ -6,13 +6,15 @@ import fnmatch
 import json
 import os
 import sys
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 from . import StashError
+from .procs import owner_alive
+from .records import RUN_FILE, STATUS_WORDS, RunRecord, Status
 
 RUN_FOLDERS = ("outputs", "multirun")
-STATUSES = ("running", "succeeded", "failed", "timeout", "interrupted", "cancelled", "preempted")
 
 
 def run_files(root: Path):
@@ -26,58 +28,77 @@ def run_files(root: Path):
                     entries = list(it)
             except OSError:
                 continue
-            if any(e.name == "run.json" for e in entries):
-                yield os.path.join(folder, "run.json")
+            if any(e.name == RUN_FILE for e in entries):
+                yield os.path.join(folder, RUN_FILE)
                 continue
             stack.extend(e.path for e in entries if e.name != ".hydra" and e.is_dir(follow_symlinks=False))
 
 
-def load_runs(root: Path) -> tuple[list[dict], list[str]]:
-    """(records sorted oldest first, files that could not be read)."""
-    records, bad = [], []
+@dataclass
+class Found:
+    """A run record with the folder it was found in (an earlier attempt's folder is named <run dir>.attempt<k>)."""
+
+    record: RunRecord
+    folder: Path
+
+    @property
+    def label(self) -> str:
+        """The run's id, with the attempt when its folder is an earlier attempt's."""
+        _, dot, kind = self.folder.name.rpartition(".")
+        return f"{self.record.id}.{kind}" if dot and kind.startswith(("attempt", "preempted")) else self.record.id
+
+
+def load_runs(root: Path) -> tuple[list[Found], list[str]]:
+    """(valid records sorted oldest first, files that could not be read or failed validation). A record still
+    `running` whose owner process is gone is shown as `lost`."""
+    found, bad = [], []
     for path in run_files(root):
         try:
             with open(path, "rb") as f:
-                record = json.loads(f.read())
-        except (OSError, ValueError):
+                record = RunRecord.from_dict(json.loads(f.read()), path)
+        except (OSError, ValueError, StashError):
             bad.append(path)
             continue
-        if not isinstance(record, dict):
-            bad.append(path)
-            continue
-        records.append(record)
-    records.sort(key=lambda r: (str(r.get("started_at") or ""), str(r.get("id") or "")))
-    return records, bad
+        if record.status == Status.RUNNING and owner_alive(record.owner) is False:
+            record.status = Status.LOST
+        found.append(Found(record, Path(path).parent))
+    found.sort(key=lambda f: (f.record.started_at or "", f.label))
+    return found, bad
 
 
-def select(records: list[dict], tool: str | None = None, experiment: str | None = None,
-           status: str | None = None, last: int | None = None) -> list[dict]:
-    """Filter records; `experiment` may be a glob pattern (figure1/*); `last` keeps the N most recent."""
+def select(runs: list[Found], tool: str | None = None, experiment: str | None = None,
+           status: str | None = None, last: int | None = None, fingerprint: str | None = None) -> list[Found]:
+    """Filter runs; `experiment` may be a glob pattern (figure1/*); `last` keeps the N most recent."""
     if tool:
-        records = [r for r in records if r.get("tool") == tool]
+        runs = [f for f in runs if f.record.tool == tool]
     if experiment:
         if any(c in experiment for c in "*?["):
-            records = [r for r in records if fnmatch.fnmatchcase(str(r.get("experiment")), experiment)]
+            runs = [f for f in runs if fnmatch.fnmatchcase(f.record.experiment, experiment)]
         else:
-            records = [r for r in records if r.get("experiment") == experiment]
+            runs = [f for f in runs if f.record.experiment == experiment]
     if status:
-        records = [r for r in records if r.get("status") == status]
+        runs = [f for f in runs if f.record.status == status]
+    if fingerprint:
+        runs = [f for f in runs if (f.record.fingerprint or "").startswith(fingerprint)]
     if last is not None:
-        records = records[-last:] if last > 0 else []
-    return records
+        runs = runs[-last:] if last > 0 else []
+    return runs
 
 
-def commit_cell(record: dict) -> str:
-    commit = record.get("tool_commit")
+def commit_cell(record: RunRecord) -> str:
+    commit = record.tool_commit
     if not commit:
         return "-"
     marks = ""
-    pinned = record.get("tool_pinned_commit")
-    if pinned and pinned != commit:
+    if record.tool_pinned_commit and record.tool_pinned_commit != commit:
         marks += "+"  # moved: checkout differs from the stash's pin
-    if record.get("tool_dirty"):
+    if record.tool_dirty:
         marks += "*"  # uncommitted changes, saved as tool.diff
     return commit[:8] + marks
+
+
+def short(text: str, limit: int = 40) -> str:
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def _time_cell(value) -> str:
@@ -119,45 +140,55 @@ def result_cell(result, limit: int = 6) -> str:
     return " ".join(items)
 
 
-STATUS_COLOUR = {"succeeded": "32", "running": "36", "failed": "31", "timeout": "31", "interrupted": "33"}
-COLUMNS = ("id", "started", "tool", "experiment", "commit", "status", "duration", "result")
+COLUMNS = ("id", "started", "tool", "experiment", "overrides", "commit", "status", "duration", "result")
 
 
-def cmd_runs(args, root: Path) -> int:
+def add_arguments(p) -> None:
+    p.add_argument("--tool", help="only runs of this tool")
+    p.add_argument("--experiment", help="only runs of this experiment id (a glob pattern like 'figure1/*' works)")
+    p.add_argument("--status", help="only runs with this status (succeeded, failed, running, lost, ...)")
+    p.add_argument("--fingerprint", metavar="PREFIX", help="only runs whose fingerprint starts with PREFIX "
+                   "(the same inputs: every attempt)")
+    p.add_argument("--last", type=int, metavar="N", help="only the N most recent runs")
+    p.add_argument("--json", action="store_true", help="print the run records as a JSON list, for scripts")
+
+
+def run(args, root: Path) -> int:
     if args.last is not None and args.last < 0:
         raise StashError(f"--last {args.last}: give a number of runs, 0 or more.")
-    if args.status and args.status not in STATUSES:
-        raise StashError(f"--status {args.status}: expected one of {', '.join(STATUSES)}.")
-    records, bad = load_runs(root)
-    shown = select(records, args.tool, args.experiment, args.status, args.last)
+    if args.status and args.status not in STATUS_WORDS:
+        raise StashError(f"--status {args.status}: expected one of {', '.join(STATUS_WORDS)}.")
+    runs, bad = load_runs(root)
+    shown = select(runs, args.tool, args.experiment, args.status, args.last, args.fingerprint)
     if args.json:
         # one record per line: readable, and json's fast C encoder (an indent would make it the slow Python one)
-        sys.stdout.write("[\n" + ",\n".join(json.dumps(r) for r in shown) + ("\n]\n" if shown else "]\n"))
+        lines = ",\n".join(json.dumps(f.record.to_dict()) for f in shown)
+        sys.stdout.write("[\n" + lines + ("\n]\n" if shown else "]\n"))
     else:
-        _print_table(root, shown, len(records))
+        _print_table(shown, len(runs))
     if bad:
         from .invocation import console
 
         names = ", ".join(os.path.relpath(p, root) for p in bad[:5])
         more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
-        console.print(f"[yellow]warning:[/] {len(bad)} unreadable run.json skipped: {names}{more}", markup=True)
+        console.print(f"[yellow]warning:[/] {len(bad)} unreadable or invalid run.json skipped: {names}{more}",
+                      markup=True)
     return 0
 
 
-def _print_table(root: Path, records: list[dict], total: int) -> None:
+def _print_table(runs: list[Found], total: int) -> None:
     """Plain aligned columns (rich's Table takes seconds for thousands of rows); status coloured on a terminal."""
     out = sys.stdout
-    if not records:
+    if not runs:
         out.write(f"No runs{' match' if total else ' yet'} ({total} recorded under outputs/ and multirun/).\n")
         return
     rows = []
-    for r in records:
-        experiment = str(r.get("experiment"))
-        if r.get("reproduces"):
-            experiment += f" (reproduces {r['reproduces']})"
+    for f in runs:
+        r = f.record
+        experiment = r.experiment + (f" (reproduces {r.get('reproduces')})" if r.get("reproduces") else "")
         rows.append((
-            str(r.get("id")), _time_cell(r.get("started_at")), str(r.get("tool")), experiment, commit_cell(r),
-            str(r.get("status")), _duration_cell(r.get("duration_s")), result_cell(r.get("result")),
+            f.label, _time_cell(r.started_at), r.tool, experiment, short(" ".join(r.overrides)), commit_cell(r),
+            r.status.value, _duration_cell(r.duration_s), result_cell(r.result),
         ))
     widths = [max(len(COLUMNS[i]), *(len(row[i]) for row in rows)) for i in range(len(COLUMNS))]
     colour = out.isatty() and not os.environ.get("NO_COLOR")
@@ -169,11 +200,11 @@ def _print_table(root: Path, records: list[dict], total: int) -> None:
             text = cell if i == len(cells) - 1 else cell.ljust(widths[i])
             if colour and header:
                 text = f"\033[1m{text}\033[0m"
-            elif colour and i == status_col and cell in STATUS_COLOUR:
-                text = f"\033[{STATUS_COLOUR[cell]}m{text}\033[0m"
+            elif colour and i == status_col:
+                text = f"\033[{Status(cell).ansi}m{text}\033[0m"
             parts.append(text)
         return "  ".join(parts).rstrip() + "\n"
 
     out.write(line(COLUMNS, header=True))
     out.write("".join(line(row) for row in rows))
-    out.write(f"{len(records)} of {total} runs. commit: + checkout not at the pin, * uncommitted changes (tool.diff).\n")
+    out.write(f"{len(runs)} of {total} runs. commit: + checkout not at the pin, * uncommitted changes (tool.diff).\n")

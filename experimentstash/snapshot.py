@@ -53,7 +53,17 @@ def header(tool: str, experiment: str, tag: str, commit: str, pinned: str | None
     return "\n".join(lines) + "\n"
 
 
-def cmd_snapshot(args, root: Path) -> int:
+def add_arguments(p) -> None:
+    p.add_argument("tool")
+    p.add_argument("experiment")
+    p.add_argument("overrides", nargs="*", help="tool overrides to freeze into the snapshot")
+    p.add_argument("--tag", required=True, help="snapshot tag, e.g. neurips2025 (also the git tag snapshot/<tag>)")
+    p.add_argument("--commit", action="store_true", help="commit the snapshot and the tool's gitlink, tag snapshot/<tag>")
+    p.add_argument("--allow-dirty", action="store_true", help="snapshot a tool with uncommitted changes anyway")
+    p.add_argument("--force", action="store_true", help="replace an existing snapshot file and tag")
+
+
+def run(args, root: Path) -> int:
     stash = Stash.load(root)
     check_tag(args.tag)
     tool = stash.tool(args.tool)
@@ -90,7 +100,7 @@ def cmd_snapshot(args, root: Path) -> int:
                       f"the snapshot records {pin.commit[:10]}" + (" and --commit pins it." if args.commit else "."),
                       markup=True)
 
-    out = q.run(*args.overrides, "--cfg", "job", "--resolve")
+    out = q.run("--cfg", "job", "--resolve", overrides=args.overrides, fixed=False)
     if out.returncode != 0:
         raise StashError(
             f"Tool '{tool.name}' could not compose experiment '{args.experiment}' (exit {out.returncode}):\n"

@@ -1,170 +1,139 @@
-"""A sweep on this machine: plan every job, then run them in parallel, each its own subprocess and record."""
+"""The sweep core: plan every job, inspect pins once per tool, keep sweep.json true, rerun, results for Hydra.
+
+Where the jobs run is a backend's business (experimentstash/backends/): the core hands it the planned jobs and
+hears back through job_started() / job_ended() / update(). The core names no backend.
+"""
 
 from __future__ import annotations
 
 import json
 import os
 import threading
-from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
-from dataclasses import dataclass, replace
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from hydra.core.utils import JobReturn, JobStatus
 from omegaconf import DictConfig, OmegaConf
 
-from . import StashError
-from .execute import Interrupted, Runner, raise_on_signals
+from . import StashError, backends
+from .execute import Interrupted, raise_on_signals
 from .invocation import console, current
 from .job import JobSpec, plan_job, split_job
-from .pins import apply_policy, inspect_tool, stash_state
-from .record import FINAL, RUN_FILE, SWEEP_FILE, SWEEP_SCHEMA, now_iso, read_json, sha256, write_text
+from .pins import NO_GIT_WARNING, StashState, ToolPin, apply_policy, inspect
+from .procs import owner_alive, run_processes, terminate
+from .records import (SWEEP_FILE, Reserve, RunRecord, Status, SweepRecord, encode_sweep, is_disk_full,
+                      job_dir_name, job_run_dir, now_iso, read_run_if_any, write_json, write_text)
 from .registry import Stash
-from .report import Progress, print_summary
-
-@dataclass(frozen=True)
-class LaunchOptions:
-    max_parallel: int
-    fail_fast: bool = False
-    timeout: float | None = None
-    gpus: tuple[str, ...] = ()
-    gpus_per_job: int = 0
-
-    @classmethod
-    def from_config(cls, options: dict) -> "LaunchOptions":
-        max_parallel = options.get("max_parallel")
-        max_parallel = (os.cpu_count() or 1) if max_parallel is None else max_parallel
-        if not isinstance(max_parallel, int) or max_parallel < 1:
-            raise StashError(f"hydra.launcher.max_parallel={max_parallel}: give a whole number of at least 1.")
-        timeout = options.get("timeout")
-        if timeout is not None and timeout <= 0:
-            raise StashError(f"hydra.launcher.timeout={timeout}: give a positive number of seconds (or null).")
-        per_job = options.get("gpus_per_job") or 0
-        if per_job < 0:
-            raise StashError(f"hydra.launcher.gpus_per_job={per_job}: give 0 or more.")
-        gpus = options.get("gpus")
-        if gpus is None:
-            visible = os.environ.get("CUDA_VISIBLE_DEVICES", "")
-            gpus = [g for g in visible.split(",") if g.strip()]
-        gpus = tuple(str(g) for g in gpus)
-        if per_job > len(gpus):
-            raise StashError(
-                f"hydra.launcher.gpus_per_job={per_job} but only {len(gpus)} device(s) to share out "
-                f"({', '.join(gpus) or 'none'}): set hydra.launcher.gpus=[0,1,...] or CUDA_VISIBLE_DEVICES."
-            )
-        return cls(max_parallel, bool(options.get("fail_fast")), timeout, gpus, per_job)
+from .summary import Progress, print_summary
 
 
-class DevicePool:
-    """GPU ids handed out to running jobs; a job waits for free devices rather than sharing them."""
+@dataclass
+class Planned:
+    spec: JobSpec
+    options: dict  # this job's stash.* options
+    words: list[str]  # its whole override list: what `rerun` replays
 
-    def __init__(self, ids: tuple[str, ...]):
-        self._order = {d: i for i, d in enumerate(ids)}
-        self._free = list(ids)
-        self._cond = threading.Condition()
-
-    def acquire(self, count: int, stopped) -> list[str] | None:
-        with self._cond:
-            while len(self._free) < count:
-                if stopped():
-                    return None
-                self._cond.wait(0.2)
-            taken, self._free = self._free[:count], self._free[count:]
-            return taken
-
-    def release(self, ids: list[str]) -> None:
-        with self._cond:
-            self._free = sorted(self._free + ids, key=self._order.get)
-            self._cond.notify_all()
+    @property
+    def num(self) -> int:
+        return self.spec.sweep["num"]
 
 
-def job_dir_name(num: int, tool: str, experiment: str) -> str:
-    return f"{num}_{tool}_{experiment.replace('/', '-')}"
+@dataclass
+class Facts:
+    """Looked up once per sweep: the stash's state, each tool's pin, each experiment file's sha256."""
+
+    stash: StashState
+    pins: dict[str, ToolPin]
+    sha: dict[Path, str] = field(default_factory=dict)
 
 
-class LocalSweep:
+class Sweep:
     """One sweep dir with its sweep.json; launch() may be called more than once (optimizing sweepers)."""
 
-    backend = "local"
-
-    def __init__(self, stash: Stash, sweep_dir: Path, base: DictConfig, options: dict):
+    def __init__(self, stash: Stash, sweep_dir: Path, backend: str, options, given: list[str],
+                 command_line: list[str], base: DictConfig, record: SweepRecord | None = None):
         self.stash = stash
         self.dir = sweep_dir
-        self.id = sweep_dir.name
         self.base = base
-        self.raw_options = options
-        self.options = self.parse_options(options)
-        self.jobs: dict[int, dict] = {}  # sweep.json's job entries by number
-        self.created_at = now_iso()
-        self.command_line = list(current.argv)
-        self.reruns: list[dict] = []
+        self.backend_name = backend
+        self.backend = backends.backend_class(backend)(options, stash)
+        self.record = record or SweepRecord(
+            id=sweep_dir.name, created_at=now_iso(), backend=backend, command_line=list(command_line),
+            launcher=backends.options_dict(options), given=sorted(given), jobs=[])
+        self.id = self.record.id
+        self.jobs: dict[int, dict] = {job["num"]: job for job in self.record.jobs}
         self.results: dict[int, object] = {}  # parsed result file of each job that ran
         self._lines: dict[int, str] = {}  # each job's entry encoded as one JSON line, until it changes
         self._lock = threading.Lock()
         self._dirty = False
+        self._reserve: Reserve | None = None
+        self.progress: Progress | None = None
 
-    def parse_options(self, options: dict):
-        return LaunchOptions.from_config(options)
-
-    def preflight(self) -> None:
-        """Checks that need the outside world, made before anything is written."""
-
-    @classmethod
-    def create(cls, config: DictConfig, options: dict) -> "LocalSweep":
-        stash = Stash.load(current.root)
-        plain = {k: OmegaConf.to_container(v) if OmegaConf.is_config(v) else v for k, v in options.items()}
-        # a relative hydra.sweep.dir is relative to where the command was typed, as in Hydra
-        return cls(stash, Path(config.hydra.sweep.dir).absolute(), config, plain)
+    @property
+    def options(self):
+        return self.backend.options
 
     # --- planning -------------------------------------------------------------------------------------------
-    def plan(self, numbered) -> list[tuple[JobSpec, dict, list[str]]]:
+    def plan(self, numbered) -> list[Planned]:
         """Plan every (job number, override list) before anything starts; the first bad job stops them all."""
-        extra = [] if current.tool_overrides_expanded else current.tool_overrides
         planned, prepared = [], {}
         for num, words in numbered:
-            words = [*words, *extra]
             try:
                 tool, experiment, options, tool_words = split_job(words, self.base)
                 run_dir = self.dir / job_dir_name(num, str(tool), str(experiment))
-                timeout = options["timeout"] if options["timeout"] is not None else getattr(self.options, "timeout", None)
+                timeout = options["timeout"] if options["timeout"] is not None else self.backend.job_timeout()
                 spec = plan_job(self.stash, tool, experiment, tool_words, run_dir, f"{self.id}_{num}",
                                 timeout=timeout, sweep={"id": self.id, "num": num}, prepared=prepared)
             except StashError as err:
                 raise StashError(f"Job {num} ({' '.join(words)}): {err} Nothing was started.") from None
-            planned.append((spec, options, words))
+            planned.append(Planned(spec, options, list(words)))
         return planned
 
-    def _inspect(self, planned) -> dict:
+    def inspect(self, planned: list[Planned]) -> Facts:
         """Pins once per tool per sweep; the pin policy may refuse the whole sweep before anything starts."""
-        facts = {"stash": stash_state(self.stash.root), "pins": {}, "sha": {}}
-        for spec, options, _ in planned:
-            first = spec.tool.name not in facts["pins"]
-            if first:
-                facts["pins"][spec.tool.name] = inspect_tool(self.stash.root, spec.tool)
-            warning = apply_policy(spec.tool, facts["pins"][spec.tool.name], options["pin"])  # per job: its policy
-            if warning and first:  # warned once per tool
+        tools = list({p.spec.tool.name: p.spec.tool for p in planned}.values())
+        state, pins = inspect(self.stash.root, tools)
+        if state.commit is None and state.dirty is None:
+            console.print(f"[yellow]warning:[/] {NO_GIT_WARNING.format(root=self.stash.root)}", markup=True)
+        facts = Facts(state, pins)
+        warned = set()
+        for p in planned:
+            warning = apply_policy(p.spec.tool, pins[p.spec.tool.name], p.options["pin"])  # per job: its policy
+            if warning and p.spec.tool.name not in warned:
+                warned.add(p.spec.tool.name)
                 console.print(f"[yellow]warning:[/] {warning}", markup=True, highlight=False)
-            if spec.experiment_file not in facts["sha"]:
-                facts["sha"][spec.experiment_file] = sha256(spec.experiment_file)
+            if p.spec.experiment_file not in facts.sha:
+                facts.sha[p.spec.experiment_file] = _sha256(p.spec.experiment_file)
         return facts
 
     # --- sweep.json -----------------------------------------------------------------------------------------
-    def _entry(self, spec: JobSpec, words: list[str]) -> dict:
+    def _entry(self, p: Planned) -> dict:
         return {
-            "num": spec.sweep["num"], "tool": spec.tool.name, "experiment": spec.experiment,
-            "overrides": list(spec.overrides), "run_dir": os.path.relpath(spec.run_dir, self.stash.root),
-            "status": "pending", "exit_code": None, "duration_s": None, "slurm_job_id": None,
-            "launch_overrides": list(words),  # what `rerun` replays
+            "num": p.num, "tool": p.spec.tool.name, "experiment": p.spec.experiment,
+            "overrides": list(p.spec.overrides), "run_dir": os.path.relpath(p.spec.run_dir, self.stash.root),
+            "status": Status.PENDING.value, "exit_code": None, "duration_s": None,
+            "launch_overrides": list(p.words), **self.backend.job_fields(),
         }
 
     def update(self, num: int, **fields) -> None:
         with self._lock:
-            self.jobs[num].update(fields)
+            self.jobs[num].update({k: (v.value if isinstance(v, Status) else v) for k, v in fields.items()})
             self._lines.pop(num, None)
             self._dirty = True
 
+    def job_started(self, num: int) -> None:
+        self.update(num, status=Status.RUNNING)
+
+    def job_ended(self, num: int, record: RunRecord) -> None:
+        self.results[num] = record.result
+        self.update(num, status=record.status, exit_code=record.exit_code, duration_s=record.duration_s)
+        if self.progress:
+            self.progress.ended(self.jobs[num], self.stash.root)
+
     def write(self, force: bool = False) -> None:
         """sweep.json with one line per job; only the jobs that changed are encoded again, and the lock is
-        held for that alone, so job threads never wait for the file (a sweep may have thousands of jobs)."""
+        held for that alone, so job threads never wait for the file (a sweep may have thousands of jobs).
+        A full disk leaves the last good sweep.json and tries again next time; the last write has the reserve."""
         with self._lock:
             if not (self._dirty or force):
                 return
@@ -173,106 +142,142 @@ class LocalSweep:
                 if num not in self._lines:
                     self._lines[num] = json.dumps(job)
             lines = [self._lines[num] for num in sorted(self.jobs)]
-        head = json.dumps({
-            "schema": SWEEP_SCHEMA, "id": self.id, "created_at": self.created_at, "backend": self.backend,
-            "command_line": self.command_line, "launcher": self.raw_options, "reruns": self.reruns,
-        }, indent=2)
-        write_text(self.dir / SWEEP_FILE, head[:-2] + ',\n  "jobs": [\n    ' + ",\n    ".join(lines) + "\n  ]\n}\n")
+        self.record.jobs = [self.jobs[n] for n in sorted(self.jobs)]
+        try:
+            write_text(self.dir / SWEEP_FILE, encode_sweep(self.record.head(), lines))
+        except OSError as err:
+            if not is_disk_full(err):
+                raise
+            self._dirty = True
+
+    def tick(self) -> None:
+        """Called by a backend while it waits: the progress line and sweep.json kept true."""
+        if self.progress:
+            self.progress.show(self.jobs.values())
+        self.write()
 
     # --- running --------------------------------------------------------------------------------------------
-    def launch(self, job_overrides, first_num: int) -> list[JobReturn]:
-        """Hydra's entry: run these jobs, numbered from first_num, and return what each job returns to Hydra."""
-        numbered = list(enumerate(job_overrides, start=first_num))
-        planned = self.launch_numbered(numbered)
-        return [self._job_return(spec, options, words) for spec, options, words in planned]
-
-    def launch_numbered(self, numbered, before_start=None) -> list:
+    def launch(self, numbered, keep_attempts: bool = False) -> list[Planned]:
+        """Plan, inspect, claim the sweep dir and run the jobs with the backend; then the table and the counts."""
         planned = self.plan(numbered)
-        facts = self._inspect(planned)
-        self.preflight()
-        if before_start:
-            before_start(planned)
-        self.dir.mkdir(parents=True, exist_ok=True)
-        for spec, _, words in planned:
-            self.jobs[spec.sweep["num"]] = self._entry(spec, words)
-            self._lines.pop(spec.sweep["num"], None)
+        facts = self.inspect(planned)
+        self.backend.preflight()
+        if keep_attempts:
+            _keep_earlier_attempts(planned)
+        self._claim()
+        for p in planned:
+            self.jobs[p.num] = self._entry(p)
+            self._lines.pop(p.num, None)
         self.write(force=True)
-        self.run(planned, facts)
-        print_summary(self.stash.root, self.dir, [self.jobs[n] for n in sorted(self.jobs)])
-        for spec, _, _ in planned:
-            status = self.jobs[spec.sweep["num"]]["status"]
-            current.worse(1 if status in FINAL and status != "succeeded" else 0)
-        return planned
-
-    def run(self, planned, facts) -> None:
-        opts = self.options
-        runner = Runner(self.stash.root, grace=float(self.base.stash.grace))
-        devices = DevicePool(opts.gpus)
-        progress = Progress(self.id, len(planned))
-
-        def one(spec: JobSpec) -> None:
-            num = spec.sweep["num"]
-            gpus = devices.acquire(opts.gpus_per_job, lambda: runner.stopping) if opts.gpus_per_job else []
-            if runner.stopping or gpus is None:
-                self.update(num, status="cancelled")
-                return
-            if gpus:
-                spec = replace(spec, env={**spec.env, "CUDA_VISIBLE_DEVICES": ",".join(gpus)})
-            try:
-                record = runner.run(spec, facts["pins"][spec.tool.name], facts["stash"],
-                                    facts["sha"][spec.experiment_file],
-                                    on_start=lambda _: self.update(num, status="running"))
-            finally:
-                devices.release(gpus)
-            self.results[num] = record["result"]
-            self.update(num, status=record["status"], exit_code=record["exit_code"], duration_s=record["duration_s"])
-            progress.ended(self.jobs[num], self.stash.root)
-            if opts.fail_fast and record["status"] != "succeeded" and not runner.stopping:
-                console.print(f"fail_fast: job {num} {record['status']}, ending the sweep", highlight=False)
-                runner.stop_all("interrupted")
-
-        restore = raise_on_signals()
-        pool = ThreadPoolExecutor(max_workers=opts.max_parallel, thread_name_prefix="job")
-        futures = [pool.submit(one, spec) for spec, _, _ in planned]
         signum = None
+        restore = raise_on_signals()
         try:
-            with progress:
-                pending = set(futures)
-                while pending:
-                    _, pending = wait(pending, timeout=0.25, return_when=FIRST_COMPLETED)
-                    progress.show(self.jobs.values())
-                    self.write()
+            with Progress(self.id, len(planned)) as self.progress:
+                self.backend.run(self, planned, facts)
         except Interrupted as stop:
             signum = stop.signum
-            console.print(f"\n{stop}: ending every running job", highlight=False)
-            runner.stop_all("interrupted")
-            wait(futures)
         finally:
-            pool.shutdown(wait=True)
             restore()
-            self.write(force=True)
-            for future in futures:
-                if future.exception() is not None and not isinstance(future.exception(), Interrupted):
-                    raise future.exception()
+            self.progress = None
+            self._release()
+        jobs = [self.jobs[n] for n in sorted(self.jobs)]
+        if self.backend.waits:
+            print_summary(self.stash.root, self.dir, jobs)
+        else:
+            self.backend.follow_hint(self)
         if signum is not None:
-            print_summary(self.stash.root, self.dir, [self.jobs[n] for n in sorted(self.jobs)])
             raise SystemExit(128 + signum)
+        for p in planned:
+            status = Status(self.jobs[p.num]["status"])
+            current.worse(1 if status.final and not status.ok else 0)
+        return planned
 
-    def _job_return(self, spec: JobSpec, options: dict, words) -> JobReturn:
-        ret = JobReturn(overrides=list(words), working_dir=str(spec.run_dir), task_name=spec.tool.name)
-        status = self.jobs[spec.sweep["num"]]["status"]
-        if status not in FINAL:  # submitted, not waited for
+    def _claim(self) -> None:
+        """A new sweep takes its sweep dir by creating sweep.json, which fails when another sweep holds it."""
+        path = self.dir / SWEEP_FILE
+        if self._reserve is None:
+            try:
+                self.dir.mkdir(parents=True, exist_ok=True)
+                if not self.jobs:
+                    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+                self._reserve = Reserve(self.dir, max(Reserve.SIZE, 2 * _size(path)))
+            except FileExistsError:
+                raise StashError(
+                    f"{self.dir} holds a sweep already ({SWEEP_FILE}): a sweep dir is never overwritten. Use "
+                    f"`experimentstash rerun {self.dir}` for its jobs that did not succeed, or choose another "
+                    "hydra.sweep.dir."
+                ) from None
+            except OSError as err:
+                raise StashError(f"Cannot write the sweep dir {self.dir}: {err.strerror}. Make it writable (or free "
+                                 "space) and run again; nothing was started.") from None
+
+    def _release(self) -> None:
+        """Give back the reserved space for the last write of sweep.json."""
+        if self._reserve:
+            self._reserve.release()
+            self._reserve = None
+        self.write(force=True)
+
+    # --- what Hydra gets back -------------------------------------------------------------------------------
+    def job_return(self, p: Planned):
+        from hydra.core.utils import JobReturn, JobStatus
+
+        ret = JobReturn(overrides=list(p.words), working_dir=str(p.spec.run_dir), task_name=p.spec.tool.name)
+        status = Status(self.jobs[p.num]["status"])
+        if not status.final:  # submitted, not waited for
             ret.status = JobStatus.COMPLETED
             return ret
-        if status != "succeeded":
+        if not status.ok:
             ret.status = JobStatus.FAILED
-            ret.return_value = RuntimeError(f"job {spec.sweep['num']} {status}: see {spec.run_dir}/stderr.log")
+            ret.return_value = RuntimeError(f"job {p.num} {status}: see {p.spec.run_dir}/stderr.log")
             return ret
         ret.status = JobStatus.COMPLETED
-        ret.return_value = _objective(self.results.get(spec.sweep["num"]), options.get("objective"), spec)
+        ret.return_value = _objective(self.results.get(p.num), p.options.get("objective"), p.spec)
         if isinstance(ret.return_value, Exception):
             ret.status = JobStatus.FAILED
         return ret
+
+    # --- the state of every job, from the records and the backend ---------------------------------------------
+    def refresh(self) -> str | None:
+        """Bring every job up to date from its run.json and the backend; a run whose owner is gone is `lost`.
+        Returns a note when the backend could not say everything (Slurm's records gone)."""
+        records = {}
+        for num, job in self.jobs.items():
+            record = read_run_if_any(job_run_dir(self.dir, job))
+            if record is None:
+                continue
+            records[num] = record
+            status = record.status
+            if status == Status.RUNNING and owner_alive(record.owner) is False:
+                status = Status.LOST
+            self.update(num, status=status, exit_code=record.exit_code, duration_s=record.duration_s)
+            self.results[num] = record.result
+        note = self.backend.refresh(self, records)
+        for num, record in records.items():  # the run.json of a lost run says so too
+            if self.jobs[num]["status"] == Status.LOST and record.status == Status.RUNNING:
+                record.status = Status.LOST
+                _rewrite(job_run_dir(self.dir, self.jobs[num]), record)
+        return note
+
+
+def _rewrite(run_dir: Path, record: RunRecord) -> None:
+    try:
+        write_json(run_dir / "run.json", record.to_dict())
+    except OSError:
+        pass
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _objective(result, key, spec: JobSpec):
@@ -289,22 +294,14 @@ def _objective(result, key, spec: JobSpec):
     return values[0] if len(values) == 1 else values
 
 
-def read_sweep(sweep_dir: Path) -> dict:
-    path = sweep_dir / SWEEP_FILE
-    if not path.is_file():
-        raise StashError(f"{sweep_dir} is not a sweep dir: it holds no {SWEEP_FILE}. Give a folder under multirun/.")
-    data = read_json(path)
-    if data.get("schema", 0) > SWEEP_SCHEMA:
-        raise StashError(f"{path} has schema {data['schema']}, newer than this experimentstash reads ({SWEEP_SCHEMA}).")
-    return data
-
-
-def sweep_class(backend: str):
-    if backend == "slurm":
-        from .slurm import SlurmSweep
-
-        return SlurmSweep
-    return LocalSweep
+def _keep_earlier_attempts(planned: list[Planned]) -> None:
+    """A job run again keeps its earlier attempt's run dir beside it, as <run dir>.attempt<k>."""
+    for p in planned:
+        if p.spec.run_dir.exists():
+            attempt = 1
+            while p.spec.run_dir.with_name(f"{p.spec.run_dir.name}.attempt{attempt}").exists():
+                attempt += 1
+            p.spec.run_dir.rename(p.spec.run_dir.with_name(f"{p.spec.run_dir.name}.attempt{attempt}"))
 
 
 def base_config() -> DictConfig:
@@ -313,45 +310,61 @@ def base_config() -> DictConfig:
     return OmegaConf.create({"tool": cfg.tool, "experiment": cfg.experiment, "stash": cfg.stash})
 
 
-def rerun(root: Path, sweep_dir: Path) -> int:
+def open_sweep(stash: Stash, sweep_dir: Path) -> Sweep:
+    """An existing sweep, from its validated sweep.json, with its recorded backend and options."""
+    record = SweepRecord.read(sweep_dir)
+    options = backends.recorded_options(record.backend, record.launcher)
+    return Sweep(stash, sweep_dir, record.backend, options, record.given, record.command_line, base_config(), record)
+
+
+def rerun(stash: Stash, sweep_dir: Path) -> int:
     """Re-launch the jobs of a sweep that did not succeed, into the same sweep dir, with the same overrides."""
-    data = read_sweep(sweep_dir)
-    data["jobs"] = refresh_statuses(root, data)  # sweep.json may be behind if its launcher was killed
-    todo = [job for job in data["jobs"] if job["status"] != "succeeded"]
-    still = [str(job["num"]) for job in todo if job["status"] == "running"]
-    if still:
-        console.print(f"warning: job(s) {', '.join(still)} were recorded as running: their launcher ended "
-                      "without finishing them, so they run again.", highlight=False)
-    stash = Stash.load(root)
-    sweep = sweep_class(data["backend"])(stash, sweep_dir, base_config(), data["launcher"])
-    sweep.id, sweep.created_at, sweep.command_line = data["id"], data["created_at"], data["command_line"]
-    sweep.jobs = {job["num"]: job for job in data["jobs"]}
-    sweep.reruns = [*data.get("reruns", []), {"at": now_iso(), "jobs": [job["num"] for job in todo]}]
+    sweep = open_sweep(stash, sweep_dir)
+    sweep.refresh()  # sweep.json may be behind if its launcher was killed
+    todo = [job for job in sweep.jobs.values() if not Status(job["status"]).ok]
     if not todo:
+        sweep.write(force=True)
         console.print(f"Every job of {sweep_dir.name} succeeded: nothing to rerun.", highlight=False)
         return 0
-    current.tool_overrides_expanded = True  # the recorded overrides hold the tool's already
-
-    def keep_earlier_attempts(planned):
-        for spec, _, _ in planned:
-            attempt = 1
-            while spec.run_dir.with_name(f"{spec.run_dir.name}.attempt{attempt}").exists():
-                attempt += 1
-            if spec.run_dir.exists():
-                spec.run_dir.rename(spec.run_dir.with_name(f"{spec.run_dir.name}.attempt{attempt}"))
-
-    sweep.launch_numbered([(job["num"], job["launch_overrides"]) for job in todo], keep_earlier_attempts)
+    _wait_for_earlier_attempts(sweep, todo)
+    sweep.record.reruns.append({"at": now_iso(), "jobs": [job["num"] for job in todo]})
+    sweep.launch([(job["num"], job["launch_overrides"]) for job in sorted(todo, key=lambda j: j["num"])],
+                 keep_attempts=True)
     return current.exit_code
 
 
-def refresh_statuses(root: Path, data: dict) -> list[dict]:
-    """sweep.json's jobs, each brought up to date from its run.json (true even if the launcher was killed)."""
-    jobs = []
-    for job in data["jobs"]:
-        run_file = root / job["run_dir"] / RUN_FILE
-        if run_file.is_file():
-            record = read_json(run_file)
-            job = {**job, "status": record["status"], "exit_code": record["exit_code"],
-                   "duration_s": record["duration_s"]}
-        jobs.append(job)
-    return jobs
+def _wait_for_earlier_attempts(sweep: Sweep, todo: list[dict]) -> None:
+    """Never two attempts of one job at once: wait for an attempt whose launcher still runs it, and end what a
+    dead launcher left of one."""
+    for job in todo:
+        run_dir = job_run_dir(sweep.dir, job)
+        record = read_run_if_any(run_dir)
+        if record is None:
+            continue
+        if record.status == Status.RUNNING and owner_alive(record.owner):
+            console.print(f"job {job['num']} is still running (pid {record.owner['pid']} on this host): waiting "
+                          "for it to end before its rerun.", highlight=False)
+            while owner_alive(record.owner) and (again := read_run_if_any(run_dir)) and again.status == Status.RUNNING:
+                time.sleep(1)
+        left = run_processes(record.id, anywhere=True)
+        if left:
+            console.print(f"job {job['num']}: ending {len(left)} process(es) its earlier attempt left running.",
+                          highlight=False)
+            terminate(left, float(sweep.base.stash.grace))
+
+
+def new_sweep(config: DictConfig, composed_options) -> Sweep:
+    """The sweep of a Hydra multirun: its backend from the hydra/launcher choice, its options from the command
+    line (as Hydra recorded it) over this machine's defaults in meta.yaml."""
+    from .invocation import override_key
+
+    backend = backends.for_launcher(config.hydra.runtime.choices.get("hydra/launcher"))
+    prefix = "hydra.launcher."
+    given = {override_key(w)[len(prefix):].split(".")[0] for w in config.hydra.overrides.hydra
+             if override_key(w).startswith(prefix)}
+    stash = Stash.load(current.root)
+    plain = {k: OmegaConf.to_container(v) if OmegaConf.is_config(v) else v for k, v in composed_options.items()}
+    options = backends.resolve_options(backend, plain, given, stash.machine.get(backend, {}))
+    # a relative hydra.sweep.dir is relative to where the command was typed, as in Hydra
+    return Sweep(stash, Path(config.hydra.sweep.dir).absolute(), backend, options, sorted(given),
+                 current.argv, config)

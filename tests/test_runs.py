@@ -61,7 +61,7 @@ def test_runs_skips_unreadable_records_and_handles_no_runs(stash):
     out = stash.run("runs", "--json")
     assert out.returncode == 0
     assert len(json.loads(out.stdout)) == 1
-    assert "1 unreadable run.json skipped" in out.stderr and "broken" in out.stderr
+    assert "1 unreadable or invalid run.json skipped" in out.stderr and "broken" in out.stderr
 
 
 def test_runs_bad_input(stash):

@@ -1,4 +1,4 @@
-"""The launcher: plans every job in this process, then runs each as a subprocess of its pinned tool."""
+"""The launcher: hands every job of a launch to the sweep core, which runs it on the chosen backend."""
 
 from typing import Optional, Sequence
 
@@ -9,6 +9,8 @@ from omegaconf import DictConfig
 
 
 class StashLauncher(Launcher):
+    """One class for every backend: which one runs the jobs is the hydra/launcher choice (stash, stash_slurm)."""
+
     def __init__(self, **options) -> None:
         self.options = options
         self.config: Optional[DictConfig] = None
@@ -17,27 +19,18 @@ class StashLauncher(Launcher):
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         self.config = config
 
-    def sweep_class(self):
-        from experimentstash.sweep import LocalSweep
-
-        return LocalSweep
-
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         from experimentstash import StashError
-        from experimentstash.invocation import fail
+        from experimentstash.invocation import current, fail
+        from experimentstash.sweep import new_sweep
 
         try:
             if self.sweep is None:
-                self.sweep = self.sweep_class().create(self.config, self.options)
-            return self.sweep.launch(job_overrides, initial_job_idx)
+                self.sweep = new_sweep(self.config, self.options)
+            # the stash sweeper put the tool overrides in every job's list; another sweeper (optuna) only those
+            # it searches, shown to it as ++key: the others are added here
+            extra = [] if self.config.hydra.runtime.choices.get("hydra/sweeper") == "stash" else current.tool_overrides
+            numbered = [(num, [*words, *extra]) for num, words in enumerate(job_overrides, start=initial_job_idx)]
+            return [self.sweep.job_return(p) for p in self.sweep.launch(numbered)]
         except StashError as err:
             fail(err)
-
-
-class StashSlurmLauncher(StashLauncher):
-    """The same sweep, as one Slurm job array through submitit."""
-
-    def sweep_class(self):
-        from experimentstash.slurm import SlurmSweep
-
-        return SlurmSweep

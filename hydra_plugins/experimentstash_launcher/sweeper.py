@@ -21,19 +21,18 @@ class StashSweeper(Sweeper):
         )
 
     def sweep(self, arguments: List[str]) -> Any:
-        from experimentstash import StashError
+        from experimentstash import StashError, backends
         from experimentstash.expand import expand
         from experimentstash.invocation import current, fail
         from experimentstash.registry import Stash
 
-        # our launchers take the tool overrides from every job's list; another launcher's task function adds them
-        ours = self.config.hydra.launcher._target_.startswith("hydra_plugins.experimentstash_launcher.")
+        # our launcher takes the tool overrides from every job's list; another launcher's task function adds them
+        ours = backends.for_launcher(self.config.hydra.runtime.choices.get("hydra/launcher")) is not None
         try:
             stash = Stash.load(current.root)
             jobs = expand(stash, [*arguments, *(current.tool_overrides if ours else [])], self.config.tool)
         except StashError as err:
             fail(err)
-        current.tool_overrides_expanded = ours
         returns = self.launcher.launch(jobs, initial_job_idx=0)
         if not ours:  # the task function ran elsewhere (joblib's workers): its return value is the exit code
             for ret in returns:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import sys
 import time
 from collections import Counter
+from contextlib import contextmanager
 from pathlib import Path
 
 from rich.console import Console
@@ -14,10 +17,13 @@ from rich.text import Text
 
 from .execute import tail
 from .invocation import console
+from .records import Status, job_run_dir
 
 FULL_TABLE_ROWS = 100  # above this, the table lists only the jobs that did not succeed
-STYLE = {"succeeded": "green", "failed": "red", "timeout": "red", "interrupted": "yellow",
-         "cancelled": "yellow", "preempted": "yellow", "running": "cyan", "pending": "dim"}
+
+
+def styled(status: str) -> str:
+    return f"[{Status(status).style}]{status}[/]"
 
 
 def _duration(seconds) -> str:
@@ -47,7 +53,7 @@ class Progress:
         if not self.live:
             return
         counts = Counter(job["status"] for job in jobs)
-        parts = [f"[{STYLE.get(s, '')}]{counts[s]} {s}[/]" for s in STYLE if counts[s]]
+        parts = [f"[{s.style}]{counts[s.value]} {s.value}[/]" for s in Status if counts[s.value]]
         elapsed = time.monotonic() - self.started
         self.live.update(Text.from_markup(f"sweep {self.sweep_id}: " + ", ".join(parts) + f"  {elapsed:.0f}s"),
                          refresh=True)
@@ -58,7 +64,7 @@ class Progress:
             return
         status = job["status"]
         console.print(
-            f"[{self.done}/{self.total}] [{STYLE.get(status, '')}]{status}[/] job {job['num']} "
+            f"[{self.done}/{self.total}] {styled(status)} job {job['num']} "
             f"{escape(job['tool'])} {escape(job['experiment'])} {escape(' '.join(job['overrides']))} "
             f"({_duration(job['duration_s'])}) {escape(job['run_dir'])}",
             highlight=False,
@@ -67,28 +73,47 @@ class Progress:
 
 def print_summary(root: Path, sweep_dir: Path, jobs: list[dict], out: Console | None = None) -> None:
     """The end-of-sweep table, the tail of every failed job's stderr, and the counts."""
-    out = out or Console(highlight=False, width=None if Console().is_terminal else 200)
-    shown = jobs if len(jobs) <= FULL_TABLE_ROWS else [j for j in jobs if j["status"] != "succeeded"]
-    where = sweep_dir.relative_to(root) if sweep_dir.is_relative_to(root) else sweep_dir
+    with quiet_when_closed():
+        _print_summary(root, sweep_dir, jobs, out or Console(highlight=False, width=None if Console().is_terminal else 200))
+
+
+def _print_summary(root: Path, sweep_dir: Path, jobs: list[dict], out: Console) -> None:
+    shown = jobs if len(jobs) <= FULL_TABLE_ROWS else [j for j in jobs if not Status(j["status"]).ok]
+    where = shown_path(root, sweep_dir)
     table = Table(title=f"sweep {where}/", title_justify="left")
     for column in ("#", "tool", "experiment", "overrides", "status", "duration", "run dir"):
         table.add_column(column, overflow="fold")
     for job in shown:
-        status = job["status"]
+        run_dir = job_run_dir(sweep_dir, job)
         table.add_row(str(job["num"]), job["tool"], job["experiment"], escape(" ".join(job["overrides"])),
-                      f"[{STYLE.get(status, '')}]{status}[/]", _duration(job["duration_s"]),
-                      Path(job["run_dir"]).name)
+                      styled(job["status"]), _duration(job["duration_s"]), run_dir.name if run_dir.is_dir() else "-")
     if shown:
         out.print(table)
     for job in jobs:
-        if job["status"] in ("failed", "timeout"):
-            stderr = root / job["run_dir"] / "stderr.log"
+        if job["status"] in (Status.FAILED, Status.TIMEOUT):
+            rel = shown_path(root, job_run_dir(sweep_dir, job))
             code = f", exit code {job['exit_code']}" if job["exit_code"] is not None else ""
             out.print(f"[red]job {job['num']} {job['status']}{code}[/]: {escape(job['tool'])} "
                       f"{escape(job['experiment'])} {escape(' '.join(job['overrides']))}")
-            out.print(f"  last lines of {job['run_dir']}/stderr.log:")
-            out.print(Text("    " + (tail(stderr) or "(empty)").replace("\n", "\n    ")))
+            out.print(f"  last lines of {escape(str(rel))}/stderr.log:")
+            out.print(Text("    " + (tail(job_run_dir(sweep_dir, job) / "stderr.log") or "(empty)").replace("\n", "\n    ")))
     counts = Counter(job["status"] for job in jobs)
     summary = ", ".join(f"{n} {status}" for status, n in counts.most_common())
     hidden = f" (table lists the {len(shown)} that did not succeed)" if len(shown) < len(jobs) else ""
     out.print(f"{len(jobs)} jobs: {summary}{hidden}. Record: {where}/sweep.json")
+
+
+def shown_path(root: Path, path: Path) -> Path:
+    """A path as the user sees it: relative to the stash root when it is inside."""
+    return path.relative_to(root) if path.is_relative_to(root) else path
+
+
+@contextmanager
+def quiet_when_closed():
+    """Output into a closed pipe (`... | head`) ends the output, not the launcher: the rest goes nowhere."""
+    try:
+        yield
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)

@@ -1,0 +1,480 @@
+"""The run record (run.json) and the sweep record (sweep.json): one Status vocabulary, write, read, validate.
+
+Everything read back from disk is untrusted: a record from a colleague, an older version or a damaged file.
+Reading checks every field's type and shape (40-hex commits, known statuses, plain names, relative paths
+without '..') and refuses a newer schema; callers confine paths with `inside()`. A record that fails is one
+StashError naming the file and the field.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import re
+import tempfile
+from dataclasses import dataclass, field, fields
+from datetime import datetime, timezone
+from enum import Enum
+from pathlib import Path, PurePosixPath
+from typing import Any, Callable
+
+from . import StashError
+
+RUN_SCHEMA = 2  # 2: owner, fingerprint, statuses lost and reused
+SWEEP_SCHEMA = 2  # 2: resolved launcher options and which were given; backend fields per job
+RUN_FILE = "run.json"
+SWEEP_FILE = "sweep.json"
+PATCH_FILE = "tool.diff"
+EXPERIMENT_COPY = "experiment.yaml"  # the experiment file as it was when the run started
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
+class Status(str, Enum):
+    """Every status a job or run can have, in the order tables and counts show them."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    REUSED = "reused"  # a sweep job skipped because an earlier run with the same fingerprint succeeded
+    FAILED = "failed"
+    TIMEOUT = "timeout"
+    INTERRUPTED = "interrupted"
+    CANCELLED = "cancelled"
+    PREEMPTED = "preempted"
+    LOST = "lost"  # recorded as running, but the process that ran it is gone
+
+    def __str__(self) -> str:
+        return self.value
+
+    @property
+    def final(self) -> bool:
+        return self not in (Status.PENDING, Status.RUNNING)
+
+    @property
+    def ok(self) -> bool:
+        return self in (Status.SUCCEEDED, Status.REUSED)
+
+    @property
+    def style(self) -> str:
+        """rich style of the word in tables and progress lines."""
+        return _STYLE[self]
+
+    @property
+    def ansi(self) -> str:
+        """The same colour as an ANSI code, for plain-text tables."""
+        return _ANSI[_STYLE[self].split()[-1]]
+
+
+_STYLE = {
+    Status.PENDING: "dim", Status.RUNNING: "cyan", Status.SUCCEEDED: "green", Status.REUSED: "green",
+    Status.FAILED: "red", Status.TIMEOUT: "red", Status.INTERRUPTED: "yellow", Status.CANCELLED: "yellow",
+    Status.PREEMPTED: "yellow", Status.LOST: "magenta",
+}
+_ANSI = {"dim": "2", "cyan": "36", "green": "32", "red": "31", "yellow": "33", "magenta": "35"}
+STATUS_WORDS = tuple(s.value for s in Status)
+
+
+# --- writing --------------------------------------------------------------------------------------------------
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def write_json(path: Path, data: dict) -> None:
+    """Replace `path` atomically: a reader sees the old or the new file, never half of one."""
+    write_text(path, json.dumps(data, indent=2) + "\n")
+
+
+def write_text(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.chmod(tmp, 0o666 & ~_UMASK)  # as readable as any file the user writes, not mkstemp's 0600
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class Reserve:
+    """Disk space set aside next to a record, given back just before the record's last write.
+
+    When the tool fills the disk, the final record (and the tail of the logs that did not fit) still lands."""
+
+    SIZE = 64 * 1024
+
+    def __init__(self, folder: Path, size: int = SIZE):
+        self.path = folder / ".experimentstash.reserve"
+        with open(self.path, "wb") as f:
+            f.write(b"\0" * size)
+            f.flush()
+            os.fsync(f.fileno())
+
+    def release(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+def is_disk_full(err: OSError) -> bool:
+    return err.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
+# --- validation -----------------------------------------------------------------------------------------------
+
+class Invalid(Exception):
+    """A field of a record that fails its check: (field, what is wrong)."""
+
+    def __init__(self, name: str, why: str):
+        super().__init__(f"{name}: {why}")
+        self.name, self.why = name, why
+
+
+HEX = re.compile(r"[0-9a-f]{40}([0-9a-f]{24})?")  # sha1, or sha256 object names
+NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")  # a tool name: a plain folder name, never an option
+
+
+def is_name(value: str) -> bool:
+    return bool(NAME.fullmatch(value))
+
+
+def plain_relative(value: str) -> bool:
+    """A relative POSIX path without '..', '.' parts, a leading '-' or control characters."""
+    if not value or value.startswith(("/", "-")) or "\\" in value or any(ord(c) < 32 for c in value):
+        return False
+    return all(part not in ("", ".", "..") for part in value.split("/"))
+
+
+def inside(base: Path, rel: str | Path, what: str) -> Path:
+    """base/rel with symlinks and '..' resolved, refused when it leads outside base."""
+    target = (base / rel).resolve()
+    if not target.is_relative_to(base.resolve()):
+        raise StashError(f"{what} '{rel}' leads outside {base}: refusing to use it.")
+    return target
+
+
+Check = Callable[[str, Any], Any]
+
+
+def _type(*types: type, what: str) -> Check:
+    def check(name, value):
+        if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
+            raise Invalid(name, f"expected {what}, got {type(value).__name__} {value!r:.60}")
+        return value
+    return check
+
+
+def _opt(check: Check) -> Check:
+    return lambda name, value: None if value is None else check(name, value)
+
+
+def _list_of(check: Check, what: str) -> Check:
+    def run(name, value):
+        if not isinstance(value, list):
+            raise Invalid(name, f"expected a list of {what}, got {type(value).__name__} {value!r:.60}")
+        return [check(f"{name}[{i}]", v) for i, v in enumerate(value)]
+    return run
+
+
+def _pattern(regex: re.Pattern, what: str) -> Check:
+    def check(name, value):
+        if not isinstance(value, str) or not regex.fullmatch(value):
+            raise Invalid(name, f"expected {what}, got {value!r:.60}")
+        return value
+    return check
+
+
+def _relative(name, value):
+    if not isinstance(value, str) or not plain_relative(value):
+        raise Invalid(name, f"expected a relative path without '..', got {value!r:.80}")
+    return value
+
+
+def _status(name, value):
+    if value not in STATUS_WORDS:
+        raise Invalid(name, f"expected one of {', '.join(STATUS_WORDS)}, got {value!r:.40}")
+    return Status(value)
+
+
+def _count(name, value):
+    _type(int, what="a whole number")(name, value)
+    if value < 0:
+        raise Invalid(name, f"expected 0 or more, got {value}")
+    return value
+
+
+_str = _type(str, what="text")
+_int = _type(int, what="a whole number")
+_num = _type(int, float, what="a number")
+_bool = _type(bool, what="true or false")
+_dict = _type(dict, what="a mapping")
+_commit = _pattern(HEX, "a full commit id (40 hex digits)")
+_name = _pattern(NAME, "a plain name (letters, digits, '_', '-', '.')")
+_strings = _list_of(_str, "strings")
+
+
+def _experiment(name, value):
+    if not isinstance(value, str) or not plain_relative(value) or value.endswith(".yaml"):
+        raise Invalid(name, f"expected an experiment id like figure1/pca, got {value!r:.80}")
+    return value
+
+
+def _sweep_ref(name, value):
+    _dict(name, value)
+    return {"id": _str(f"{name}.id", value.get("id")), "num": _count(f"{name}.num", value.get("num"))}
+
+
+def _owner(name, value):
+    _dict(name, value)
+    return {"pid": _count(f"{name}.pid", value.get("pid")), "host": _str(f"{name}.host", value.get("host")),
+            "started": _num(f"{name}.started", value.get("started"))}
+
+
+def _patch_name(name, value):
+    if value != PATCH_FILE:
+        raise Invalid(name, f"expected '{PATCH_FILE}' (a file in the run dir) or null, got {value!r:.60}")
+    return value
+
+
+def _env(name, value):
+    _dict(name, value)
+    for key in ("kind", "python", "executable", "lock_file", "lock_sha256"):
+        _opt(_str)(f"{name}.{key}", value.get(key))
+    if value.get("kind") not in ("current", "uv", "python"):
+        raise Invalid(f"{name}.kind", f"expected current, uv or python, got {value.get('kind')!r:.40}")
+    if value.get("lock_file") is not None:
+        _relative(f"{name}.lock_file", value["lock_file"])
+    variables = value.get("variables") or {}
+    _dict(f"{name}.variables", variables)
+    for key, val in variables.items():
+        _str(f"{name}.variables.{key}", val)
+    return value
+
+
+def _run_schema(name, value):
+    _type(int, what="a whole number")(name, value)
+    if not 1 <= value <= RUN_SCHEMA:
+        raise Invalid(name, f"expected 1 to {RUN_SCHEMA}, got {value}")
+    return value
+
+
+# --- the run record -------------------------------------------------------------------------------------------
+
+def _f(check: Check, default: Any = None, required: bool = False):
+    return field(default=default, metadata={"check": check, "required": required})
+
+
+def _fl(check: Check, required: bool = False):
+    return field(default_factory=list, metadata={"check": check, "required": required})
+
+
+@dataclass
+class RunRecord:
+    """run.json: what ran, with what, and how it ended. Field order is the file's order."""
+
+    schema: int = _f(_run_schema, RUN_SCHEMA, required=True)
+    id: str = _f(_str, "", required=True)
+    status: Status = _f(_status, Status.RUNNING, required=True)
+    exit_code: int | None = _f(_opt(_int))
+    tool: str = _f(_name, "", required=True)
+    experiment: str = _f(_experiment, "", required=True)
+    experiment_file: str = _f(_relative, "", required=True)
+    experiment_sha256: str | None = _f(_opt(_pattern(re.compile(r"[0-9a-f]{64}"), "a sha256")))
+    overrides: list[str] = _fl(_strings, required=True)
+    tool_commit: str | None = _f(_opt(_commit))
+    tool_pinned_commit: str | None = _f(_opt(_commit))
+    tool_kind: str = _f(_pattern(re.compile(r"submodule|in-tree|untracked|uninitialized"), "submodule or in-tree"),
+                        "submodule")
+    tool_dirty: bool = _f(_bool, False)
+    tool_diff: str | None = _f(_opt(_patch_name))
+    tool_untracked: list[str] = _fl(_strings)
+    stash_commit: str | None = _f(_opt(_commit))
+    stash_dirty: bool | None = _f(_opt(_bool))
+    env: dict = _f(_env, None, required=True)
+    command: list[str] = _fl(_strings)
+    cwd: str | None = _f(_opt(_str))
+    run_dir: str | None = _f(_opt(_str))
+    host: str | None = _f(_opt(_str))
+    started_at: str | None = _f(_opt(_str))
+    ended_at: str | None = _f(_opt(_str))
+    duration_s: float | None = _f(_opt(_num))
+    logs: dict = _f(_opt(_dict))
+    result: Any = _f(lambda name, value: value)
+    sweep: dict | None = _f(_opt(_sweep_ref))
+    owner: dict | None = _f(_opt(_owner))
+    fingerprint: str | None = _f(_opt(_str))
+    fingerprint_parts: dict | None = _f(_opt(_dict))
+    tool_touched: list[str] = _fl(_strings)  # files the run added or changed in the tool's checkout
+    extra: dict = field(default_factory=dict)  # fields of one kind of run: reproduces, slurm_job_id, node, ...
+
+    @classmethod
+    def from_dict(cls, data, source: str | Path = "run.json") -> "RunRecord":
+        """A validated record; StashError naming the file and the field when anything is off."""
+        schema = data.get("schema") if isinstance(data, dict) else None
+        if isinstance(schema, int) and not isinstance(schema, bool) and schema > RUN_SCHEMA:
+            raise StashError(f"{source} was written with run.json schema {schema}, newer than this experimentstash "
+                             f"reads (up to {RUN_SCHEMA}): upgrade experimentstash to use it.")
+        try:
+            return cls(**_checked(cls, data), extra=_extra(cls, data))
+        except Invalid as err:
+            raise StashError(f"{source}: field '{err.name}': {err.why}. The record is damaged or not a "
+                             "run record of experimentstash.") from None
+
+    def to_dict(self) -> dict:
+        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "extra"}
+        data["status"] = self.status.value
+        return {**data, **self.extra}
+
+    def get(self, name: str, default=None):
+        return self.extra.get(name, default)
+
+
+def _checked(cls, data) -> dict:
+    if not isinstance(data, dict):
+        raise Invalid("(top)", f"expected a JSON object, got {type(data).__name__}")
+    values = {}
+    for f in fields(cls):
+        if f.name == "extra":
+            continue
+        if f.name not in data:
+            if f.metadata.get("required"):
+                raise Invalid(f.name, "missing")
+            continue
+        values[f.name] = f.metadata["check"](f.name, data[f.name])
+    return values
+
+
+def _extra(cls, data: dict) -> dict:
+    known = {f.name for f in fields(cls)}
+    return {k: v for k, v in data.items() if k not in known}
+
+
+def read_json(path: Path) -> Any:
+    try:
+        with open(path, "rb") as f:
+            return json.loads(f.read())
+    except FileNotFoundError:
+        raise StashError(f"{path} does not exist.") from None
+    except IsADirectoryError:
+        raise StashError(f"{path} is a folder, not a record file.") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        where = f" (line {err.lineno})" if isinstance(err, json.JSONDecodeError) else ""
+        raise StashError(f"{path} is not valid JSON{where}: the record is damaged.") from None
+    except OSError as err:
+        raise StashError(f"{path} cannot be read: {err.strerror}.") from None
+
+
+def read_run(run_dir: Path) -> RunRecord:
+    path = run_dir / RUN_FILE
+    return RunRecord.from_dict(read_json(path), path)
+
+
+def read_run_if_any(run_dir: Path) -> RunRecord | None:
+    """The run dir's record; None when there is none yet or it cannot be used (it is then not trusted)."""
+    try:
+        return read_run(run_dir)
+    except StashError:
+        return None
+
+
+# --- the sweep record -----------------------------------------------------------------------------------------
+
+def _sweep_schema(name, value):
+    _type(int, what="a whole number")(name, value)
+    if not 1 <= value <= SWEEP_SCHEMA:
+        raise Invalid(name, f"{value} is not a sweep.json schema this experimentstash reads (1 to {SWEEP_SCHEMA})")
+    return value
+
+
+JOB_CHECKS: dict[str, tuple[Check, bool]] = {
+    "num": (_count, True), "tool": (_name, True), "experiment": (_experiment, True),
+    "overrides": (_strings, True), "run_dir": (_str, True), "status": (_status, True),
+    "exit_code": (_opt(_int), False), "duration_s": (_opt(_num), False),
+    "launch_overrides": (_strings, True), "reused_from": (_opt(_str), False),
+}
+
+
+def check_job(data, where: str) -> dict:
+    """A job entry of sweep.json, validated; backend fields (slurm_job_id, ...) are kept as they are."""
+    if not isinstance(data, dict):
+        raise Invalid(where, "expected a job object")
+    job = dict(data)
+    for key, (check, required) in JOB_CHECKS.items():
+        if key not in data:
+            if required:
+                raise Invalid(f"{where}.{key}", "missing")
+            job[key] = None
+            continue
+        job[key] = check(f"{where}.{key}", data[key])
+    job["status"] = job["status"].value
+    return job
+
+
+@dataclass
+class SweepRecord:
+    """sweep.json: the sweep's command line, its backend and options, and every job's state."""
+
+    id: str
+    created_at: str
+    backend: str
+    command_line: list[str]
+    launcher: dict  # the backend's resolved options
+    given: list[str]  # which of them came from the command line
+    jobs: list[dict]
+    reruns: list = field(default_factory=list)
+    backend_state: dict = field(default_factory=dict)  # what the backend keeps (Slurm: the arrays)
+    schema: int = SWEEP_SCHEMA
+
+    @classmethod
+    def read(cls, sweep_dir: Path) -> "SweepRecord":
+        path = sweep_dir / SWEEP_FILE
+        if not path.is_file():
+            raise StashError(f"{sweep_dir} is not a sweep dir: it holds no {SWEEP_FILE}. Give a folder under multirun/.")
+        data = read_json(path)
+        try:
+            if not isinstance(data, dict):
+                raise Invalid("(top)", f"expected a JSON object, got {type(data).__name__}")
+            schema = _sweep_schema("schema", data.get("schema"))
+            jobs = data.get("jobs")
+            if not isinstance(jobs, list):
+                raise Invalid("jobs", "missing or not a list")
+            checked = [check_job(job, f"jobs[{i}]") for i, job in enumerate(jobs)]
+            nums = [job["num"] for job in checked]
+            if len(set(nums)) != len(nums):
+                raise Invalid("jobs", "two jobs have the same num")
+            launcher = _dict("launcher", data.get("launcher") or {})
+            return cls(
+                id=_name("id", data.get("id")), created_at=_str("created_at", data.get("created_at")),
+                backend=_name("backend", data.get("backend")),
+                command_line=_strings("command_line", data.get("command_line") or []),
+                launcher=launcher, given=_strings("given", data.get("given") or []), jobs=checked,
+                reruns=_type(list, what="a list")("reruns", data.get("reruns") or []),
+                backend_state=_dict("backend_state", data.get("backend_state") or {}), schema=schema,
+            )
+        except Invalid as err:
+            raise StashError(f"{path}: field '{err.name}': {err.why}. The record is damaged.") from None
+
+    def head(self) -> dict:
+        """Everything but the jobs, in the file's order."""
+        return {"schema": SWEEP_SCHEMA, "id": self.id, "created_at": self.created_at, "backend": self.backend,
+                "command_line": self.command_line, "launcher": self.launcher, "given": self.given,
+                "backend_state": self.backend_state, "reruns": self.reruns}
+
+
+def encode_sweep(head: dict, job_lines: list[str]) -> str:
+    """sweep.json text with one line per job (jobs encoded by the caller, so that unchanged ones are reused)."""
+    text = json.dumps(head, indent=2)
+    return text[:-2] + ',\n  "jobs": [\n    ' + ",\n    ".join(job_lines) + "\n  ]\n}\n"
+
+
+def job_dir_name(num: int, tool: str, experiment: str) -> str:
+    return f"{num}_{tool}_{experiment.replace('/', '-')}"
+
+
+def job_run_dir(sweep_dir: Path, job: dict) -> Path:
+    """A job's run dir, from its validated num, tool and experiment: always a child of the sweep dir."""
+    path = sweep_dir / job_dir_name(job["num"], job["tool"], job["experiment"])
+    if path.is_symlink():
+        raise StashError(f"{path} is a symbolic link: a run dir of the sweep must be a folder in it.")
+    return path

@@ -1,0 +1,20 @@
+"""`experimentstash rerun <sweep dir>`: re-launch the jobs of a sweep that did not succeed, into the same dir."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .status import sweep_dir
+
+RUNS_TOOLS = True
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("sweep_dir", help="the sweep dir (a folder under multirun/ holding sweep.json)")
+
+
+def run(args, root: Path) -> int:
+    from .registry import Stash
+    from .sweep import rerun
+
+    return rerun(Stash.load(root), sweep_dir(root, args.sweep_dir))

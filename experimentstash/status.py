@@ -1,0 +1,38 @@
+"""`experimentstash status <sweep dir>`: every job's state, from its run.json and from the sweep's backend."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from . import StashError
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("sweep_dir", help="the sweep dir (a folder under multirun/ holding sweep.json)")
+
+
+def sweep_dir(root: Path, given: str) -> Path:
+    """A sweep dir given on the command line: as typed, or relative to the stash root."""
+    path = Path(given).expanduser()
+    for candidate in (path, root / path):
+        if candidate.is_dir():
+            return candidate.resolve()
+    raise StashError(f"{given} does not exist: give a sweep dir (a folder under multirun/).")
+
+
+def run(args, root: Path) -> int:
+    from .registry import Stash
+    from .summary import print_summary
+    from .sweep import open_sweep
+
+    stash = Stash.load(root)
+    sweep = open_sweep(stash, sweep_dir(root, args.sweep_dir))
+    note = sweep.refresh()
+    try:
+        sweep.write(force=True)  # sweep.json in line with what the runs say
+    except OSError:
+        pass  # someone else's sweep: shown, not fixed
+    print_summary(stash.root, sweep.dir, [sweep.jobs[n] for n in sorted(sweep.jobs)])
+    if note:
+        print(note)
+    return 0
