@@ -10,12 +10,11 @@ from omegaconf import DictConfig, OmegaConf
 
 from . import StashError
 from .execute import Runner, exit_code_for, run_in_foreground
-from .invocation import current, fail, say
+from .invocation import current, fail, say, shown_path
 from .job import new_run_id, plan_job, split_job
 from .pins import NO_GIT_WARNING, apply_policy, inspect
 from .records import Status
 from .registry import Stash, find_root
-from .summary import shown_path
 
 RUN_ID = new_run_id()  # names the sweep dir of this process (the launcher's multirun)
 OmegaConf.register_new_resolver("stash_root", lambda: str(current.root), replace=True)

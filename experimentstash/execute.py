@@ -232,8 +232,9 @@ class Runner:
         env = {**os.environ, **spec.env, RUN_ID_VARIABLE: spec.id}
         start = time.monotonic()
         try:
-            out = open(spec.run_dir / "stdout.log", "wb")
-            err = open(spec.run_dir / "stderr.log", "wb")
+            # unbuffered: a write that fails (a full disk) fails at once, never later at close()
+            out = open(spec.run_dir / "stdout.log", "wb", buffering=0)
+            err = open(spec.run_dir / "stderr.log", "wb", buffering=0)
         except OSError as error:
             reserve.release()
             return self._finish(spec, record, Status.FAILED, None, start, note=f"cannot open the logs: {error}")
@@ -355,17 +356,24 @@ class Copy:
             if self._screen:
                 self._screen.put(chunk)
             if not self._failed:
-                try:
-                    self.log.write(chunk)
-                    self.log.flush()
+                chunk = self._write(chunk)
+                if not chunk:
                     continue
-                except OSError:
-                    self._failed = True
             self.unsaved += len(chunk)
             self._keep(chunk)
         self.pipe.close()
         if self._screen:
             self._screen.close()
+
+    def _write(self, chunk: bytes) -> bytes:
+        """Write to the log; what could not be written (a full disk) is returned."""
+        view = memoryview(chunk)
+        try:
+            while view:
+                view = view[self.log.write(view):]
+        except OSError:
+            self._failed = True
+        return bytes(view)
 
     def _keep(self, chunk: bytes) -> None:
         self._tail.append(chunk)

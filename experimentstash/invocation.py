@@ -37,6 +37,15 @@ def say(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
 
+def shown_path(root: Path, path: Path) -> Path:
+    """A path as the user can use it: relative when the command was typed at the stash root, else absolute."""
+    try:
+        here = Path.cwd().resolve()
+    except OSError:
+        here = None
+    return path.relative_to(root) if here == root and path.is_relative_to(root) else path
+
+
 def override_key(word: str) -> str:
     """`+a.b=1` -> `a.b`, `~seed` -> `seed`, `hydra/launcher=x` -> `hydra/launcher`."""
     return word.lstrip("~+").split("=", 1)[0].split("@", 1)[0]

@@ -174,10 +174,11 @@ def run_processes(run_id: str, anywhere: bool = False) -> list[int]:
     if not LINUX:
         return []
     marker = f"{RUN_ID_VARIABLE}={run_id}".encode()
-    if anywhere:
+    kept = _keeper is not None and os.getppid() == _keeper
+    if anywhere or (_keeper is not None and not kept):  # the keeper is gone: orphans went to init
         candidates = list(_table())
     else:
-        candidates = descendants(_keeper if _keeper is not None and os.getppid() == _keeper else os.getpid())
+        candidates = descendants(_keeper if kept else os.getpid())
     return [pid for pid in candidates if pid != os.getpid() and _carries(pid, marker)]
 
 

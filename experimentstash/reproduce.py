@@ -22,7 +22,7 @@ import yaml
 
 from . import StashError
 from .gitcmd import GitError, git, git_bytes, is_repo, ok
-from .invocation import console
+from .invocation import console, shown_path
 from .job import JobSpec, new_run_id, prepare_tool, tool_command
 from .pins import ToolPin, inspect
 from .records import EXPERIMENT_COPY, PATCH_FILE, RUN_FILE, RunRecord, inside, read_run
@@ -49,6 +49,11 @@ def load_run(run_dir: Path) -> RunRecord:
         raise StashError(
             f"Run {record.id} recorded no tool commit (the stash was no git repository): "
             "there is nothing to reproduce it from."
+        )
+    if record.tool_diff and (not (run_dir / record.tool_diff).is_file() or (run_dir / record.tool_diff).is_symlink()):
+        raise StashError(
+            f"Run {record.id} was made with uncommitted changes saved in {run_dir / record.tool_diff}, which is "
+            "missing (or not a file of the run dir): without it the run cannot be reproduced."
         )
     prefix = f"configs/{record.tool}/"
     if not record.experiment_file.startswith(prefix):
@@ -194,11 +199,6 @@ class Materialized:
         if not record.tool_diff:
             return
         patch = run_dir / record.tool_diff
-        if not patch.is_file() or patch.is_symlink():
-            raise StashError(
-                f"Run {record.id} was made with uncommitted changes saved in {patch}, which is missing (or not a "
-                "file of the run dir): without it the run cannot be reproduced."
-            )
         self.patch = inside(run_dir, record.tool_diff, "run.json tool_diff").read_bytes()
         if self.patch:
             try:
@@ -397,7 +397,7 @@ def run(args, root: Path) -> int:
         )
         outcome, signum = run_reproduction(stash, record, spec, pin, grace=args.grace)
     status = outcome.status if outcome else Status.INTERRUPTED
-    rel = spec.run_dir.relative_to(stash.root)
+    rel = shown_path(stash.root, spec.run_dir)
     style = "green" if status.ok else "red"
     console.print(f"[{style}]{status}[/] in {(outcome.duration_s if outcome else 0) or 0:.1f}s: {rel} "
                   f"(reproduces {record.id})", markup=True, highlight=False)

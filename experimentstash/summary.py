@@ -16,7 +16,7 @@ from rich.table import Table
 from rich.text import Text
 
 from .execute import tail
-from .invocation import console
+from .invocation import console, shown_path
 from .records import Status, job_run_dir
 
 FULL_TABLE_ROWS = 100  # above this, the table lists only the jobs that did not succeed
@@ -66,7 +66,7 @@ class Progress:
         console.print(
             f"[{self.done}/{self.total}] {styled(status)} job {job['num']} "
             f"{escape(job['tool'])} {escape(job['experiment'])} {escape(' '.join(job['overrides']))} "
-            f"({_duration(job['duration_s'])}) {escape(job['run_dir'])}",
+            f"({_duration(job['duration_s'])}) {escape(str(shown_path(root, root / job['run_dir'])))}",
             highlight=False,
         )
 
@@ -101,11 +101,6 @@ def _print_summary(root: Path, sweep_dir: Path, jobs: list[dict], out: Console) 
     summary = ", ".join(f"{n} {status}" for status, n in counts.most_common())
     hidden = f" (table lists the {len(shown)} that did not succeed)" if len(shown) < len(jobs) else ""
     out.print(f"{len(jobs)} jobs: {summary}{hidden}. Record: {where}/sweep.json")
-
-
-def shown_path(root: Path, path: Path) -> Path:
-    """A path as the user sees it: relative to the stash root when it is inside."""
-    return path.relative_to(root) if path.is_relative_to(root) else path
 
 
 @contextmanager

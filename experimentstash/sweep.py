@@ -313,7 +313,10 @@ def base_config() -> DictConfig:
 def open_sweep(stash: Stash, sweep_dir: Path) -> Sweep:
     """An existing sweep, from its validated sweep.json, with its recorded backend and options."""
     record = SweepRecord.read(sweep_dir)
-    options = backends.recorded_options(record.backend, record.launcher)
+    try:
+        options = backends.recorded_options(record.backend, record.launcher)
+    except StashError as err:
+        raise StashError(f"{sweep_dir / SWEEP_FILE}: field 'launcher': {err} The record is damaged.") from None
     return Sweep(stash, sweep_dir, record.backend, options, record.given, record.command_line, base_config(), record)
 
 
@@ -326,16 +329,23 @@ def rerun(stash: Stash, sweep_dir: Path) -> int:
         sweep.write(force=True)
         console.print(f"Every job of {sweep_dir.name} succeeded: nothing to rerun.", highlight=False)
         return 0
-    _wait_for_earlier_attempts(sweep, todo)
+    if _wait_for_earlier_attempts(sweep, todo):
+        sweep.refresh()  # what the other launcher left: done, or still to do
+        todo = [job for job in sweep.jobs.values() if not Status(job["status"]).ok]
+        if not todo:
+            sweep.write(force=True)
+            console.print(f"Every job of {sweep_dir.name} succeeded: nothing to rerun.", highlight=False)
+            return 0
     sweep.record.reruns.append({"at": now_iso(), "jobs": [job["num"] for job in todo]})
     sweep.launch([(job["num"], job["launch_overrides"]) for job in sorted(todo, key=lambda j: j["num"])],
                  keep_attempts=True)
     return current.exit_code
 
 
-def _wait_for_earlier_attempts(sweep: Sweep, todo: list[dict]) -> None:
+def _wait_for_earlier_attempts(sweep: Sweep, todo: list[dict]) -> bool:
     """Never two attempts of one job at once: wait for an attempt whose launcher still runs it, and end what a
-    dead launcher left of one."""
+    dead launcher left of one. True when it waited."""
+    waited = False
     for job in todo:
         run_dir = job_run_dir(sweep.dir, job)
         record = read_run_if_any(run_dir)
@@ -346,11 +356,13 @@ def _wait_for_earlier_attempts(sweep: Sweep, todo: list[dict]) -> None:
                           "for it to end before its rerun.", highlight=False)
             while owner_alive(record.owner) and (again := read_run_if_any(run_dir)) and again.status == Status.RUNNING:
                 time.sleep(1)
+            waited = True
         left = run_processes(record.id, anywhere=True)
         if left:
             console.print(f"job {job['num']}: ending {len(left)} process(es) its earlier attempt left running.",
                           highlight=False)
             terminate(left, float(sweep.base.stash.grace))
+    return waited
 
 
 def new_sweep(config: DictConfig, composed_options) -> Sweep:

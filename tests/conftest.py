@@ -44,8 +44,23 @@ def main(cfg):
     if cfg.spawn_child:
         child = subprocess.Popen([sys.executable, "-c", "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(120)"])
         seen["child_pid"] = child.pid
+    if cfg.daemon:  # a daemon that leaves the tool's process group and session, as `setsid` does
+        daemon = subprocess.Popen(["setsid", sys.executable, "-c", "import time; time.sleep(120)"],
+                                  stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        seen["daemon_pid"] = daemon.pid
     (out / "seen.json").write_text(json.dumps(seen))
     print("fixture tool running", flush=True)
+    for i in range(cfg.print_lines):
+        print(f"line {i} " + "x" * 100)
+    if cfg.fill:  # write until the disk is full, then fail with a message of the tool's own
+        try:
+            with open(out / "filler.bin", "wb") as f:
+                while True:
+                    f.write(bytes(65536))
+                    f.flush()
+        except OSError as err:
+            print(f"fixture tool: disk full ({err.strerror}), giving up", file=sys.stderr, flush=True)
+            sys.exit(7)
     time.sleep(cfg.sleep)
     if cfg.crash:
         print("boom: the fixture tool was asked to crash", file=sys.stderr, flush=True)
@@ -66,6 +81,9 @@ crash: false
 sleep: 0
 ignore_term: false
 spawn_child: false
+daemon: false
+print_lines: 0
+fill: false
 """
 
 META = """\

@@ -64,6 +64,14 @@ def test_malformed_experiment_yaml_names_file_and_line(stash):
     ("tools:\n  fx:\n    path: tools/fx\n    entrypoint: tool.py\n    env: conda\n", "tools.fx.env"),
     ("tool:\n  fx: {}\n", "unknown key 'tool'"),
     ("tools:\n  fx:\n    path: tools/fx\n    entrypoint: \"tool.py '\"\n", "is neither"),
+    ("tools:\n  ../../escape:\n    path: tools/fx\n    entrypoint: tool.py\n", "tool name '../../escape'"),
+    ("tools:\n  .hidden:\n    path: tools/fx\n    entrypoint: tool.py\n", "tool name '.hidden'"),
+    ("tools:\n  fx:\n    path: tools/fx\n    entrypoint: /usr/bin/env\n", "outside the tool's folder"),
+    ("tools:\n  fx:\n    path: tools/fx\n    entrypoint: ../../x.py\n", "outside the tool's folder"),
+    ("tools:\n  fx:\n    path: tools/fx\n    entrypoint: tool.py\n    result: ../../secret.json\n",
+     "inside the run dir"),
+    ("tools:\n  fx:\n    path: tools/fx\n    entrypoint: tool.py\n    result: /etc/passwd\n", "inside the run dir"),
+    ("tools:\n  fx:\n    path: .\n    entrypoint: tools/fx/tool.py\n", "outside the stash"),
 ])
 def test_bad_meta_yaml(stash, meta, needle):
     stash.write("configs/meta.yaml", meta)
@@ -80,6 +88,38 @@ def test_bad_pin_policy_timeout_and_grace(stash):
     assert "timeout=-1" in refused(stash, "tool=fx", "experiment=a", "stash.timeout=-1")
     assert "stash.timeout=abc" in refused(stash, "tool=fx", "experiment=a", "stash.timeout=abc")
     assert "stash.grace=abc" in refused(stash, "-m", "tool=fx", "experiment=a,b", "stash.grace=abc")
+
+
+def test_binary_files_are_named(stash):
+    (stash.root / "configs/meta.local.yaml").write_bytes(b"\xff\xfe\x00tools")
+    assert "meta.local.yaml" in refused(stash, "tool=fx", "experiment=a")
+    (stash.root / "configs/meta.local.yaml").unlink()
+    (stash.root / "configs/fx/experiment/bin.yaml").write_bytes(b"value: \xff\xfe\n")
+    assert "bin.yaml" in refused(stash, "tool=fx", "experiment=bin")
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["tool=fx", "experiment=."], "experiment id '.'"),
+    (["tool=fx", "experiment=a", "stash.timeout=inf"], "stash.timeout=inf"),
+    (["tool=fx", "experiment=a", "stash.grace=nan"], "stash.grace=nan"),
+    (["tool=fx", "experiment=a", "stash.pn=strict"], "stash.pn"),
+    (["-m", "tool=fx", "experiment=a", "stash.pn=strict"], "stash.pn"),
+    (["-m", "tool=fx", "experiment=a", "hydra.launcher.max_parallel=abc"], "max_parallel='abc'"),
+    (["-m", "tool=fx", "experiment=a", "hydra.launcher.max_parallel=1.5"], "max_parallel=1.5"),
+    (["tool=fx", "experiment=a", "hydra.launcher.max_parallel=0"], "max_parallel=0"),
+    (["-m", "tool=fx", "experiment=a", "hydra.launcher.paralel=2"], "hydra.launcher.paralel"),
+])
+def test_bad_values_before_anything_runs(stash, args, needle):
+    assert needle.lower() in refused(stash, *args).lower()
+
+
+def test_a_stash_without_git_warns_once_and_runs(stash):
+    import shutil
+
+    shutil.rmtree(stash.root / ".git")
+    out = stash.run("tool=fx", "experiment=a")
+    assert out.returncode == 0, out.stderr
+    assert out.stderr.count("not a git repository") == 1 and "nothing can be pinned" in out.stderr
 
 
 def test_outside_a_stash(stash, tmp_path):

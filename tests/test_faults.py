@@ -1,0 +1,225 @@
+"""Faults around a run, with real processes, signals and file systems: what the record says afterwards."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, pid_alive
+
+ROOT = os.geteuid() == 0
+needs_root = pytest.mark.skipif(not ROOT, reason="mounts a small tmpfs: needs root")
+
+
+def wait_for(predicate, timeout=60.0, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def seen_files(stash, folder):
+    return [json.loads(p.read_text()) for p in (stash.root / folder).rglob("seen.json")]
+
+
+def records(stash, folder):
+    return [json.loads(p.read_text()) for p in (stash.root / folder).rglob("run.json")]
+
+
+def all_gone(pids, timeout=15.0):
+    wait_for(lambda: not any(pid_alive(p) for p in pids), timeout, f"processes {pids} to end")
+
+
+@pytest.fixture
+def tmpfs(tmp_path):
+    """Mount a small tmpfs; unmounted afterwards."""
+    mounted = []
+
+    def mount(path: Path, size: str = "2m", readonly: bool = False):
+        path.mkdir(parents=True, exist_ok=True)
+        options = f"size={size}" + (",ro" if readonly else "")
+        subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], check=True)
+        mounted.append(path)
+        return path
+
+    yield mount
+    for path in reversed(mounted):
+        subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+# --- the launcher killed ----------------------------------------------------------------------------------------
+
+def test_kill_9_of_the_launcher_ends_the_run_and_its_record_says_so(stash):
+    proc = stash.popen("tool=fx", "experiment=slow", "spawn_child=true", "daemon=true", "stash.grace=1")
+    (saw,) = wait_for(lambda: seen_files(stash, "outputs"), what="the tool to start")
+    proc.kill()  # SIGKILL: no handler runs in the process the user started
+    proc.wait(timeout=30)
+    all_gone([saw["pid"], saw["child_pid"], saw["daemon_pid"]])
+    (record,) = wait_for(lambda: [r for r in records(stash, "outputs") if r["status"] != "running"], 15,
+                         "a final record")
+    assert record["status"] == "interrupted"
+    out = stash.run("runs")
+    assert "running" not in out.stdout
+
+
+def test_kill_9_of_the_launcher_process_itself_leaves_no_tool_and_shows_lost(stash):
+    proc = stash.popen("-m", "tool=fx", "experiment=slow,slow", "spawn_child=true", "daemon=true",
+                       "hydra.launcher.max_parallel=2", "stash.grace=1")
+    saws = wait_for(lambda: len(seen_files(stash, "multirun")) == 2 and seen_files(stash, "multirun"),
+                    what="both tools to start")
+    (launcher,) = {r["owner"]["pid"] for r in records(stash, "multirun")}
+    os.kill(launcher, signal.SIGKILL)  # the launcher dies without a word; what it started must not live on
+    proc.wait(timeout=30)
+    all_gone([p for saw in saws for p in (saw["pid"], saw["child_pid"], saw["daemon_pid"])])
+    assert {r["status"] for r in records(stash, "multirun")} == {"running"}  # nobody was left to say otherwise
+    out = stash.run("runs", "--status", "lost")
+    assert out.returncode == 0 and out.stdout.count("lost") >= 2
+    (sweep,) = (stash.root / "multirun").iterdir()
+    status = stash.run("status", str(sweep))
+    assert status.returncode == 0 and "2 jobs: 2 lost" in status.stdout
+    data = json.loads((sweep / "sweep.json").read_text())
+    assert [j["status"] for j in data["jobs"]] == ["lost", "lost"]  # brought in line
+    assert {r["status"] for r in records(stash, "multirun")} == {"lost"}
+    stash.write("configs/fx/experiment/slow.yaml", "# @package _global_\ndefaults:\n  - /config\n  - _self_\n")
+    rerun = stash.run("rerun", str(sweep))
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert [j["status"] for j in json.loads((sweep / "sweep.json").read_text())["jobs"]] == ["succeeded"] * 2
+    earlier = json.loads((sweep / "0_fx_slow.attempt1" / "run.json").read_text())
+    assert earlier["status"] == "lost" and not (sweep / "0_fx_slow.attempt1" / "result.json").exists()
+
+
+def test_kill_9_during_a_sweep_ends_every_tool_and_records_interrupted(stash):
+    proc = stash.popen("-m", "tool=fx", "experiment=slow", "seed=range(2)", "ignore_term=true",
+                       "hydra.launcher.max_parallel=2", "stash.grace=1")
+    saws = wait_for(lambda: len(seen_files(stash, "multirun")) == 2 and seen_files(stash, "multirun"),
+                    what="both tools to start")
+    proc.kill()
+    all_gone([saw["pid"] for saw in saws])
+    (sweep,) = (stash.root / "multirun").iterdir()
+    wait_for(lambda: [j["status"] for j in json.loads((sweep / "sweep.json").read_text())["jobs"]]
+             == ["interrupted"] * 2, 15, "sweep.json to say interrupted")
+
+
+def test_rerun_waits_for_an_attempt_that_still_runs(stash):
+    out = stash.run("-m", "tool=fx", "experiment=crash,a")
+    assert out.returncode == 1
+    (sweep,) = (stash.root / "multirun").iterdir()
+    stash.write("configs/fx/experiment/crash.yaml", "# @package _global_\ndefaults:\n  - /config\n  - _self_\nsleep: 4\n")
+    first = stash.popen("rerun", str(sweep))
+    wait_for(lambda: (sweep / "0_fx_crash.attempt1").exists() and (sweep / "0_fx_crash" / "seen.json").exists(),
+             what="the first rerun to start job 0")
+    second = stash.run("rerun", str(sweep))
+    assert first.wait(timeout=60) == 0
+    assert second.returncode == 0, second.stderr
+    assert "job 0 is still running" in second.stdout + second.stderr
+    assert "nothing to rerun" in second.stdout + second.stderr
+    assert sorted(p.name for p in sweep.iterdir() if p.name.startswith("0_")) == ["0_fx_crash", "0_fx_crash.attempt1"]
+
+
+# --- output and disk --------------------------------------------------------------------------------------------
+
+def test_a_closed_stdout_costs_the_terminal_copy_only(stash):
+    cmd = f"{sys.executable} -m experimentstash tool=fx experiment=a print_lines=20000 | head -c 100"
+    out = subprocess.run(["bash", "-c", f"set -o pipefail; {cmd}"], cwd=stash.root, capture_output=True,
+                         text=True, timeout=60, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert out.returncode == 0, out.stderr
+    assert "Traceback" not in out.stderr
+    (record,) = records(stash, "outputs")
+    assert record["status"] == "succeeded"
+    log = (stash.root / record["run_dir"] / "stdout.log").read_text()
+    assert log.count("\n") >= 20001 and "line 19999 " in log
+
+
+@needs_root
+def test_disk_full_during_a_run_keeps_the_tools_code_and_message(stash, tmpfs):
+    tmpfs(stash.root / "outputs", size="1m")
+    out = stash.run("tool=fx", "experiment=a", "fill=true")
+    assert out.returncode == 7, out.stderr
+    assert "Traceback" not in out.stderr
+    assert "disk full" in out.stderr  # the terminal got the tool's message
+    (record,) = records(stash, "outputs")
+    assert record["status"] == "failed" and record["exit_code"] == 7
+    stderr = (stash.root / record["run_dir"] / "stderr.log").read_text()
+    assert "fixture tool: disk full" in stderr
+
+
+@needs_root
+def test_disk_full_during_a_sweep_keeps_sweep_json_true(stash, tmpfs):
+    tmpfs(stash.root / "multirun", size="1m")
+    out = stash.run("-m", "tool=fx", "experiment=a", "fill=true,false", "hydra.launcher.max_parallel=1")
+    assert "Traceback" not in out.stderr + out.stdout
+    (sweep,) = (stash.root / "multirun").iterdir()
+    jobs = json.loads((sweep / "sweep.json").read_text())["jobs"]
+    assert jobs[0]["status"] == "failed" and jobs[0]["exit_code"] == 7
+    assert jobs[1]["status"] != "pending"  # it ran (and failed or succeeded as the disk allowed), never unknown
+
+
+@needs_root
+def test_a_full_disk_before_the_run_is_a_clear_error_and_leaves_nothing(stash, tmpfs):
+    outputs = tmpfs(stash.root / "outputs", size="512k")
+    with open(outputs / "filler", "wb") as f:
+        try:
+            while True:
+                f.write(b"\0" * 65536)
+        except OSError:
+            pass
+    out = stash.run("tool=fx", "experiment=a")
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert "No space left on device" in out.stderr and "outputs" in out.stderr
+    assert [p.name for p in outputs.iterdir()] == ["filler"] or not list((outputs / "fx").rglob("*.*"))
+
+
+def test_outputs_that_is_a_file_is_a_clear_error(stash):
+    stash.write("outputs", "not a folder\n")
+    out = stash.run("tool=fx", "experiment=a")
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert "outputs" in out.stderr and "Not a directory" in out.stderr
+
+
+@needs_root
+def test_a_read_only_multirun_is_a_clear_error(stash, tmpfs):
+    tmpfs(stash.root / "multirun", readonly=True)
+    out = stash.run("-m", "tool=fx", "experiment=a,b")
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert "multirun" in out.stderr and "Read-only file system" in out.stderr
+
+
+# --- what a run leaves behind -----------------------------------------------------------------------------------
+
+def test_a_setsid_daemon_is_ended_with_its_run(stash):
+    start = time.monotonic()
+    out = stash.run("tool=fx", "experiment=a", "daemon=true", "stash.grace=1")
+    assert out.returncode == 0, out.stderr
+    assert time.monotonic() - start < 15  # not held up by the daemon
+    (record,) = records(stash, "outputs")
+    saw = json.loads((stash.root / record["run_dir"] / "seen.json").read_text())
+    all_gone([saw["daemon_pid"]], timeout=5)
+
+
+# --- one sweep dir, one sweep -----------------------------------------------------------------------------------
+
+def test_a_second_sweep_into_the_same_dir_is_refused(stash):
+    out = stash.run("-m", "tool=fx", "experiment=a", "hydra.sweep.dir=multirun/mine")
+    assert out.returncode == 0, out.stderr
+    before = (stash.root / "multirun/mine/sweep.json").read_text()
+    again = stash.run("-m", "tool=fx", "experiment=b", "hydra.sweep.dir=multirun/mine")
+    assert again.returncode == 2 and "Traceback" not in again.stderr
+    assert "holds a sweep already" in again.stderr and "rerun" in again.stderr
+    assert (stash.root / "multirun/mine/sweep.json").read_text() == before
+
+
+def test_two_sweeps_into_one_dir_at_the_same_moment(stash):
+    procs = [stash.popen("-m", "tool=fx", f"experiment={e}", "hydra.sweep.dir=multirun/same") for e in ("a", "b")]
+    results = [(p.wait(timeout=60), p.stderr.read()) for p in procs]
+    assert sorted(code for code, _ in results) == [0, 2]
+    assert all("Traceback" not in err for _, err in results)
+    data = json.loads((stash.root / "multirun/same/sweep.json").read_text())
+    assert len(data["jobs"]) == 1 and data["jobs"][0]["status"] == "succeeded"

@@ -1,0 +1,145 @@
+"""Records read back from disk are untrusted: a tampered run.json, sweep.json or tool.diff never runs anything,
+writes anything outside the stash, nor reaches git as an option."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from conftest import git
+
+
+def one_run(stash, *extra) -> Path:
+    out = stash.run("tool=fx", "experiment=a", *extra)
+    assert out.returncode == 0, out.stderr
+    (run_dir,) = [p.parent for p in (stash.root / "outputs").rglob("run.json")]
+    return run_dir
+
+
+def one_sweep(stash) -> Path:
+    out = stash.run("-m", "tool=fx", "experiment=a,crash")
+    assert out.returncode == 1
+    (sweep,) = (stash.root / "multirun").iterdir()
+    return sweep
+
+
+def tamper(path: Path, change) -> None:
+    data = json.loads(path.read_text())
+    change(data)
+    path.write_text(json.dumps(data))
+
+
+def snapshot_of(folder: Path) -> set:
+    return {p for p in folder.rglob("*") if ".git" not in p.parts}
+
+
+def refused(stash, *args, outside: Path):
+    before_stash, before_outside = snapshot_of(stash.root), snapshot_of(outside)
+    out = stash.run(*args)
+    assert out.returncode == 2, (out.returncode, out.stdout, out.stderr)
+    assert "Traceback" not in out.stderr
+    assert snapshot_of(outside) == before_outside  # nothing written outside the stash
+    assert not [p for p in snapshot_of(stash.root) - before_stash if p.name == "run.json"]  # nothing ran
+    return out.stderr
+
+
+@pytest.mark.parametrize("field,value", [
+    ("tool_commit", "--upload-pack=touch /tmp/es-pwned"),
+    ("tool_commit", "HEAD"),
+    ("stash_commit", "--output=/tmp/es-pwned"),
+    ("tool_pinned_commit", "-c core.pager=touch"),
+])
+def test_option_like_commits_never_reach_git(stash, tmp_path, field, value):
+    run_dir = one_run(stash)
+    tamper(run_dir / "run.json", lambda d: d.update({field: value}))
+    err = refused(stash, "reproduce", str(run_dir), outside=tmp_path)
+    assert f"field '{field}'" in err and "40 hex" in err
+    assert not Path("/tmp/es-pwned").exists()
+
+
+@pytest.mark.parametrize("field,value,needle", [
+    ("experiment_file", "configs/fx/../../../../escape.yaml", "experiment_file"),
+    ("experiment_file", "/etc/passwd", "experiment_file"),
+    ("experiment", "../../../../escape", "experiment"),
+    ("tool", "../fx", "tool"),
+    ("tool_diff", "../../../../../etc/passwd", "tool_diff"),
+])
+def test_escaping_paths_in_run_json(stash, tmp_path, field, value, needle):
+    run_dir = one_run(stash)
+    tamper(run_dir / "run.json", lambda d: d.update({field: value}))
+    err = refused(stash, "reproduce", str(run_dir), outside=tmp_path)
+    assert f"field '{needle}'" in err and "run.json" in err
+
+
+def test_a_tool_diff_that_is_a_link_out_of_the_run_dir(stash, tmp_path):
+    (stash.tool / "VERSION").write_text("dirty\n")
+    run_dir = one_run(stash)
+    secret = tmp_path / "secret.diff"
+    secret.write_text("not yours\n")
+    (run_dir / "tool.diff").unlink()
+    (run_dir / "tool.diff").symlink_to(secret)
+    err = refused(stash, "reproduce", str(run_dir), outside=tmp_path)
+    assert "tool.diff" in err
+
+
+@pytest.mark.parametrize("change,needle", [
+    (lambda d: d.update(schema="1"), "field 'schema'"),
+    (lambda d: d.update(overrides="value=5"), "field 'overrides'"),
+    (lambda d: d.update(status="exploded"), "field 'status'"),
+    (lambda d: d.pop("tool"), "field 'tool': missing"),
+    (lambda d: d.update(env=[]), "field 'env'"),
+    (lambda d: d.update(sweep={"id": "x", "num": "../1"}), "field 'sweep.num'"),
+])
+def test_wrong_shapes_of_run_json(stash, tmp_path, change, needle):
+    run_dir = one_run(stash)
+    tamper(run_dir / "run.json", change)
+    assert needle in refused(stash, "reproduce", str(run_dir), outside=tmp_path)
+
+
+def test_a_run_json_that_is_not_json(stash, tmp_path):
+    run_dir = one_run(stash)
+    (run_dir / "run.json").write_bytes(b"\xff\xfe{")
+    assert "not valid JSON" in refused(stash, "reproduce", str(run_dir), outside=tmp_path)
+
+
+@pytest.mark.parametrize("change,needle", [
+    (lambda d: d["jobs"][1].update(num="../../../x"), "jobs[1].num"),
+    (lambda d: d["jobs"][1].update(num=-1), "jobs[1].num"),
+    (lambda d: d["jobs"][1].update(experiment="../../../../x"), "jobs[1].experiment"),
+    (lambda d: d["jobs"][1].update(tool="../../x"), "jobs[1].tool"),
+    (lambda d: d["jobs"][1].update(launch_overrides="tool=fx"), "jobs[1].launch_overrides"),
+    (lambda d: d.update(schema="2"), "field 'schema'"),
+    (lambda d: d.pop("jobs"), "field 'jobs'"),
+    (lambda d: d.update(backend="ray"), "Unknown backend 'ray'"),
+    (lambda d: d.update(launcher={"max_parallel": "many"}), "max_parallel"),
+    (lambda d: d.update(launcher={"shell": "rm -rf /"}), "hydra.launcher.shell"),
+    (lambda d: d["jobs"].append(dict(d["jobs"][0])), "same num"),
+])
+@pytest.mark.parametrize("command", ["rerun", "status"])
+def test_tampered_sweep_json(stash, tmp_path, change, needle, command):
+    sweep = one_sweep(stash)
+    tamper(sweep / "sweep.json", change)
+    before = (sweep / "sweep.json").read_text()
+    err = refused(stash, command, str(sweep), outside=tmp_path)
+    assert needle in err and "sweep.json" in err or "Unknown backend" in err
+    assert (sweep / "sweep.json").read_text() == before
+
+
+def test_a_run_dir_of_a_sweep_that_is_a_link_elsewhere(stash, tmp_path):
+    sweep = one_sweep(stash)
+    elsewhere = tmp_path / "elsewhere"
+    (sweep / "1_fx_crash").rename(elsewhere)
+    (sweep / "1_fx_crash").symlink_to(elsewhere)
+    err = refused(stash, "rerun", str(sweep), outside=tmp_path)
+    assert "symbolic link" in err
+
+
+def test_runs_skips_a_tampered_record_with_a_warning(stash):
+    run_dir = one_run(stash)
+    one_run_again = stash.run("tool=fx", "experiment=b")
+    assert one_run_again.returncode == 0
+    tamper(run_dir / "run.json", lambda d: d.update(tool_commit="--upload-pack=x"))
+    out = stash.run("runs")
+    assert out.returncode == 0 and "1 unreadable or invalid run.json skipped" in out.stderr
+    assert "b" in out.stdout
+    git(stash.root, "status")  # the stash is untouched and still a repository
