@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import json
+from dataclasses import replace
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -11,7 +13,8 @@ from omegaconf import DictConfig, OmegaConf
 from . import StashError
 from .execute import Runner, exit_code_for, run_in_foreground
 from .invocation import current, fail, say, shown_path
-from .job import new_run_id, plan_job, split_job
+from .fingerprint import configs_digest, of_job, succeeded_runs
+from .job import new_run_id, plan_job, reuses, split_job
 from .pins import NO_GIT_WARNING, apply_policy, inspect
 from .records import Status
 from .registry import Stash, find_root
@@ -46,6 +49,13 @@ def run_single(cfg: DictConfig) -> int:
     warning = apply_policy(spec.tool, pin, options["pin"])
     if warning:
         say(f"warning: {warning}")
+    spec = replace(spec, fingerprint=of_job(spec, pin, state, configs_digest(stash.root, spec.tool.name, state)))
+    if reuses(spec, options) and (earlier := succeeded_runs(stash.root).get(spec.fingerprint.digest)):
+        say(f"reused: run {earlier.label} succeeded with the same fingerprint ({spec.fingerprint.digest[:12]}): "
+            f"{shown_path(stash.root, earlier.folder)}")
+        if earlier.record.result is not None:
+            print(json.dumps(earlier.record.result))
+        return 0
     runner = Runner(stash.root, grace=float(options["grace"]))
     sha = hashlib.sha256(spec.experiment_file.read_bytes()).hexdigest()
     record, signum = run_in_foreground(runner, lambda: runner.run(spec, pin, state, sha, stream=True))

@@ -6,6 +6,7 @@ import hashlib
 import importlib.util
 import math
 import os
+import platform
 import re
 import secrets
 import shutil
@@ -31,7 +32,7 @@ class Interpreter:
     lock_file: Path | None = None
 
     def version(self) -> str | None:
-        return _python_version(self.executable)
+        return platform.python_version() if self.kind == "current" else _python_version(self.executable)
 
     def lock_sha256(self) -> str | None:
         return _file_sha256(self.lock_file) if self.lock_file else None
@@ -91,7 +92,7 @@ class JobSpec:
     fingerprint: object = None  # fingerprint.Fingerprint, when computed
 
 
-STASH_OPTIONS = ("pin", "timeout", "objective", "grace")
+STASH_OPTIONS = ("pin", "timeout", "objective", "grace", "reuse")
 
 
 @lru_cache(maxsize=4096)
@@ -132,7 +133,14 @@ def split_job(words, base) -> tuple[str | None, str | None, dict, list[str]]:
     if options["timeout"] is not None:
         _check_number("stash.timeout", options["timeout"], 0, inclusive=False)
     _check_number("stash.grace", options["grace"], 0, inclusive=True)
+    if options["reuse"] not in (None, True, False):
+        raise StashError(f"stash.reuse={options['reuse']}: give true or false.")
     return tool, experiment, options, tool_words
+
+
+def reuses(spec: "JobSpec", options: dict) -> bool:
+    """stash.reuse on the command line, else the tool's `reuse:` in meta.yaml."""
+    return spec.tool.reuse if options.get("reuse") is None else bool(options["reuse"])
 
 
 def check_stash_option(key: str) -> None:

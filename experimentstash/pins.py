@@ -20,6 +20,8 @@ POLICIES = ("warn", "strict", "off")
 class StashState:
     commit: str | None
     dirty: bool | None
+    changed: tuple[str, ...] = ()  # paths with uncommitted changes (untracked files included)
+    trees: dict = field(default_factory=dict)  # configs/<tool> -> its tree id at HEAD
 
 
 @dataclass(frozen=True)
@@ -40,35 +42,40 @@ def _status_cmd(repo: Path, *paths: str):
     return start(repo, "status", "--porcelain=v2", "--branch", "--untracked-files=all", "--", *paths)
 
 
-def _parse_status(out: bytes) -> tuple[str | None, bool, list[str]]:
-    """(HEAD commit, dirty, untracked files) from `git status --porcelain=v2 --branch`."""
-    head, dirty, untracked = None, False, []
+# the number of space-separated fields before the path in `git status --porcelain=v2` lines
+_PATH_AFTER = {"1": 8, "2": 9, "u": 10}
+
+
+def _parse_status(out: bytes) -> tuple[str | None, list[str], list[str]]:
+    """(HEAD commit, changed paths, untracked files) from `git status --porcelain=v2 --branch`."""
+    head, changed, untracked = None, [], []
     for line in out.decode(errors="surrogateescape").splitlines():
         if line.startswith("# branch.oid "):
             oid = line.split()[2]
             head = None if oid == "(initial)" else oid
         elif line.startswith("? "):
             untracked.append(line[2:])
-            dirty = True
-        elif not line.startswith("#"):
-            dirty = True
-    return head, dirty, untracked
+        elif line[:1] in _PATH_AFTER:
+            changed.append(line.split(" ", _PATH_AFTER[line[0]])[-1].split("\t")[0])
+    return head, changed, untracked
 
 
-def _gitlinks(root: Path, rels: list[str]) -> dict[str, str]:
-    """The commit recorded for each submodule path in HEAD, else in the index (added, not yet committed)."""
-    found = {}
+def _entries(root: Path, rels: list[str], folders: list[str]) -> tuple[dict[str, str], dict[str, str]]:
+    """(the commit recorded for each submodule path, in HEAD or else in the index (added, not yet committed);
+    the tree id of each folder at HEAD), from one `git ls-tree` (and `git ls-files` for staged gitlinks)."""
+    links, trees = {}, {}
     for args in (("ls-tree", "--end-of-options", "HEAD", "--"), ("ls-files", "-s", "--")):
-        todo = [r for r in rels if r not in found]
+        todo = [r for r in rels if r not in links] + (folders if args[0] == "ls-tree" else [])
         if not todo:
             break
-        proc = start(root, *args, *todo)
-        for line in finish(proc, check=False).decode(errors="surrogateescape").splitlines():
+        for line in finish(start(root, *args, *todo), check=False).decode(errors="surrogateescape").splitlines():
             meta, _, path = line.partition("\t")
             words = meta.split()
-            if words and words[0] == "160000" and path not in found:
-                found[path] = next(w for w in words if len(w) in (40, 64))
-    return found
+            if words and words[0] == "160000" and path not in links:
+                links[path] = next(w for w in words if len(w) in (40, 64))
+            elif len(words) == 3 and words[1] == "tree":
+                trees[path] = words[2]
+    return links, trees
 
 
 def patch(repo: Path, pathspec: str) -> bytes:
@@ -86,7 +93,7 @@ def inspect(root: Path, tools: list[Tool]) -> tuple[StashState, dict[str, ToolPi
         return StashState(None, None), {t.name: ToolPin("untracked", None, None, False) for t in tools}
     rels = {t.name: t.rel_path.rstrip("/") for t in tools}
     stash_status = _status_cmd(root)
-    links = _gitlinks(root, sorted(set(rels.values())))
+    links, trees = _entries(root, sorted(set(rels.values())), sorted({f"configs/{t.name}" for t in tools}))
     statuses = {}
     for tool in tools:
         rel = rels[tool.name]
@@ -94,22 +101,23 @@ def inspect(root: Path, tools: list[Tool]) -> tuple[StashState, dict[str, ToolPi
             statuses[tool.name] = _status_cmd(root, rel)  # in-tree: the stash's changes below the tool
         elif is_repo(tool.path):
             statuses[tool.name] = _status_cmd(tool.path)
-    head, dirty, _ = _parse_status(finish(stash_status))
+    head, changed, untracked = _parse_status(finish(stash_status))
     pins = {}
     for tool in tools:
         rel = rels[tool.name]
         if tool.name not in statuses:
             pins[tool.name] = ToolPin("uninitialized", links[rel], None, False)
             continue
-        commit, changed, untracked = _parse_status(finish(statuses[tool.name]))
+        commit, tool_changed, tool_untracked = _parse_status(finish(statuses[tool.name]))
+        dirty = bool(tool_changed or tool_untracked)
         if rel in links:
-            diff = patch(tool.path, ".") if changed else b""
-            pins[tool.name] = ToolPin("submodule", links[rel], commit, changed, untracked, diff)
+            diff = patch(tool.path, ".") if dirty else b""
+            pins[tool.name] = ToolPin("submodule", links[rel], commit, dirty, tool_untracked, diff)
         else:
             # an in-tree tool: the stash commit is its pin, its changes are the stash's changes below its path
-            diff = patch(root, rel) if changed and commit else b""
-            pins[tool.name] = ToolPin("in-tree", commit, commit, changed, untracked, diff)
-    return StashState(head, dirty), pins
+            diff = patch(root, rel) if dirty and commit else b""
+            pins[tool.name] = ToolPin("in-tree", commit, commit, dirty, tool_untracked, diff)
+    return StashState(head, bool(changed or untracked), tuple(changed + untracked), trees), pins
 
 
 def inspect_tool(root: Path, tool: Tool) -> ToolPin:

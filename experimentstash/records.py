@@ -108,10 +108,11 @@ class Reserve:
 
     def __init__(self, folder: Path, size: int = SIZE):
         self.path = folder / ".experimentstash.reserve"
-        with open(self.path, "wb") as f:
-            f.write(b"\0" * size)
-            f.flush()
-            os.fsync(f.fileno())
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.posix_fallocate(fd, 0, size)  # blocks of its own, without writing them
+        finally:
+            os.close(fd)
 
     def release(self) -> None:
         self.path.unlink(missing_ok=True)

@@ -27,6 +27,7 @@ TOOL_KEYS = {
     "env": ((str, dict), "'current', 'uv' or {python: <path>}"),
     "overrides": ((list,), "a list of tool overrides"),
     "result": ((str,), "a JSON file name inside the run dir"),
+    "reuse": ((bool,), "true or false: skip jobs that succeeded before with the same fingerprint"),
 }
 REQUIRED_KEYS = ("path", "entrypoint")
 
@@ -60,6 +61,7 @@ class Tool:
     env: str | dict = "auto"
     overrides: tuple[str, ...] = ()
     result: str | None = None
+    reuse: bool = False
 
 
 @dataclass
@@ -250,6 +252,7 @@ def _parse_tool(root: Path, name: str, entry) -> Tool:
         env=env,
         overrides=tuple(overrides),
         result=result,
+        reuse=entry.get("reuse", False),
     )
 
 

@@ -85,8 +85,12 @@ def _print_summary(root: Path, sweep_dir: Path, jobs: list[dict], out: Console) 
         table.add_column(column, overflow="fold")
     for job in shown:
         run_dir = job_run_dir(sweep_dir, job)
+        if job.get("reused_from"):
+            cell = escape(str(shown_path(root, root / job["reused_from"])))
+        else:
+            cell = run_dir.name if run_dir.is_dir() else "-"
         table.add_row(str(job["num"]), job["tool"], job["experiment"], escape(" ".join(job["overrides"])),
-                      styled(job["status"]), _duration(job["duration_s"]), run_dir.name if run_dir.is_dir() else "-")
+                      styled(job["status"]), _duration(job["duration_s"]), cell)
     if shown:
         out.print(table)
     for job in jobs:

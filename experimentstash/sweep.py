@@ -10,7 +10,7 @@ import json
 import os
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
@@ -18,7 +18,8 @@ from omegaconf import DictConfig, OmegaConf
 from . import StashError, backends
 from .execute import Interrupted, raise_on_signals
 from .invocation import console, current
-from .job import JobSpec, plan_job, split_job
+from .fingerprint import configs_digest, of_job, succeeded_runs
+from .job import JobSpec, plan_job, reuses, split_job
 from .pins import NO_GIT_WARNING, StashState, ToolPin, apply_policy, inspect
 from .procs import owner_alive, run_processes, terminate
 from .records import (SWEEP_FILE, Reserve, RunRecord, Status, SweepRecord, encode_sweep, is_disk_full,
@@ -97,14 +98,25 @@ class Sweep:
             console.print(f"[yellow]warning:[/] {NO_GIT_WARNING.format(root=self.stash.root)}", markup=True)
         facts = Facts(state, pins)
         warned = set()
+        configs = {t.name: configs_digest(self.stash.root, t.name, state) for t in tools}
         for p in planned:
-            warning = apply_policy(p.spec.tool, pins[p.spec.tool.name], p.options["pin"])  # per job: its policy
-            if warning and p.spec.tool.name not in warned:
-                warned.add(p.spec.tool.name)
+            name = p.spec.tool.name
+            warning = apply_policy(p.spec.tool, pins[name], p.options["pin"])  # per job: its policy
+            if warning and name not in warned:
+                warned.add(name)
                 console.print(f"[yellow]warning:[/] {warning}", markup=True, highlight=False)
             if p.spec.experiment_file not in facts.sha:
                 facts.sha[p.spec.experiment_file] = _sha256(p.spec.experiment_file)
+            p.spec = replace(p.spec, fingerprint=of_job(p.spec, pins[name], state, configs[name]))
         return facts
+
+    def reusable(self, planned: list[Planned]) -> dict[int, object]:
+        """Job number -> the earlier run it reuses: one that succeeded with the same fingerprint (stash.reuse)."""
+        wanted = [p for p in planned if reuses(p.spec, p.options)]
+        if not wanted:
+            return {}
+        earlier = succeeded_runs(self.stash.root)
+        return {p.num: earlier[p.spec.fingerprint.digest] for p in wanted if p.spec.fingerprint.digest in earlier}
 
     # --- sweep.json -----------------------------------------------------------------------------------------
     def _entry(self, p: Planned) -> dict:
@@ -161,19 +173,31 @@ class Sweep:
         """Plan, inspect, claim the sweep dir and run the jobs with the backend; then the table and the counts."""
         planned = self.plan(numbered)
         facts = self.inspect(planned)
-        self.backend.preflight()
+        reused = self.reusable(planned)
+        to_run = [p for p in planned if p.num not in reused]
+        if to_run:
+            self.backend.preflight()
         if keep_attempts:
-            _keep_earlier_attempts(planned)
+            _keep_earlier_attempts(to_run)
         self._claim()
         for p in planned:
             self.jobs[p.num] = self._entry(p)
             self._lines.pop(p.num, None)
+            if p.num in reused:
+                earlier = reused[p.num]
+                self.jobs[p.num].update(status=Status.REUSED.value, exit_code=earlier.record.exit_code,
+                                        reused_from=os.path.relpath(earlier.folder, self.stash.root))
+                self.results[p.num] = earlier.record.result
+        if reused:
+            console.print(f"{len(reused)} of {len(planned)} jobs reuse earlier runs with the same fingerprint "
+                          "(stash.reuse).", highlight=False)
         self.write(force=True)
         signum = None
         restore = raise_on_signals()
         try:
-            with Progress(self.id, len(planned)) as self.progress:
-                self.backend.run(self, planned, facts)
+            with Progress(self.id, len(to_run)) as self.progress:
+                if to_run:
+                    self.backend.run(self, to_run, facts)
         except Interrupted as stop:
             signum = stop.signum
         finally:
@@ -181,7 +205,7 @@ class Sweep:
             self.progress = None
             self._release()
         jobs = [self.jobs[n] for n in sorted(self.jobs)]
-        if self.backend.waits:
+        if self.backend.waits or not to_run:
             print_summary(self.stash.root, self.dir, jobs)
         else:
             self.backend.follow_hint(self)

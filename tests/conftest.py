@@ -29,6 +29,9 @@ HERE = Path(__file__).resolve().parent
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg):
     out = Path(HydraConfig.get().runtime.output_dir)
+    if os.environ.get("FX_MARKER"):  # every start of the tool leaves a line there
+        with open(os.environ["FX_MARKER"], "a") as marker:
+            marker.write(f"{out}\\n")
     if cfg.ignore_term:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
     seen = {
