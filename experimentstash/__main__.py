@@ -8,7 +8,7 @@ from __future__ import annotations
 import sys
 
 from . import StashError
-from .invocation import check_launcher_options, current, fail, route_tool_overrides, split_argv
+from .invocation import check_command_line, check_launcher_options, current, fail, route_tool_overrides, split_argv
 from .registry import Stash, find_root
 
 HELP = {"help", "-h", "--help"}
@@ -28,6 +28,8 @@ def main(argv: list[str] | None = None) -> None:
         if HELP & set(argv):
             print(cli.help_text(), end="")
             sys.exit(0)
+        if "-sc" not in argv and "--shell-completion" not in argv:
+            check_command_line(*split_argv(argv))
         hydra_words, tool_words = route_tool_overrides(*split_argv(argv))
         current.root = find_root()
         check_launcher_options(hydra_words, Stash.load(current.root))

@@ -142,6 +142,17 @@ def _script_of(tool_dir: Path, entrypoint: str) -> Path | None:
     raise StashError(f"--entrypoint '{entrypoint}' is neither '-m package.module' nor a script path.")
 
 
+def first_experiment(call: ast.Call | None, config_dir: Path | None) -> str:
+    """An experiment that runs as it is: on the tool's own primary config when it has one, else standing alone."""
+    names = [kw.value.value for kw in (call.keywords if call else []) if kw.arg == "config_name"
+             and isinstance(kw.value, ast.Constant) and isinstance(kw.value.value, str)]
+    head = "# @package _global_\n# A first experiment: the file name (without .yaml) is its id.\n"
+    if names and config_dir is not None and (config_dir / f"{names[0]}.yaml").is_file():
+        return head + (f"# It starts from the tool's own config ({names[0]}) and overrides what follows.\n"
+                       f"defaults:\n  - /{names[0]}\n  - _self_\n\n# seed: 1\n")
+    return head + "# The tool has no primary config of its own: this file is its whole config.\n\n# seed: 1\n"
+
+
 def _config_path(call: ast.Call) -> tuple[bool, object]:
     """(given, value) of config_path= in a @hydra.main call; value is None, a string or ast for a computed one."""
     for kw in call.keywords:
@@ -259,6 +270,11 @@ def run(args, root: Path) -> int:
             raise StashError(f"{err} Nothing was added.") from None
         raise
     console.print(f"added tool '{name}' at {rel} ({entry['entrypoint']}), registered in {META}", highlight=False)
+    if (root / "configs" / name / "experiment" / "example.yaml").is_file():
+        console.print(f"wrote configs/{name}/experiment/example.yaml; run it: "
+                      f"python -m experimentstash tool={name} experiment=example", highlight=False)
+    console.print(f"if the tool writes a JSON file of results into its output dir, add `result: <file name>` under "
+                  f"tools.{name} in {META}: `runs` and `compare` then show its values.", highlight=False)
     console.print(f"next: add experiments to configs/{name}/experiment/, then "
                   f"`git add {META} configs/{name} && git commit -m 'Add tool {name}'`", highlight=False)
     return 0
@@ -312,9 +328,9 @@ def _add(stash: Stash, args, name: str, rel: str, url: str, undo: Undo) -> dict:
             "only takes effect under a new name (`experimentstash check` warns about shadowed files)."
         )
     if not any(experiments.iterdir()):
-        keep = experiments / ".gitkeep"
-        keep.write_text("")
-        undo.created.append(keep)
+        first = experiments / "example.yaml"
+        first.write_text(first_experiment(call, config_dir))
+        undo.created.append(first)
 
     meta = root / META
     new_text = append_block(meta.read_text(), name, entry)

@@ -6,8 +6,11 @@ import hashlib
 import json
 from dataclasses import replace
 
+from pathlib import Path
+
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from . import StashError
@@ -15,7 +18,7 @@ from .execute import Runner, exit_code_for, run_in_foreground
 from .invocation import current, fail, say, shown_path
 from .fingerprint import configs_digest, of_job, succeeded_runs
 from .job import new_run_id, plan_job, reuses, split_job
-from .pins import NO_GIT_WARNING, apply_policy, inspect
+from .pins import NO_GIT_WARNING, CheckoutWatch, apply_policy, inspect
 from .records import Status
 from .registry import Stash, find_root
 
@@ -30,6 +33,22 @@ def hydra_app(cfg: DictConfig) -> int:
         return run_single(cfg)
     except StashError as err:
         fail(err)
+    finally:
+        _drop_empty_job_dir()
+
+
+def _drop_empty_job_dir() -> None:
+    """Another launcher (basic, joblib) makes a folder per job under the sweep dir; the run has its own run dir
+    under outputs/, so an empty one is removed (and the sweep dir with the last)."""
+    runtime = HydraConfig.get()
+    if runtime.mode != RunMode.MULTIRUN:
+        return
+    folder = Path(runtime.runtime.output_dir)
+    for path in (folder, folder.parent):
+        try:
+            path.rmdir()  # only when empty
+        except OSError:
+            return
 
 
 def run_single(cfg: DictConfig) -> int:
@@ -58,7 +77,8 @@ def run_single(cfg: DictConfig) -> int:
         return 0
     runner = Runner(stash.root, grace=float(options["grace"]))
     sha = hashlib.sha256(spec.experiment_file.read_bytes()).hexdigest()
-    record, signum = run_in_foreground(runner, lambda: runner.run(spec, pin, state, sha, stream=True))
+    watch = CheckoutWatch(stash.root, spec.tool, pin, lambda text: say(f"warning: {text}"))
+    record, signum = run_in_foreground(runner, lambda: runner.run(spec, pin, state, sha, stream=True, watch=watch))
     status = record.status if record else Status.INTERRUPTED
     rel = shown_path(stash.root, spec.run_dir)
     say(f"{status} in {(record.duration_s if record else 0) or 0:.1f}s: {rel}")

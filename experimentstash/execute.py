@@ -217,10 +217,11 @@ class Runner:
             time.sleep(0.02)
 
     def run(self, spec: JobSpec, pin: ToolPin, stash: StashState, experiment_sha: str, *, stream: bool = False,
-            on_start=None, extra: dict | None = None) -> RunRecord:
+            on_start=None, extra: dict | None = None, watch=None) -> RunRecord:
         """Run one job to its end and return its final record (also in run_dir/run.json).
 
-        `extra` adds fields to the record (a Slurm task's job id and node, what a reproduction reproduces).
+        `extra` adds fields to the record (a Slurm task's job id and node, what a reproduction reproduces);
+        `watch` (pins.CheckoutWatch) records the files the run wrote into the tool's checkout.
         RunDirError when the run dir cannot be written: nothing was started."""
         record = start_record(spec, self.root, pin, stash, experiment_sha)
         for key, value in (extra or {}).items():
@@ -278,6 +279,8 @@ class Runner:
             self._end_leftovers(proc.pid, spec.id, 0 if reason else min(self.grace, 2.0))
             for copy in copies:
                 copy.join()
+        if watch is not None:
+            record.tool_touched = watch.after_run()
         reserve.release()
         for copy in copies:
             copy.save_lost_tail()

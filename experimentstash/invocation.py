@@ -6,6 +6,7 @@ parses the command line and handed to the tool as typed.
 
 from __future__ import annotations
 
+import shlex
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -106,6 +107,40 @@ def check_launcher_options(hydra_words: list[str], stash) -> None:
             values[name] = override.value()
     if backend is not None:
         backends.resolve_options(backend, values, given, stash.machine.get(backend, {}))
+
+
+CONFIG_FLAGS = {"--config-dir", "-cd", "--config-path", "-cp", "--config-name", "-cn"}
+PRINT_FLAGS = {"--cfg", "-c", "--resolve", "--package", "-p", "--info", "-i"}
+
+
+def check_command_line(hydra_words: list[str], tool_words: list[str]) -> None:
+    """Mistakes caught before anything runs: sweep syntax without -m, and Hydra's flags meant for the tool."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    flags = {w.split("=", 1)[0] for w in hydra_words if w.startswith("-")}
+    named = any(override_key(w) in ("tool", "experiment") for w in hydra_words)
+    how = ("`experimentstash check tool=<tool> experiment=<id> [tool overrides]` prints the experiment as the "
+           "tool's own Hydra composes it (--cfg job) and its config search path")
+    if flags & CONFIG_FLAGS:
+        raise StashError(f"{sorted(flags & CONFIG_FLAGS)[0]} is one of Hydra's own flags, which apply to the launcher's "
+                         f"config, not the tool's: the tool's config dir is always configs/<tool>/ of the stash. {how}.")
+    if flags & PRINT_FLAGS and named:
+        raise StashError(f"{sorted(flags & PRINT_FLAGS)[0]} is one of Hydra's own flags, which apply to the launcher's "
+                         f"config, not the tool's: {how}.")
+    if flags & {"-m", "--multirun"}:
+        return
+    parser = OverridesParser.create()
+    for word in [*hydra_words, *tool_words]:
+        if word.startswith("-") or ("=" not in word and not word.startswith("~")):
+            continue
+        try:
+            sweep = parser.parse_override(word).is_sweep_override()
+        except HydraException as err:
+            raise StashError(f"Cannot parse override '{word}': {err}") from None
+        if sweep:
+            raise StashError(f"'{word}' is a sweep (several values): add -m (--multirun) to run one job per value, "
+                             f"e.g. experimentstash -m {shlex.join([*hydra_words, *tool_words])}")
 
 
 def _chosen(hydra_words: list[str], group: str) -> str | None:

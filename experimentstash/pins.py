@@ -6,6 +6,7 @@ The git processes of one inspection run at the same time: a single run waits for
 from __future__ import annotations
 
 import tempfile
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,22 +33,26 @@ class ToolPin:
     dirty: bool
     untracked: list[str] = field(default_factory=list)
     patch: bytes = b""  # uncommitted changes, untracked files included, as `git apply` takes them
+    entries: frozenset = frozenset()  # every changed, untracked or ignored path of the checkout (CheckoutWatch)
 
     @property
     def moved(self) -> bool:
         return bool(self.pinned and self.commit and self.pinned != self.commit)
 
 
-def _status_cmd(repo: Path, *paths: str):
-    return start(repo, "status", "--porcelain=v2", "--branch", "--untracked-files=all", "--", *paths)
+def _status_cmd(repo: Path, *paths: str, ignored: bool = False):
+    # --ignored=matching names an ignored folder once, without walking it (a .venv stays one line)
+    extra = ("--ignored=matching",) if ignored else ()
+    return start(repo, "status", "--porcelain=v2", "--branch", "--untracked-files=all", *extra, "--", *paths)
 
 
 # the number of space-separated fields before the path in `git status --porcelain=v2` lines
 _PATH_AFTER = {"1": 8, "2": 9, "u": 10}
 
 
-def _parse_status(out: bytes) -> tuple[str | None, list[str], list[str]]:
-    """(HEAD commit, changed paths, untracked files) from `git status --porcelain=v2 --branch`."""
+def _parse_status(out: bytes, ignored: list | None = None) -> tuple[str | None, list[str], list[str]]:
+    """(HEAD commit, changed paths, untracked files) from `git status --porcelain=v2 --branch`; ignored paths
+    are added to `ignored` when given."""
     head, changed, untracked = None, [], []
     for line in out.decode(errors="surrogateescape").splitlines():
         if line.startswith("# branch.oid "):
@@ -55,6 +60,8 @@ def _parse_status(out: bytes) -> tuple[str | None, list[str], list[str]]:
             head = None if oid == "(initial)" else oid
         elif line.startswith("? "):
             untracked.append(line[2:])
+        elif line.startswith("! ") and ignored is not None:
+            ignored.append(line[2:])
         elif line[:1] in _PATH_AFTER:
             changed.append(line.split(" ", _PATH_AFTER[line[0]])[-1].split("\t")[0])
     return head, changed, untracked
@@ -98,9 +105,9 @@ def inspect(root: Path, tools: list[Tool]) -> tuple[StashState, dict[str, ToolPi
     for tool in tools:
         rel = rels[tool.name]
         if rel not in links:
-            statuses[tool.name] = _status_cmd(root, rel)  # in-tree: the stash's changes below the tool
+            statuses[tool.name] = _status_cmd(root, rel, ignored=True)  # in-tree: the stash's changes below it
         elif is_repo(tool.path):
-            statuses[tool.name] = _status_cmd(tool.path)
+            statuses[tool.name] = _status_cmd(tool.path, ignored=True)
     head, changed, untracked = _parse_status(finish(stash_status))
     pins = {}
     for tool in tools:
@@ -108,20 +115,53 @@ def inspect(root: Path, tools: list[Tool]) -> tuple[StashState, dict[str, ToolPi
         if tool.name not in statuses:
             pins[tool.name] = ToolPin("uninitialized", links[rel], None, False)
             continue
-        commit, tool_changed, tool_untracked = _parse_status(finish(statuses[tool.name]))
+        ignored: list[str] = []
+        commit, tool_changed, tool_untracked = _parse_status(finish(statuses[tool.name]), ignored)
         dirty = bool(tool_changed or tool_untracked)
+        entries = frozenset(tool_changed + tool_untracked + ignored)
         if rel in links:
             diff = patch(tool.path, ".") if dirty else b""
-            pins[tool.name] = ToolPin("submodule", links[rel], commit, dirty, tool_untracked, diff)
+            pins[tool.name] = ToolPin("submodule", links[rel], commit, dirty, tool_untracked, diff, entries)
         else:
             # an in-tree tool: the stash commit is its pin, its changes are the stash's changes below its path
             diff = patch(root, rel) if dirty and commit else b""
-            pins[tool.name] = ToolPin("in-tree", commit, commit, dirty, tool_untracked, diff)
+            pins[tool.name] = ToolPin("in-tree", commit, commit, dirty, tool_untracked, diff, entries)
     return StashState(head, bool(changed or untracked), tuple(changed + untracked), trees), pins
 
 
 def inspect_tool(root: Path, tool: Tool) -> ToolPin:
     return inspect(root, [tool])[1][tool.name]
+
+
+class CheckoutWatch:
+    """Files that runs add or change in a tool's checkout: a tool that writes to a relative path writes there
+    (its working dir is its folder), which the next run's pin would take for the tool's own changes.
+
+    One `git status` after each run; a file is told once, for the first run that ended after it appeared."""
+
+    def __init__(self, root: Path, tool: Tool, pin: ToolPin, warn):
+        self.root, self.tool, self.warn = root, tool, warn
+        self.known = set(pin.entries)
+        self.told = False
+        self._lock = threading.Lock()
+        self.in_tree = pin.kind == "in-tree"
+
+    def after_run(self) -> list[str]:
+        rel = self.tool.rel_path.rstrip("/")
+        proc = _status_cmd(self.root, rel, ignored=True) if self.in_tree else _status_cmd(self.tool.path, ignored=True)
+        ignored: list[str] = []
+        _, changed, untracked = _parse_status(finish(proc, check=False), ignored)
+        with self._lock:
+            new = sorted(set(changed + untracked + ignored) - self.known)
+            self.known.update(new)
+            tell = bool(new) and not self.told
+            self.told |= tell
+        if tell:
+            shown = ", ".join(new[:5]) + (f" and {len(new) - 5} more" if len(new) > 5 else "")
+            self.warn(f"the run wrote into the tool's checkout {rel}: {shown}. The tool runs in its own folder; "
+                      "have it write below its run dir (hydra.runtime.output_dir, or HydraConfig.get().runtime."
+                      "output_dir in code) so that the checkout stays as pinned.")
+        return new
 
 
 def apply_policy(tool: Tool, pin: ToolPin, policy: str) -> str | None:

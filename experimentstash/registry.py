@@ -98,8 +98,8 @@ class Stash:
             raise StashError(f"No tool given: add tool=<name> ({_choices(sorted(self.tools))}).")
         if name not in self.tools:
             raise StashError(
-                f"Unknown tool '{name}' ({_choices(sorted(self.tools))}){_closest(name, self.tools)}. "
-                f"Tools are registered in {META}."
+                f"Unknown tool '{name}'{_closest(name, self.tools)}; {_choices(sorted(self.tools))} "
+                f"(registered in {META})."
             )
         return self.tools[name]
 
@@ -143,7 +143,7 @@ class Stash:
         elif not path.is_file():
             raise StashError(
                 f"Unknown experiment '{experiment}' for tool '{tool}'"
-                f"{_closest(experiment, self.experiments(tool))} ({self._list_experiments(tool)})."
+                f"{_closest(experiment, self.experiments(tool))}; {self._list_experiments(tool)}."
             )
         if not path.resolve().is_relative_to(base.resolve()):
             raise StashError(f"Experiment '{experiment}' is a link that leads outside {base.relative_to(self.root)}/.")
@@ -283,4 +283,4 @@ def _choices(names: list[str], limit: int = 30) -> str:
 
 def _closest(name: str, names) -> str:
     close = difflib.get_close_matches(name, list(names), n=1, cutoff=0.5)
-    return f"; did you mean '{close[0]}'?" if close else ""
+    return f" (did you mean '{close[0]}'?)" if close else ""

@@ -116,3 +116,25 @@ def quiet_when_closed():
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         os.close(devnull)
+
+
+def print_sweep_end(config) -> None:
+    """The table of a sweep another sweeper drove through our launcher, and its best value when it optimized."""
+    import yaml
+
+    from .invocation import current
+    from .records import SweepRecord
+
+    sweep_dir = Path(config.hydra.sweep.dir).absolute()
+    if not (sweep_dir / "sweep.json").is_file():
+        return  # another launcher ran the jobs: nothing of ours to show
+    record = SweepRecord.read(sweep_dir)
+    print_summary(current.root, sweep_dir, record.jobs)
+    results = sweep_dir / "optimization_results.yaml"
+    if results.is_file():
+        best = yaml.safe_load(results.read_text()) or {}
+        if "best_value" in best:
+            params = " ".join(f"{k}={v}" for k, v in (best.get("best_params") or {}).items())
+            with quiet_when_closed():
+                console.print(f"best value {best['best_value']} with {params or '(no parameters)'} "
+                              f"({shown_path(current.root, results)})", highlight=False)

@@ -10,17 +10,19 @@ import json
 import os
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
+from rich.markup import escape
 
 from . import StashError, backends
 from .execute import Interrupted, raise_on_signals
 from .invocation import console, current
 from .fingerprint import configs_digest, of_job, succeeded_runs
 from .job import JobSpec, plan_job, reuses, split_job
-from .pins import NO_GIT_WARNING, StashState, ToolPin, apply_policy, inspect
+from .pins import NO_GIT_WARNING, CheckoutWatch, StashState, ToolPin, apply_policy, inspect
 from .procs import owner_alive, run_processes, terminate
 from .records import (SWEEP_FILE, Reserve, RunRecord, Status, SweepRecord, encode_sweep, is_disk_full,
                       job_dir_name, job_run_dir, now_iso, read_run_if_any, write_json, write_text)
@@ -46,6 +48,7 @@ class Facts:
     stash: StashState
     pins: dict[str, ToolPin]
     sha: dict[Path, str] = field(default_factory=dict)
+    watches: dict[str, CheckoutWatch] = field(default_factory=dict)  # files the runs write into each checkout
 
 
 class Sweep:
@@ -96,7 +99,8 @@ class Sweep:
         state, pins = inspect(self.stash.root, tools)
         if state.commit is None and state.dirty is None:
             console.print(f"[yellow]warning:[/] {NO_GIT_WARNING.format(root=self.stash.root)}", markup=True)
-        facts = Facts(state, pins)
+        warn = lambda text: console.print(f"[yellow]warning:[/] {escape(text)}", markup=True, highlight=False)
+        facts = Facts(state, pins, watches={t.name: CheckoutWatch(self.stash.root, t, pins[t.name], warn) for t in tools})
         warned = set()
         configs = {t.name: configs_digest(self.stash.root, t.name, state) for t in tools}
         for p in planned:
@@ -169,8 +173,9 @@ class Sweep:
         self.write()
 
     # --- running --------------------------------------------------------------------------------------------
-    def launch(self, numbered, keep_attempts: bool = False) -> list[Planned]:
-        """Plan, inspect, claim the sweep dir and run the jobs with the backend; then the table and the counts."""
+    def launch(self, numbered, keep_attempts: bool = False, table: bool = True) -> list[Planned]:
+        """Plan, inspect, claim the sweep dir and run the jobs with the backend; then the table and the counts
+        (one line instead of the table when an optimizing sweeper launches batch after batch)."""
         planned = self.plan(numbered)
         facts = self.inspect(planned)
         reused = self.reusable(planned)
@@ -205,7 +210,11 @@ class Sweep:
             self.progress = None
             self._release()
         jobs = [self.jobs[n] for n in sorted(self.jobs)]
-        if self.backend.waits or not to_run:
+        if not table:
+            batch = Counter(self.jobs[p.num]["status"] for p in planned)
+            console.print(f"batch of {len(planned)} jobs: " + ", ".join(f"{n} {s}" for s, n in batch.most_common()),
+                          highlight=False)
+        elif self.backend.waits or not to_run:
             print_summary(self.stash.root, self.dir, jobs)
         else:
             self.backend.follow_hint(self)

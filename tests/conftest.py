@@ -52,6 +52,8 @@ def main(cfg):
                                   stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         seen["daemon_pid"] = daemon.pid
     (out / "seen.json").write_text(json.dumps(seen))
+    if cfg.litter:  # a relative path: the working dir is the tool's folder
+        Path("litter.txt").write_text("left in the checkout\\n")
     print("fixture tool running", flush=True)
     for i in range(cfg.print_lines):
         print(f"line {i} " + "x" * 100)
@@ -87,6 +89,7 @@ spawn_child: false
 daemon: false
 print_lines: 0
 fill: false
+litter: false
 """
 
 META = """\

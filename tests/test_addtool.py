@@ -141,3 +141,23 @@ def test_append_block_keeps_text_and_matches_layout():
 
     assert append_block("# only a comment", "c", {"path": "tools/c", "entrypoint": "c.py"}) == \
         "# only a comment\ntools:\n  c:\n    path: tools/c\n    entrypoint: c.py\n"
+
+
+def test_the_first_experiment_add_tool_writes_runs_as_it_is(stash, tmp_path):
+    with_config = make_tool_repo(tmp_path / "with-config")
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    git(bare, "init", "-q", "-b", "main")
+    (bare / "main.py").write_text(
+        "import hydra\nfrom omegaconf import OmegaConf\n\n\n"
+        "@hydra.main(version_base='1.3', config_path=None, config_name=None)\n"
+        "def main(cfg):\n    print('bare tool got', OmegaConf.to_yaml(cfg))\n\n\n"
+        "if __name__ == '__main__':\n    main()\n")
+    git(bare, "add", "-A")
+    git(bare, "commit", "-qm", "a tool without configs")
+    for name, repo in (("withconf", with_config), ("bare", bare)):
+        out = stash.run("add-tool", name, str(repo))
+        assert out.returncode == 0, out.stderr
+        assert "result:" in out.stderr and f"experiment=example" in out.stderr
+        run = stash.run(f"tool={name}", "experiment=example")
+        assert run.returncode == 0, run.stderr

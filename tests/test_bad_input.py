@@ -125,3 +125,15 @@ def test_a_stash_without_git_warns_once_and_runs(stash):
 def test_outside_a_stash(stash, tmp_path):
     out = stash.run("tool=fx", "experiment=a", cwd=tmp_path)
     assert out.returncode == 2 and "No configs/meta.yaml found" in out.stderr
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["tool=fx", "experiment=a", "seed=range(3)"], "add -m"),
+    (["tool=fx", "experiment=a,b"], "add -m"),
+    (["tool=fx", "experiment=glob(*)"], "add -m"),
+    (["tool=fx", "experiment=a", "--cfg", "job"], "experimentstash check"),
+    (["tool=fx", "experiment=a", "--config-dir=/tmp"], "experimentstash check"),
+    (["-m", "tool=fx", "experiment=a", "-cn", "other"], "experimentstash check"),
+])
+def test_sweep_syntax_without_m_and_hydra_flags_meant_for_the_tool(stash, args, needle):
+    assert needle in refused(stash, *args)

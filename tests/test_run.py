@@ -259,3 +259,13 @@ def test_untracked_names_are_recorded_as_they_are(stash):
     assert stash.run("tool=fx", "experiment=a").returncode == 0
     (record,) = stash.runs()
     assert record["tool_untracked"] == ["é notes.txt"]
+
+
+def test_files_a_run_writes_into_the_tools_checkout_are_named_and_recorded(stash):
+    out = stash.run("tool=fx", "experiment=a", "litter=true")
+    assert out.returncode == 0, out.stderr
+    (record,) = stash.runs()
+    assert record["tool_touched"] == ["litter.txt"] and (stash.tool / "litter.txt").is_file()
+    assert out.stderr.count("wrote into the tool's checkout") == 1 and "hydra.runtime.output_dir" in out.stderr
+    again = stash.run("tool=fx", "experiment=b")  # nothing new: nothing said
+    assert again.returncode == 0 and "wrote into the tool's checkout" not in again.stderr

@@ -79,3 +79,16 @@ def test_no_arguments_lists_the_tools_and_how_to_run(stash):
     assert git(stash.root, "ls-tree", "HEAD", "tools/fx").split()[2][:10] in out.stdout
     assert "python -m experimentstash tool=<tool> experiment=<experiment>" in out.stdout
     assert out.stdout == stash.run("list").stdout
+
+
+def test_runs_shows_the_overrides_and_tells_attempts_apart(stash):
+    out = stash.run("-m", "tool=fx", "experiment=crash", "seed=range(2)", "+note=a_long_note_" + "x" * 60)
+    assert out.returncode == 1
+    (sweep,) = (stash.root / "multirun").iterdir()
+    assert stash.run("rerun", str(sweep)).returncode == 1
+    table = stash.run("runs").stdout
+    lines = [line for line in table.splitlines() if " crash " in line]
+    assert len(lines) == 4
+    assert sum("seed=0" in line for line in lines) == 2 and sum("seed=1" in line for line in lines) == 2
+    assert all("..." in line and "x" * 60 not in line for line in lines)  # shortened to fit
+    assert sum(".attempt1" in line for line in lines) == 2

@@ -117,3 +117,10 @@ def test_an_escaped_interpolation_is_refused(stash):
     out = stash.run("snapshot", "fx", "esc", "--tag", "t")
     assert out.returncode == 2 and "${" in out.stderr
     assert not (stash.root / "configs/fx/snapshots/t/esc.yaml").exists()
+
+
+def test_overrides_may_come_after_the_options(stash):
+    out = stash.run("snapshot", "fx", "a", "--tag", "t2", "--commit", "value=3")
+    assert out.returncode == 0, out.stderr
+    text = (stash.root / "configs/fx/snapshots/t2/a.yaml").read_text()
+    assert "# overrides: value=3" in text and "value: 3" in text

@@ -131,6 +131,9 @@ def test_optuna_sweeper_gets_results_through_the_launcher(stash):
     assert best["best_value"] == max(r["result"]["score"] for r in records)
     assert best["best_value"] == 2 * best["best_params"]["++value"]
     assert all(r["overrides"][0].startswith("++value=") and r["overrides"][1:] == ["sleep=0"] for r in records)
+    assert out.stdout.count("┏") == 1  # the table once, at the end, not once per batch
+    params = " ".join(f"{k}={v}" for k, v in best["best_params"].items())
+    assert f"best value {best['best_value']} with {params}" in out.stdout + out.stderr
 
 
 def test_rerun_relaunches_only_what_failed(stash):
@@ -221,6 +224,7 @@ def test_another_launcher_runs_the_meta_app_with_tool_overrides(stash):
     assert sorted(r["overrides"] for r in records) == [["++value=1", "++tag=x", "~seed"],
                                                        ["++value=2", "++tag=x", "~seed"]]
     assert sorted(r["result"]["score"] for r in records) == [2.0, 4.0]
+    assert not (stash.root / "multirun").exists() or not any((stash.root / "multirun").iterdir())  # no empty job dirs
 
 
 def test_relative_sweep_dir_is_relative_to_where_the_command_was_typed(stash):
@@ -250,3 +254,11 @@ def test_a_failed_job_under_another_launcher_fails_the_sweep(stash):
     out = stash.run("-m", "tool=fx", "experiment=a,crash", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2")
     assert out.returncode != 0
     assert sorted(r["status"] for r in stash.runs()) == ["failed", "succeeded"]
+
+
+def test_files_written_into_the_checkout_during_a_sweep_are_named_once(stash):
+    out = stash.run("-m", "tool=fx", "experiment=a,b", "litter=true", "hydra.launcher.max_parallel=1")
+    assert out.returncode == 0, out.stderr
+    assert (out.stdout + out.stderr).count("wrote into the tool's checkout tools/fx: litter.txt") == 1
+    touched = [r["tool_touched"] for r in stash.runs("multirun")]
+    assert sorted(touched) == [[], ["litter.txt"]]

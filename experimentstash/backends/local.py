@@ -112,7 +112,7 @@ class Backend:
             spec = replace(p.spec, env={**p.spec.env, "CUDA_VISIBLE_DEVICES": ",".join(gpus)}) if gpus else p.spec
             try:
                 record = runner.run(spec, facts.pins[spec.tool.name], facts.stash, facts.sha[spec.experiment_file],
-                                    on_start=lambda _: sweep.job_started(p.num))
+                                    on_start=lambda _: sweep.job_started(p.num), watch=facts.watches.get(spec.tool.name))
             except RunDirError as err:  # this job's folder cannot be written (a full disk): it did not run
                 sweep.update(p.num, status=Status.FAILED, error=str(err))
                 console.print(f"[red]job {p.num} failed to start:[/] {err}", markup=True, highlight=False)

@@ -3,9 +3,20 @@
 from typing import Optional, Sequence
 
 from hydra.core.utils import JobReturn
+from hydra.experimental.callback import Callback
 from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig
+
+
+class SweepEnd(Callback):
+    """After a multirun driven by another sweeper (optuna, ...): the sweep's table once, and the best value."""
+
+    def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
+        if config.hydra.runtime.choices.get("hydra/sweeper") != "stash":
+            from experimentstash.summary import print_sweep_end
+
+            print_sweep_end(config)
 
 
 class StashLauncher(Launcher):
@@ -28,9 +39,11 @@ class StashLauncher(Launcher):
             if self.sweep is None:
                 self.sweep = new_sweep(self.config, self.options)
             # the stash sweeper put the tool overrides in every job's list; another sweeper (optuna) only those
-            # it searches, shown to it as ++key: the others are added here
-            extra = [] if self.config.hydra.runtime.choices.get("hydra/sweeper") == "stash" else current.tool_overrides
+            # it searches, shown to it as ++key: the others are added here. Such a sweeper launches batch after
+            # batch: the table comes once, at the end (SweepEnd)
+            ours = self.config.hydra.runtime.choices.get("hydra/sweeper") == "stash"
+            extra = [] if ours else current.tool_overrides
             numbered = [(num, [*words, *extra]) for num, words in enumerate(job_overrides, start=initial_job_idx)]
-            return [self.sweep.job_return(p) for p in self.sweep.launch(numbered)]
+            return [self.sweep.job_return(p) for p in self.sweep.launch(numbered, table=ours)]
         except StashError as err:
             fail(err)
