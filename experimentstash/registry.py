@@ -217,6 +217,7 @@ def _parse_tool(root: Path, name: str, entry) -> Tool:
         )
     if not isinstance(entry, dict):
         raise StashError(f"{where} must be a mapping with at least 'path' and 'entrypoint'.")
+    entry = {k: v for k, v in entry.items() if v is not None}  # `key: null` (in meta.local.yaml) unsets a key
     for key, value in entry.items():
         if key not in TOOL_KEYS:
             raise StashError(f"{where}.{key}: unknown key (known: {', '.join(TOOL_KEYS)}).")

@@ -252,3 +252,21 @@ def test_a_missing_patch_of_a_dirty_run_is_a_clear_error(det):
     out = det.run("reproduce", str(run_dir))
     assert out.returncode == 2 and "tool.diff" in out.stderr and "missing" in out.stderr
     assert len(worktrees(tool)) == 1  # the worktree made before the failure was removed
+
+
+def test_reproduce_names_the_real_cause_and_compares_only_what_both_runs_have(det):
+    # configs/det/ did not exist at the stash's first commit: the experiment is uncommitted there
+    det.write("configs/meta.local.yaml", "tools:\n  det:\n    result: null\n")
+    det.write("configs/det/experiment/fresh.yaml", experiment("value: 5\n"))
+    git(det.root, "rm", "-rq", "--cached", "configs/det")
+    git(det.root, "commit", "-qm", "configs/det out of the commit")
+    assert det.run("tool=det", "experiment=fresh").returncode == 0
+    record, run_dir = only_run(det, experiment="fresh")
+    assert record["stash_commit"] and record["result"] is None
+    out = det.run("reproduce", str(run_dir), "--check")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "configs/det/ was not committed at stash commit" in out.stderr
+    assert "no stash commit recorded" not in out.stderr
+    assert "not compared" in out.stdout and "result values" in out.stdout
+    assert "<missing>" not in out.stdout and "result None" not in out.stdout
+    assert "identical" in out.stdout and "table.csv" in out.stdout
