@@ -121,6 +121,16 @@ def is_disk_full(err: OSError) -> bool:
     return err.errno in (errno.ENOSPC, errno.EDQUOT)
 
 
+def flatten(value, prefix: str = "") -> dict[str, Any]:
+    """A result (or config) as dotted keys: {"a": {"b": 1}} -> {"a.b": 1}; a value that is no mapping is "result"."""
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for k, v in value.items():
+            out.update(flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+        return out
+    return {prefix or "result": value}
+
+
 # --- validation -----------------------------------------------------------------------------------------------
 
 class Invalid(Exception):

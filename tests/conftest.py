@@ -156,6 +156,11 @@ def make_tool_repo(folder: Path) -> Path:
 
 @pytest.fixture
 def stash(tmp_path: Path) -> Stash:
+    return make_stash(tmp_path)
+
+
+def make_stash(tmp_path: Path) -> Stash:
+    """The `stash` fixture's stash, for module-scoped fixtures that share one sweep between tests."""
     tool_repo = make_tool_repo(tmp_path / "fx-repo")
     root = tmp_path / "stash"
     root.mkdir()
