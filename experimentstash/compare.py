@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 import sys
 from collections import Counter
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from typing import Any
 from . import StashError
 from .invocation import override_key, say
 from .records import SWEEP_FILE, RunRecord, Status, flatten, job_run_dir
+from .runs import _duration_cell, _value, found_at, load_runs, select, write_aligned
 
 FORMATS = ("table", "csv", "json", "md")
 FIXED = ("run", "tool", "experiment")
@@ -29,7 +31,7 @@ _CONTROL = {c: f"\\x{c:02x}" for c in (*range(32), 127)}
 
 
 def plain(text: str) -> str:
-    return text.translate(_CONTROL)
+    return text if text.isprintable() else text.translate(_CONTROL)
 
 
 def is_number(value) -> bool:
@@ -117,14 +119,15 @@ def build(entries: list[Entry], base: Path) -> Table:
     numeric = {k for result in results for k, v in result.items() if is_number(v)}
     metrics = [k for k in dict.fromkeys(k for result in results for k in result) if k in numeric]
     # a column name is taken once: an override or a result key named like another column is told apart
-    taken = set(FIXED + ENDING)
+    taken = {*FIXED, *ENDING, "n"}  # n: the size of a group
     key_cols = {k: k if k not in taken else f"overrides.{k}" for k in keys}
     taken |= set(key_cols.values())
     metric_cols = {m: m if m not in taken else f"result.{m}" for m in metrics}
+    prefix = str(base).rstrip(os.sep) + os.sep  # string work: pathlib's relative_to is slow for 10,000 rows
     rows = []
     for entry, values, result in zip(entries, parsed, results):
-        folder = entry.folder
-        row = {"run": str(folder.relative_to(base) if folder.is_relative_to(base) else folder),
+        folder = str(entry.folder)
+        row = {"run": folder[len(prefix):] if folder.startswith(prefix) else folder,
                "tool": entry.tool, "experiment": entry.experiment}
         row.update({key_cols[k]: values[k] for k in keys if k in values})
         row.update({metric_cols[m]: result[m] for m in metrics if result.get(m) is not None})
@@ -193,11 +196,11 @@ def sort_rows(table: Table, column: str) -> None:
 
 def cell(row: dict, column: str) -> str:
     """A value as the table shows it: '-' when missing."""
-    from .runs import _duration_cell, _value
-
     value = row.get(column)
     if value is None:
         return "-"
+    if type(value) is str:
+        return plain(value)
     if isinstance(value, Stat):
         text = f"{value.mean:.4g}" + (f" ± {value.std:.2g}" if value.std is not None else "")
         return text + (f" (n={value.n})" if value.n != row.get("n") else "")
@@ -252,8 +255,6 @@ def write(table: Table, fmt: str, out) -> None:
         for row in table.rows:
             out.write("| " + " | ".join(cell(row, c).replace("|", "\\|") for c in table.columns) + " |\n")
     else:
-        from .runs import write_aligned
-
         if not table.rows:
             out.write("No runs have ended here yet.\n" if table.over is None else "No runs to group.\n")
             return
@@ -279,7 +280,6 @@ def add_arguments(p) -> None:
 
 def collect(args, root: Path) -> tuple[list[Entry], list[str]]:
     """(the runs asked for, notes for the user)."""
-    from .runs import found_at, load_runs, select
     from .status import sweep_dir
 
     if args.paths and (args.tool or args.experiment or args.last is not None):

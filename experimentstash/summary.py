@@ -16,7 +16,6 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from .execute import tail
 from .invocation import console
 from .records import Status, job_run_dir
 
@@ -79,6 +78,8 @@ def print_summary(root: Path, sweep_dir: Path, jobs: list[dict], out: Console | 
 
 
 def _print_summary(root: Path, sweep_dir: Path, jobs: list[dict], out: Console) -> None:
+    from .execute import tail  # with Hydra behind it: imported when a table is printed, not by compare or report
+
     shown = jobs if len(jobs) <= FULL_TABLE_ROWS else [j for j in jobs if not Status(j["status"]).ok]
     where = shown_path(root, sweep_dir)
     table = Table(title=f"sweep {where}/", title_justify="left")

@@ -5,23 +5,10 @@ import io
 import json
 import math
 import shutil
-from pathlib import Path
 
 import pytest
 
-from conftest import make_stash
-
-# experiment a has value 1, b value 2 (overridden here), crash fails; the tool writes score = 2 * value
-SWEEP = ("-m", "tool=fx", "experiment=a,b,crash", "value=1,2", "seed=0,1")
-
-
-@pytest.fixture(scope="module")
-def swept(tmp_path_factory):
-    stash = make_stash(tmp_path_factory.mktemp("compare"))
-    out = stash.run(*SWEEP)
-    assert out.returncode == 1, out.stderr  # the crash jobs fail
-    (folder,) = (stash.root / "multirun").iterdir()
-    return stash, folder
+# `swept` (conftest): a + b x value=1,2 x seed=0,1 succeed with score = 2 * value; crash x value x seed fails
 
 
 def rows(stash, *args) -> list[dict]:
@@ -101,7 +88,7 @@ def test_run_dirs_and_selections_show_only_the_keys_that_vary(swept):
     assert rows(stash, "--experiment", "nothing*") == []
 
 
-def test_text_values_missing_values_and_nested_results(swept, tmp_path):
+def test_text_values_missing_values_and_nested_results(swept):
     stash, folder = swept
     copy = stash.root / "multirun" / "doctored"
     shutil.copytree(folder, copy)
