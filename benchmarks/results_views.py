@@ -13,12 +13,29 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import tempfile
 import time
 from pathlib import Path
 
 from runs_listing import make_stash, timed
 from stashkit import PYTHON, median
+
+
+def cpu_timed(argv: list[str], root: Path, repeat: int):
+    """timed(), and the CPU time (user + system) of each run: on a machine shared with other work the wall time
+    grows with the load, the CPU time much less."""
+    cpu = []
+
+    def one():
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        walls, out = timed(argv, root, 1)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu.append(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
+        return walls[0], out
+
+    runs = [one() for _ in range(repeat)]
+    return [wall for wall, _ in runs], cpu, runs[-1][1]
 
 COMPARE_TARGET_S = 2.0
 REPORT_TARGET_S = 5.0
@@ -79,12 +96,13 @@ def main() -> None:
         start = time.perf_counter()
         make_stash(root, args.runs)
         print(f"generated {args.runs} run dirs in {time.perf_counter() - start:.1f}s")
-        runs_json, _ = timed([*base, "runs", "--json"], root, args.repeat)
-        compare_json, out = timed([*base, "compare", "--format", "json"], root, args.repeat)
+        runs_json, runs_cpu, _ = cpu_timed([*base, "runs", "--json"], root, args.repeat)
+        compare_json, json_cpu, out = cpu_timed([*base, "compare", "--format", "json"], root, args.repeat)
         assert len(json.loads(out.stdout)) == args.runs
-        compare_table, out = timed([*base, "compare"], root, args.repeat)
+        compare_table, table_cpu, out = cpu_timed([*base, "compare"], root, args.repeat)
         assert out.stdout.rstrip().endswith(f"{args.runs} runs.")
-        compare_over, out = timed([*base, "compare", "--over", "seed", "--sort=-explained_variance"], root, args.repeat)
+        compare_over, over_cpu, out = cpu_timed([*base, "compare", "--over", "seed", "--sort=-explained_variance"],
+                                                root, args.repeat)
 
         sweep_root = Path(tmp) / "sweep"
         make_stash(sweep_root, 0)
@@ -99,15 +117,16 @@ def main() -> None:
         size_over = os.path.getsize(output)
 
     med = median
-    print(f"\n{args.runs} run records under outputs/ and multirun/ (median of {args.repeat}):")
-    print(f"  runs --json (baseline: reads the same records)  {med(runs_json):.3f} s")
-    print(f"  compare --format json                           {med(compare_json):.3f} s "
+    print(f"\n{args.runs} run records under outputs/ and multirun/ (median of {args.repeat}; wall, and CPU time):")
+    print(f"  runs --json (baseline: reads the same records)  {med(runs_json):.3f} s  cpu {med(runs_cpu):.3f} s")
+    print(f"  compare --format json                           {med(compare_json):.3f} s  cpu {med(json_cpu):.3f} s "
           f"({med(compare_json) / med(runs_json):.2f}x the baseline)")
-    print(f"  compare (table)                                 {med(compare_table):.3f} s")
-    print(f"  compare --over seed --sort=-explained_variance  {med(compare_over):.3f} s")
+    print(f"  compare (table)                                 {med(compare_table):.3f} s  cpu {med(table_cpu):.3f} s")
+    print(f"  compare --over seed --sort=-explained_variance  {med(compare_over):.3f} s  cpu {med(over_cpu):.3f} s")
     worst = max(med(compare_json), med(compare_table), med(compare_over))
     print(f"  target: compare under {COMPARE_TARGET_S:.1f} s -> slowest form {worst:.3f} s, "
           f"{worst / COMPARE_TARGET_S:.2f} of the budget ({'met' if worst < COMPARE_TARGET_S else 'MISSED'})")
+    print(f"  load average while measuring: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     print(f"\na sweep of {args.jobs} jobs (2 experiments x 5 lr x 10 depth x 10 seeds, 3 metrics):")
     print(f"  compare SWEEP --format json (baseline: reads the same sweep)  {med(sweep_compare):.3f} s")
     print(f"  report SWEEP                 {med(report_plain):.3f} s ({med(report_plain) / med(sweep_compare):.2f}x "
