@@ -24,6 +24,9 @@ COMMANDS = {
     "snapshot": ("snapshot", "freeze an experiment's fully resolved config under configs/<tool>/snapshots/"),
     "add-tool": ("addtool", "add a tool as a git submodule under tools/<name> and register it"),
     "check": ("check", "compose an experiment in the tool's environment without running it"),
+    "compare": ("compare", "runs side by side: the overrides that vary and the result values, or mean ± std over a key"),
+    "diff": ("diff", "what differs between two runs: commits, experiment, config, overrides, env, results"),
+    "report": ("report", "one self-contained HTML file with a sweep's table and plots"),
 }
 
 USAGE = """\

@@ -9,6 +9,7 @@ StashError naming the file and the field.
 from __future__ import annotations
 
 import errno
+import functools
 import json
 import os
 import re
@@ -122,6 +123,16 @@ def is_disk_full(err: OSError) -> bool:
     return err.errno in (errno.ENOSPC, errno.EDQUOT)
 
 
+def flatten(value, prefix: str = "") -> dict[str, Any]:
+    """A result (or config) as dotted keys: {"a": {"b": 1}} -> {"a.b": 1}; a value that is no mapping is "result"."""
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for k, v in value.items():
+            out.update(flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+        return out
+    return {prefix or "result": value}
+
+
 # --- validation -----------------------------------------------------------------------------------------------
 
 class Invalid(Exception):
@@ -140,9 +151,12 @@ def is_name(value: str) -> bool:
     return bool(NAME.fullmatch(value))
 
 
+_CONTROL = re.compile(r"[\x00-\x1f]")
+
+
 def plain_relative(value: str) -> bool:
     """A relative POSIX path without '..', '.' parts, a leading '-' or control characters."""
-    if not value or value.startswith(("/", "-")) or "\\" in value or any(ord(c) < 32 for c in value):
+    if not value or value.startswith(("/", "-")) or "\\" in value or _CONTROL.search(value):
         return False
     return all(part not in ("", ".", "..") for part in value.split("/"))
 
@@ -331,24 +345,29 @@ class RunRecord:
         return self.extra.get(name, default)
 
 
+@functools.cache
+def _checks(cls) -> tuple[tuple[str, Check, bool], ...]:
+    """(name, check, required) of each field but `extra`: looked up once, not for each of 10,000 records."""
+    return tuple((f.name, f.metadata["check"], f.metadata.get("required", False))
+                 for f in fields(cls) if f.name != "extra")
+
+
 def _checked(cls, data) -> dict:
     if not isinstance(data, dict):
         raise Invalid("(top)", f"expected a JSON object, got {type(data).__name__}")
     values = {}
-    for f in fields(cls):
-        if f.name == "extra":
+    for name, check, required in _checks(cls):
+        if name not in data:
+            if required:
+                raise Invalid(name, "missing")
             continue
-        if f.name not in data:
-            if f.metadata.get("required"):
-                raise Invalid(f.name, "missing")
-            continue
-        values[f.name] = f.metadata["check"](f.name, data[f.name])
+        values[name] = check(name, data[name])
     return values
 
 
 def _extra(cls, data: dict) -> dict:
-    known = {f.name for f in fields(cls)}
-    return {k: v for k, v in data.items() if k not in known}
+    known = {name for name, _, _ in _checks(cls)}
+    return {k: v for k, v in data.items() if k not in known and k != "extra"}
 
 
 def read_json(path: Path) -> Any:

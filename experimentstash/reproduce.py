@@ -25,8 +25,9 @@ from .gitcmd import GitError, git, git_bytes, is_repo, ok
 from .invocation import console, shown_path
 from .job import JobSpec, new_run_id, prepare_tool, tool_command
 from .pins import ToolPin, inspect
-from .records import EXPERIMENT_COPY, PATCH_FILE, RUN_FILE, RunRecord, inside, read_run
+from .records import EXPERIMENT_COPY, PATCH_FILE, RUN_FILE, RunRecord, flatten, inside
 from .registry import META, META_LOCAL, Stash, Tool, _deep_merge
+from .runs import found_at
 
 RUNS_TOOLS = True
 CACHE = Path(".cache") / "experimentstash"
@@ -37,14 +38,7 @@ BOOKKEEPING = {RUN_FILE, "stdout.log", "stderr.log", PATCH_FILE, EXPERIMENT_COPY
 
 def load_run(run_dir: Path) -> RunRecord:
     """The run.json of a run dir, validated (it may come from anyone), with what reproduce needs."""
-    if not run_dir.is_dir():
-        raise StashError(f"{run_dir} is not a folder: give a run dir (outputs/<tool>/<experiment>/<id>).")
-    if not (run_dir / RUN_FILE).is_file():
-        raise StashError(
-            f"{run_dir} holds no {RUN_FILE}: give a run dir such as outputs/<tool>/<experiment>/<id> "
-            "(`experimentstash runs` lists them)."
-        )
-    record = read_run(run_dir)
+    record = found_at(run_dir).record
     if not record.tool_commit:
         raise StashError(
             f"Run {record.id} recorded no tool commit (the stash was no git repository): "
@@ -335,15 +329,6 @@ def output_files(run_dir: Path) -> dict[str, str]:
     return hashes
 
 
-def _flat(value, prefix: str = "") -> dict[str, object]:
-    if isinstance(value, dict):
-        out: dict[str, object] = {}
-        for k, v in value.items():
-            out.update(_flat(v, f"{prefix}.{k}" if prefix else str(k)))
-        return out
-    return {prefix or "result": value}
-
-
 def compare(original: RunRecord, original_dir: Path, new: RunRecord, new_dir: Path) -> tuple[list, list[str]]:
     """([(what, identical|differs, detail)] for what both runs have, [what could not be compared and why])."""
     rows, skipped = [], []
@@ -351,7 +336,7 @@ def compare(original: RunRecord, original_dir: Path, new: RunRecord, new_dir: Pa
         side = "the original run" if original.result is None else "the reproduction"
         skipped.append(f"result values: {side} has no result (is `result:` registered for the tool in meta.yaml?)")
     else:
-        old_result, new_result = _flat(original.result), _flat(new.result)
+        old_result, new_result = flatten(original.result), flatten(new.result)
         for key in sorted(set(old_result) | set(new_result)):
             a, b = old_result.get(key, "<missing>"), new_result.get(key, "<missing>")
             same = json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)

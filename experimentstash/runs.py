@@ -12,7 +12,7 @@ from pathlib import Path
 
 from . import StashError
 from .procs import owner_alive
-from .records import RUN_FILE, STATUS_WORDS, RunRecord, Status
+from .records import RUN_FILE, STATUS_WORDS, RunRecord, Status, read_run
 
 RUN_FOLDERS = ("outputs", "multirun")
 
@@ -59,11 +59,27 @@ def load_runs(root: Path) -> tuple[list[Found], list[str]]:
         except (OSError, ValueError, StashError):
             bad.append(path)
             continue
-        if record.status == Status.RUNNING and owner_alive(record.owner) is False:
-            record.status = Status.LOST
-        found.append(Found(record, Path(path).parent))
+        found.append(Found(_lost_when_gone(record), Path(path).parent))
     found.sort(key=lambda f: (f.record.started_at or "", f.label))
     return found, bad
+
+
+def _lost_when_gone(record: RunRecord) -> RunRecord:
+    if record.status == Status.RUNNING and owner_alive(record.owner) is False:
+        record.status = Status.LOST
+    return record
+
+
+def found_at(run_dir: Path) -> Found:
+    """The validated record of one run dir given by the user, shown as load_runs shows it."""
+    if not run_dir.is_dir():
+        raise StashError(f"{run_dir} is not a folder: give a run dir (outputs/<tool>/<experiment>/<id>).")
+    if not (run_dir / RUN_FILE).is_file():
+        raise StashError(
+            f"{run_dir} holds no {RUN_FILE}: give a run dir such as outputs/<tool>/<experiment>/<id> "
+            "(`experimentstash runs` lists them)."
+        )
+    return Found(_lost_when_gone(read_run(run_dir)), run_dir)
 
 
 def select(runs: list[Found], tool: str | None = None, experiment: str | None = None,
@@ -190,21 +206,26 @@ def _print_table(runs: list[Found], total: int) -> None:
             f.label, _time_cell(r.started_at), r.tool, experiment, short(" ".join(r.overrides)), commit_cell(r),
             r.status.value, _duration_cell(r.duration_s), result_cell(r.result),
         ))
-    widths = [max(len(COLUMNS[i]), *(len(row[i]) for row in rows)) for i in range(len(COLUMNS))]
-    colour = out.isatty() and not os.environ.get("NO_COLOR")
-    status_col = COLUMNS.index("status")
+    write_aligned(out, COLUMNS, rows, COLUMNS.index("status"))
+    out.write(f"{len(runs)} of {total} runs. commit: + checkout not at the pin, * uncommitted changes (tool.diff).\n")
 
-    def line(cells, header=False) -> str:
+
+def write_aligned(out, header, rows, status_col: int | None = None) -> None:
+    """Plain aligned columns (rich's Table takes seconds for thousands of rows); on a terminal the header is bold
+    and the status words of the status column coloured."""
+    widths = [max(len(header[i]), *(len(row[i]) for row in rows)) for i in range(len(header))]
+    colour = out.isatty() and not os.environ.get("NO_COLOR")
+
+    def line(cells, head=False) -> str:
         parts = []
         for i, cell in enumerate(cells):
             text = cell if i == len(cells) - 1 else cell.ljust(widths[i])
-            if colour and header:
+            if colour and head:
                 text = f"\033[1m{text}\033[0m"
-            elif colour and i == status_col:
+            elif colour and i == status_col and cell in STATUS_WORDS:
                 text = f"\033[{Status(cell).ansi}m{text}\033[0m"
             parts.append(text)
         return "  ".join(parts).rstrip() + "\n"
 
-    out.write(line(COLUMNS, header=True))
+    out.write(line(header, head=True))
     out.write("".join(line(row) for row in rows))
-    out.write(f"{len(runs)} of {total} runs. commit: + checkout not at the pin, * uncommitted changes (tool.diff).\n")

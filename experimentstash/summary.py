@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import sys
 import time
 from collections import Counter
@@ -15,7 +16,6 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from .execute import tail
 from .invocation import console, shown_path
 from .records import Status, job_run_dir
 
@@ -78,6 +78,8 @@ def print_summary(root: Path, sweep_dir: Path, jobs: list[dict], out: Console | 
 
 
 def _print_summary(root: Path, sweep_dir: Path, jobs: list[dict], out: Console) -> None:
+    from .execute import tail  # with Hydra behind it: imported when a table is printed, not by compare or report
+
     shown = jobs if len(jobs) <= FULL_TABLE_ROWS else [j for j in jobs if not Status(j["status"]).ok]
     where = shown_path(root, sweep_dir)
     table = Table(title=f"sweep {where}/", title_justify="left")
@@ -105,6 +107,21 @@ def _print_summary(root: Path, sweep_dir: Path, jobs: list[dict], out: Console) 
     summary = ", ".join(f"{n} {status}" for status, n in counts.most_common())
     hidden = f" (table lists the {len(shown)} that did not succeed)" if len(shown) < len(jobs) else ""
     out.print(f"{len(jobs)} jobs: {summary}{hidden}. Record: {where}/sweep.json")
+    quoted = shlex.quote(str(where))
+    out.print(escape(f"Compare: experimentstash compare {quoted}{_over_hint(jobs)}"))
+    out.print(escape(f"Report:  experimentstash report {quoted}"))
+
+
+def _over_hint(jobs: list[dict]) -> str:
+    """` --over seed` when the jobs vary a seed: the mean ± std over it is what one looks at first."""
+    from .compare import override_values
+
+    values: dict[str, set] = {}
+    for job in jobs:
+        for key, value in override_values(job["overrides"]).items():
+            values.setdefault(key, set()).add(value)
+    seeds = [key for key, seen in values.items() if key.rsplit(".", 1)[-1] == "seed" and len(seen) > 1]
+    return f" --over {shlex.quote(seeds[0])}" if seeds else ""
 
 
 @contextmanager

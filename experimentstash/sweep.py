@@ -67,6 +67,7 @@ class Sweep:
         self.id = self.record.id
         self.jobs: dict[int, dict] = {job["num"]: job for job in self.record.jobs}
         self.results: dict[int, object] = {}  # parsed result file of each job that ran
+        self.records: dict[int, RunRecord] = {}  # each job's run.json, as refresh() last read it
         self._lines: dict[int, str] = {}  # each job's entry encoded as one JSON line, until it changes
         self._lock = threading.Lock()
         self._dirty = False
@@ -285,6 +286,7 @@ class Sweep:
                 status = Status.LOST
             self.update(num, status=status, exit_code=record.exit_code, duration_s=record.duration_s)
             self.results[num] = record.result
+        self.records = records
         note = self.backend.refresh(self, records)
         for num, record in records.items():  # the run.json of a lost run says so too
             if self.jobs[num]["status"] == Status.LOST and record.status == Status.RUNNING:

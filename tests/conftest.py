@@ -180,6 +180,11 @@ def make_tool_repo(folder: Path) -> Path:
 
 @pytest.fixture
 def stash(tmp_path: Path) -> Stash:
+    return make_stash(tmp_path)
+
+
+def make_stash(tmp_path: Path) -> Stash:
+    """The `stash` fixture's stash, for module-scoped fixtures that share one sweep between tests."""
     tool_repo = make_tool_repo(tmp_path / "fx-repo")
     root = tmp_path / "stash"
     root.mkdir()
@@ -208,3 +213,14 @@ def pid_alive(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().split(")")[1].split()[0] != "Z"
     except OSError:
         return False
+
+
+@pytest.fixture(scope="module")
+def swept(tmp_path_factory) -> tuple[Stash, Path]:
+    """A stash with one ended sweep of 12 jobs, shared by a module's tests, and its sweep dir: experiments a
+    (value 1) and b (value 2) x value=1,2 x seed=0,1 succeed (the tool writes score = 2 * value), crash fails."""
+    stash = make_stash(tmp_path_factory.mktemp("swept"))
+    out = stash.run("-m", "tool=fx", "experiment=a,b,crash", "value=1,2", "seed=0,1")
+    assert out.returncode == 1, out.stderr  # the crash jobs fail
+    (folder,) = (stash.root / "multirun").iterdir()
+    return stash, folder

@@ -1,0 +1,150 @@
+"""`experimentstash compare`: a real sweep of the fixture tool, compared as a table, CSV, JSON and Markdown."""
+
+import csv
+import io
+import json
+import math
+import shutil
+
+import pytest
+
+# `swept` (conftest): a + b x value=1,2 x seed=0,1 succeed with score = 2 * value; crash x value x seed fails
+
+
+def rows(stash, *args) -> list[dict]:
+    out = stash.run("compare", *args, "--format", "json")
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+def test_one_row_per_job_with_the_overrides_that_vary_and_the_numeric_results(swept):
+    stash, folder = swept
+    out = stash.run("compare", str(folder))
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0].split() == ["run", "tool", "experiment", "value", "seed", "score", "status", "duration"]
+    assert "version" not in lines[0]  # a text result value is no metric column
+    assert len(lines) == 1 + 12 + 1 and lines[-1] == "12 runs."
+    crash = [line for line in lines if "8_fx_crash" in line][0].split()
+    assert crash[1:7] == ["fx", "crash", "1", "0", "-", "failed"]
+
+    data = rows(stash, str(folder))
+    assert [r["run"] for r in data][:2] == [f"multirun/{folder.name}/0_fx_a", f"multirun/{folder.name}/1_fx_a"]
+    first = data[0]
+    assert (first["experiment"], first["value"], first["seed"], first["score"], first["status"]) == \
+        ("a", "1", "0", 2.0, "succeeded")
+    assert isinstance(first["duration"], float)
+    assert {r["score"] for r in data if r["experiment"] == "b"} == {2.0, 4.0}
+    assert all(r["score"] is None and r["status"] == "failed" for r in data if r["experiment"] == "crash")
+
+
+def test_over_a_key_gives_mean_std_and_n_of_the_runs_that_differ_only_in_it(swept):
+    stash, folder = swept
+    data = rows(stash, str(folder), "--over", "value")
+    assert len(data) == 6 and "value" not in data[0] and "run" not in data[0]
+    group = next(r for r in data if r["experiment"] == "a" and r["seed"] == "0")
+    assert group["n"] == 2 and group["status"] == "2 succeeded"
+    assert group["score"]["mean"] == 3.0 and group["score"]["n"] == 2
+    assert math.isclose(group["score"]["std"], math.sqrt(2))
+    crash = next(r for r in data if r["experiment"] == "crash" and r["seed"] == "1")
+    assert crash["score"] is None and crash["status"] == "2 failed"
+
+    out = stash.run("compare", str(folder), "--over", "seed")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines()[0].split() == ["tool", "experiment", "value", "n", "score", "status", "duration"]
+    assert any(line.split()[:6] == ["fx", "b", "2", "2", "4", "±"] for line in out.stdout.splitlines())
+    assert "6 groups over seed" in out.stdout
+
+    out = stash.run("compare", str(folder), "--over", "value", "--format", "csv")
+    table = list(csv.DictReader(io.StringIO(out.stdout)))
+    assert table[0]["score.mean"] == "3.0" and table[0]["score.n"] == "2" and table[0]["n"] == "2"
+
+
+def test_sort_by_any_column_missing_values_last(swept):
+    stash, folder = swept
+    data = rows(stash, str(folder), "--sort=-score")
+    assert [r["score"] for r in data] == [4.0] * 4 + [2.0] * 4 + [None] * 4
+    data = rows(stash, str(folder), "--sort", "score")
+    assert [r["score"] for r in data] == [2.0] * 4 + [4.0] * 4 + [None] * 4
+    data = rows(stash, str(folder), "--sort", "run")
+    assert data[0]["run"].endswith("0_fx_a") and data[1]["run"].endswith("10_fx_crash")
+
+    out = stash.run("compare", str(folder), "--sort", "experiment", "--format", "md")
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0] == "| run | tool | experiment | value | seed | score | status | duration |"
+    assert lines[1] == "|---|---|---|---|---|---|---|---|" and len(lines) == 14
+    assert "| crash | 1 | 0 | - | failed |" in lines[-4]
+
+
+def test_run_dirs_and_selections_show_only_the_keys_that_vary(swept):
+    stash, folder = swept
+    data = rows(stash, str(folder / "0_fx_a"), str(folder / "2_fx_a"))
+    assert [(r["value"], r["score"]) for r in data] == [("1", 2.0), ("2", 4.0)]
+    assert "seed" not in data[0]  # the same in both: no column
+
+    data = rows(stash, "--tool", "fx", "--experiment", "[ab]", "--last", "3")
+    assert len(data) == 3 and {r["experiment"] for r in data} <= {"a", "b"}
+    assert rows(stash, "--experiment", "nothing*") == []
+
+
+def test_text_values_missing_values_and_nested_results(swept):
+    stash, folder = swept
+    copy = stash.root / "multirun" / "doctored"
+    shutil.copytree(folder, copy)
+    try:
+        edits = {"0_fx_a": {"score": "n/a", "deep": {"depth": 3}}, "1_fx_a": {"score": float("nan")},
+                 "2_fx_a": {"score": 7, "deep": {"depth": "x"}, "flag": True}}
+        for name, result in edits.items():
+            record = json.loads((copy / name / "run.json").read_text())
+            record["result"] = result
+            (copy / name / "run.json").write_text(json.dumps(record))
+        out = stash.run("compare", str(copy), "--sort=-score")
+        assert out.returncode == 0, out.stderr
+        lines = out.stdout.splitlines()
+        assert lines[0].split() == ["run", "tool", "experiment", "value", "seed", "score", "deep.depth", "status",
+                                    "duration"]
+        order = [line.split()[0].rsplit("/", 1)[-1] for line in lines[1:-1]]
+        assert order[0] == "2_fx_a" and set(order[-6:-4]) == {"0_fx_a", "1_fx_a"}  # numbers, then text, then missing
+        assert "n/a" in lines[1 + order.index("0_fx_a")] and "nan" in lines[1 + order.index("1_fx_a")]
+        data = rows(stash, str(copy), "--over", "seed")
+        group = next(r for r in data if r["experiment"] == "a" and r["value"] == "1")
+        assert group["score"]["n"] == 1 and group["score"]["mean"] == "nan"  # the text value is not averaged
+        out = stash.run("compare", str(copy), "--over", "seed")
+        assert "(n=1)" in out.stdout
+    finally:
+        shutil.rmtree(copy)
+
+
+@pytest.mark.parametrize("args, says", [
+    (["--over", "sed"], "--over sed: no run has a tool override 'sed' (their override keys: seed, value)"),
+    (["--sort", "nope"], "--sort nope: no such column. The columns are: run, tool, experiment, value, seed, score"),
+    (["--tool", "fx"], "not both"),
+])
+def test_bad_options_are_one_message_and_exit_2(swept, args, says):
+    stash, folder = swept
+    out = stash.run("compare", str(folder), *args)
+    assert out.returncode == 2 and says in out.stderr and "Traceback" not in out.stderr
+
+
+def test_paths_that_are_no_runs_are_refused(swept):
+    stash, folder = swept
+    out = stash.run("compare", "multirun/none")
+    assert out.returncode == 2 and "multirun/none does not exist" in out.stderr
+    out = stash.run("compare", "configs")
+    assert out.returncode == 2 and "holds no run.json" in out.stderr
+    bad = stash.root / "multirun" / "broken"
+    bad.mkdir()
+    (bad / "sweep.json").write_text('{"schema": 2, "jobs": "x"}')
+    try:
+        out = stash.run("compare", str(bad))
+        assert out.returncode == 2 and "sweep.json: field 'jobs'" in out.stderr and "Traceback" not in out.stderr
+    finally:
+        shutil.rmtree(bad)
+
+
+def test_the_end_of_sweep_summary_names_compare_and_report(swept):
+    stash, folder = swept
+    out = stash.run("status", str(folder))
+    assert f"Compare: experimentstash compare multirun/{folder.name} --over seed" in out.stdout
+    assert f"Report:  experimentstash report multirun/{folder.name}" in out.stdout

@@ -1,0 +1,110 @@
+"""`experimentstash diff RUN_A RUN_B`: two real runs of the fixture tool, apart in commit, experiment, overrides."""
+
+import json
+import os
+import re
+from pathlib import Path
+
+from conftest import experiment, git
+
+
+def run_dirs(stash) -> list[Path]:
+    return [stash.root / r["run_dir"] for r in stash.runs()]
+
+
+def two_runs(stash) -> tuple[Path, Path, str]:
+    """Run a; then a new tool commit, an uncommitted change, an edited experiment and other overrides; run b."""
+    assert stash.run("tool=fx", "experiment=a").returncode == 0
+    (stash.tool / "VERSION").write_text("v2\n")
+    git(stash.tool, "commit", "-qam", "fixture tool v2: a new version")
+    (stash.tool / "VERSION").write_text("v3\n")  # uncommitted: the run records tool.diff
+    stash.write("configs/fx/experiment/a.yaml", experiment("value: 1\nseed: 5\n"))
+    out = stash.run("tool=fx", "experiment=a", "value=3", "+extra=1")
+    assert out.returncode == 0, out.stderr
+    a, b = run_dirs(stash)
+    return a, b, git(stash.tool, "rev-parse", "HEAD")
+
+
+def test_what_differs_between_two_runs(stash):
+    a, b, v2 = two_runs(stash)
+    out = stash.run("diff", str(a), str(b))
+    assert out.returncode == 0, out.stderr
+    text = out.stdout
+
+    def section(name: str) -> str:  # its lines, with runs of spaces as one
+        return re.sub(" +", " ", text.split(f"\n{name}: ")[1].split("\n\n")[0])
+
+    tool = section("tool")
+    assert tool.startswith("differs")
+    assert f"-> {v2}" in tool and "dirty false -> true" in tool
+    assert f"+ {v2[:10]} fixture tool v2: a new version (only in b)" in tool
+    assert "tool.diff sha256" in tool
+    assert section("experiment").splitlines()[-1] == " +seed: 5"
+    config = section("composed config (.hydra/config.yaml)")
+    assert "seed 0 -> 5" in config and "value 1 -> 3" in config and "extra (missing) -> 1" in config
+    overrides = section("overrides")
+    assert "value (missing) -> 3" in overrides and "extra (missing) -> 1" in overrides
+    assert section("environment").startswith("same")
+    result = section("result")
+    assert "score 2 -> 6 (+4)" in result and "version v1 -> v3" in result
+    assert text.rstrip().endswith("The runs differ in: tool, experiment, composed config (.hydra/config.yaml), "
+                                  "overrides, result.")
+
+    out = stash.run("diff", str(a.relative_to(stash.root)), str(b), "--format", "json")
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert data["differs"] == ["tool", "experiment", "config", "overrides", "result"]
+    assert data["a"]["run_dir"] == str(a.relative_to(stash.root))
+    assert [c["subject"] for c in data["tool"]["commits"]] == ["fixture tool v2: a new version"]
+    score = next(i for i in data["result"]["items"] if i["key"] == "score")
+    assert (score["a"], score["b"], score["delta"]) == (2.0, 6.0, 4.0)
+
+
+def test_a_run_against_itself_differs_in_nothing(stash):
+    assert stash.run("tool=fx", "experiment=b").returncode == 0
+    (run,) = run_dirs(stash)
+    out = stash.run("diff", str(run), str(run))
+    assert out.returncode == 0, out.stderr
+    assert "No difference in what was compared." in out.stdout
+    assert re.search(r"\n  score +4\n", out.stdout)
+
+
+def test_commits_not_in_the_checkout_are_named_not_listed(stash):
+    a, b, v2 = two_runs(stash)
+    record = json.loads((b / "run.json").read_text())
+    record["tool_commit"] = "0" * 40
+    (b / "run.json").write_text(json.dumps(record))
+    out = stash.run("diff", str(a), str(b))
+    assert out.returncode == 0, out.stderr
+    assert "commits between them not listed: 0000000000 not in tools/fx (fetch it to see the commits between)" \
+        in out.stdout
+
+
+def test_run_dirs_are_untrusted(stash, tmp_path):
+    a, b, _ = two_runs(stash)
+    secret = tmp_path / "secret.yaml"
+    secret.write_text("password: hunter2\n")
+    (b / "experiment.yaml").unlink()
+    os.symlink(secret, b / "experiment.yaml")
+    (b / ".hydra" / "config.yaml").write_text("a: &x [1, 2]\nb: [*x, *x]\n")
+    out = stash.run("diff", str(a), str(b))
+    assert out.returncode == 0, out.stderr
+    assert "hunter2" not in out.stdout
+    assert "b: experiment.yaml not compared: it leads outside the run dir" in out.stdout
+    assert "b: .hydra/config.yaml not compared: it is not valid YAML (it uses YAML aliases)" in out.stdout
+
+    record = json.loads((b / "run.json").read_text())
+    record["tool_commit"] = "--output=/tmp/x"
+    (b / "run.json").write_text(json.dumps(record))
+    out = stash.run("diff", str(a), str(b))
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert "run.json: field 'tool_commit': expected a full commit id" in out.stderr
+
+
+def test_paths_that_are_no_run_dirs_are_refused(stash):
+    assert stash.run("tool=fx", "experiment=a").returncode == 0
+    (run,) = run_dirs(stash)
+    out = stash.run("diff", str(run), "outputs/none")
+    assert out.returncode == 2 and "outputs/none does not exist: give a run dir" in out.stderr
+    out = stash.run("diff", str(run), "configs")
+    assert out.returncode == 2 and "holds no run.json" in out.stderr and "Traceback" not in out.stderr
