@@ -326,6 +326,7 @@ def rerun(stash: Stash, sweep_dir: Path) -> int:
         sweep.write(force=True)
         console.print(f"Every job of {sweep_dir.name} succeeded: nothing to rerun.", highlight=False)
         return 0
+    sweep.backend.before_rerun(sweep, todo)
     _wait_for_earlier_attempts(sweep, todo)
     sweep.record.reruns.append({"at": now_iso(), "jobs": [job["num"] for job in todo]})
     sweep.launch([(job["num"], job["launch_overrides"]) for job in sorted(todo, key=lambda j: j["num"])],
