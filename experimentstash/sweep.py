@@ -364,6 +364,7 @@ def rerun(stash: Stash, sweep_dir: Path) -> int:
         sweep.write(force=True)
         console.print(f"Every job of {sweep_dir.name} succeeded: nothing to rerun.", highlight=False)
         return 0
+    sweep.backend.before_rerun(sweep, todo)
     if _wait_for_earlier_attempts(sweep, todo):
         sweep.refresh()  # what the other launcher left: done, or still to do
         todo = [job for job in sweep.jobs.values() if not Status(job["status"]).ok]

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -178,15 +180,10 @@ def make_tool_repo(folder: Path) -> Path:
     return folder
 
 
-@pytest.fixture
-def stash(tmp_path: Path) -> Stash:
-    return make_stash(tmp_path)
-
-
-def make_stash(tmp_path: Path) -> Stash:
-    """The `stash` fixture's stash, for module-scoped fixtures that share one sweep between tests."""
-    tool_repo = make_tool_repo(tmp_path / "fx-repo")
-    root = tmp_path / "stash"
+def new_stash(folder: Path) -> Stash:
+    """A stash in `folder` with the fixture tool `fx` as a submodule and its experiments."""
+    tool_repo = make_tool_repo(folder / "fx-repo")
+    root = folder / "stash"
     root.mkdir()
     git(root, "init", "-q", "-b", "main")
     s = Stash(root, tool_repo)
@@ -201,6 +198,32 @@ def make_stash(tmp_path: Path) -> Stash:
     git(root, "submodule", "add", "-q", str(tool_repo), "tools/fx")
     s.commit("stash with the fixture tool")
     return s
+
+
+@pytest.fixture
+def stash(tmp_path: Path) -> Stash:
+    return new_stash(tmp_path)
+
+
+# --- Slurm ----------------------------------------------------------------------------------------------------
+
+@functools.cache
+def slurm_up() -> bool:
+    if shutil.which("sbatch") is None:
+        return False
+    try:
+        ping = subprocess.run(["scontrol", "ping"], capture_output=True, text=True, timeout=30)
+    except subprocess.TimeoutExpired:
+        return False
+    return ping.returncode == 0 and "UP" in ping.stdout
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    """Tests marked `slurm` need a Slurm controller: skipped when none answers, except where
+    EXPERIMENTSTASH_REQUIRE_SLURM is set (CI, after .ci/slurm-up), where they fail instead."""
+    if item.get_closest_marker("slurm") and not os.environ.get("EXPERIMENTSTASH_REQUIRE_SLURM") and not slurm_up():
+        pytest.skip("no Slurm controller answers here; .ci/slurm-up starts one")
 
 
 def pid_alive(pid: int) -> bool:
@@ -219,7 +242,7 @@ def pid_alive(pid: int) -> bool:
 def swept(tmp_path_factory) -> tuple[Stash, Path]:
     """A stash with one ended sweep of 12 jobs, shared by a module's tests, and its sweep dir: experiments a
     (value 1) and b (value 2) x value=1,2 x seed=0,1 succeed (the tool writes score = 2 * value), crash fails."""
-    stash = make_stash(tmp_path_factory.mktemp("swept"))
+    stash = new_stash(tmp_path_factory.mktemp("swept"))
     out = stash.run("-m", "tool=fx", "experiment=a,b,crash", "value=1,2", "seed=0,1")
     assert out.returncode == 1, out.stderr  # the crash jobs fail
     (folder,) = (stash.root / "multirun").iterdir()

@@ -1,8 +1,13 @@
-"""Sweeps on a real Slurm (single node, started by .ci/slurm-up): one job array per sweep, through submitit."""
+"""What only the Slurm backend does, on a real Slurm (single node, started by .ci/slurm-up): arrays of at most
+MaxArraySize tasks, Slurm's TIMEOUT, scancel, preemption, a cluster without accounting, a controller that does
+not answer, options Slurm refuses. What every backend does is in test_backends.py."""
 
 import json
+import math
 import os
+import re
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -11,19 +16,8 @@ from pathlib import Path
 import pytest
 import submitit
 
+from conftest import experiment, new_stash, pid_alive
 
-def slurm_up() -> bool:
-    if shutil.which("sbatch") is None:
-        return False
-    ping = subprocess.run(["scontrol", "ping"], capture_output=True, text=True)
-    return ping.returncode == 0 and "UP" in ping.stdout
-
-
-# CI sets EXPERIMENTSTASH_REQUIRE_SLURM=1 after .ci/slurm-up, so there a missing Slurm fails instead of skipping
-needs_slurm = pytest.mark.skipif(
-    not slurm_up() and not os.environ.get("EXPERIMENTSTASH_REQUIRE_SLURM"),
-    reason="no Slurm controller answers here; .ci/slurm-up starts one",
-)
 SLURM = ["hydra/launcher=stash_slurm", "hydra.launcher.signal_delay_s=5", "hydra.launcher.timeout_min=5"]
 
 
@@ -43,105 +37,196 @@ def wait_for_status(stash, folder, needle, timeout=120):
         assert out.returncode == 0, out.stderr
         if needle in out.stdout:
             return out.stdout
-        time.sleep(2)
+        time.sleep(1)
     raise AssertionError(f"'{needle}' not in: {out.stdout}")
+
+
+def wait_for_files(folder: Path, name: str, count: int, timeout: float = 120) -> list[Path]:
+    deadline = time.monotonic() + timeout
+    while len(found := list(folder.rglob(name))) < count and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return found
 
 
 def submit_one_and_wait_until_running(stash, *args):
     out = stash.run("-m", *SLURM, "hydra.launcher.wait=false", "tool=fx", *args)
     assert out.returncode == 0, out.stdout + out.stderr
     (job,) = sweep_json(stash)["jobs"]
-    deadline = time.monotonic() + 60
-    while not (stash.root / job["run_dir"] / "seen.json").exists() and time.monotonic() < deadline:
-        time.sleep(0.5)
+    wait_for_files(stash.root / job["run_dir"], "seen.json", 1, timeout=60)
     return sweep_dir(stash), job
 
 
-@needs_slurm
-def test_a_sweep_is_one_job_array_with_records_from_every_task(stash):
-    out = stash.run("-m", *SLURM, "tool=fx", "experiment=a,b,c,fig1/x", timeout=300)
-    assert out.returncode == 0, out.stdout + out.stderr
+def squeue(name: str) -> str:
+    return subprocess.run(["squeue", "-h", f"--name={name}", "-o", "%i %T"], capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
+@pytest.fixture
+def max_array_size() -> int:
+    """The cluster's MaxArraySize, as `scontrol show config` says."""
+    config = subprocess.run(["scontrol", "show", "config"], capture_output=True, text=True, check=True).stdout
+    size = int(re.search(r"^MaxArraySize\s*=\s*(\d+)", config, re.MULTILINE).group(1))
+    if size > 8:
+        pytest.skip(f"MaxArraySize is {size}: splitting a sweep would take too many jobs (.ci/slurm-up sets 4)")
+    return size
+
+
+def expected_task_ids(arrays: list[str], jobs: int, size: int) -> list[str]:
+    """Job k is task k % size of array k // size; an array of one task is a plain Slurm job."""
+    ids = []
+    for k in range(jobs):
+        chunk = k // size
+        alone = min(size, jobs - chunk * size) == 1
+        ids.append(arrays[chunk] if alone else f"{arrays[chunk]}_{k % size}")
+    return ids
+
+
+# --- Slurm's TIMEOUT: started first, checked last ---------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def timeout_sweep(tmp_path_factory):
+    """A sweep whose second job outlives its one-minute limit (the shortest Slurm has). Slurm looks at time limits
+    every 30 s, so the task ends 60-90 s after it started: the sweep runs while the other Slurm tests of this
+    module do, and test_slurm_time_limit_is_reported_as_timeout (the last one) checks it."""
+    stash = new_stash(tmp_path_factory.mktemp("timeout"))
+    stash.write("configs/fx/experiment/slower.yaml", experiment("sleep: 300\n"))
+    proc = stash.popen("-m", "hydra/launcher=stash_slurm", "hydra.launcher.timeout_min=1",
+                       "hydra.launcher.signal_delay_s=5", "tool=fx", "experiment=a,slower")
+    yield stash, proc
+    if proc.poll() is None:  # its test was not selected: the launcher cancels its tasks
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=120)
+
+
+@pytest.fixture(autouse=True)
+def timeout_sweep_running(request):
+    if request.node.get_closest_marker("slurm"):
+        request.getfixturevalue("timeout_sweep")
+
+
+# --- arrays of at most MaxArraySize tasks -----------------------------------------------------------------------
+
+@pytest.mark.slurm
+def test_a_sweep_larger_than_max_array_size_is_split_into_arrays(stash, max_array_size):
+    size = max_array_size
+    seeds = size + 1  # experiment=a,crash: 2 * (size + 1) jobs, the last size + 1 fail
+    out = stash.run("-m", *SLURM, "tool=fx", "experiment=a,crash", f"seed=range({seeds})", timeout=300)
+    assert out.returncode == 1, out.stdout + out.stderr
     data = sweep_json(stash)
-    assert data["backend"] == "slurm"
-    ids = [job["slurm_job_id"] for job in data["jobs"]]
-    arrays = {i.split("_")[0] for i in ids}
-    assert len(arrays) == 1 and sorted(i.split("_")[1] for i in ids) == ["0", "1", "2", "3"]  # one sbatch
-    assert [job["status"] for job in data["jobs"]] == ["succeeded"] * 4
-    records = stash.runs("multirun")
-    assert sorted(r["slurm_job_id"] for r in records) == sorted(ids)
+    jobs, arrays = data["jobs"], data["backend_state"]["arrays"]
+    assert len(arrays) == math.ceil(len(jobs) / size) and len(set(arrays)) == len(arrays)
+    assert [j["slurm_job_id"] for j in jobs] == expected_task_ids(arrays, len(jobs), size)
+    assert [j["status"] for j in jobs] == ["succeeded"] * seeds + ["failed"] * seeds
+    records = [json.loads((stash.root / j["run_dir"] / "run.json").read_text()) for j in jobs]
+    assert [r["slurm_job_id"] for r in records] == [j["slurm_job_id"] for j in jobs]
     assert {r["node"] for r in records} == {socket.gethostname()}
-    assert sorted(r["result"]["score"] for r in records) == [2.0, 4.0, 6.0, 20.0]
-    assert "4 jobs: 4 succeeded" in out.stdout
+    counts = f"{len(jobs)} jobs: {seeds} succeeded, {seeds} failed"
+    assert counts in out.stdout
+    status = stash.run("status", str(sweep_dir(stash)))
+    assert status.returncode == 0 and counts in status.stdout and "no record" not in status.stdout
 
-
-@needs_slurm
-def test_failed_and_slurm_timed_out_tasks_are_reported(stash):
-    stash.write("configs/fx/experiment/slower.yaml",
-                "# @package _global_\ndefaults:\n  - /config\n  - _self_\nsleep: 300\n")
-    out = stash.run("-m", "hydra/launcher=stash_slurm", "hydra.launcher.timeout_min=1",
-                    "hydra.launcher.signal_delay_s=5", "tool=fx", "experiment=a,crash,slower", timeout=400)
-    assert out.returncode == 1
-    jobs = sweep_json(stash)["jobs"]
-    assert [j["status"] for j in jobs] == ["succeeded", "failed", "timeout"]
-    assert jobs[2]["slurm_state"] == "TIMEOUT" and jobs[1]["exit_code"] == 3
-    timed_out = json.loads((stash.root / jobs[2]["run_dir"] / "run.json").read_text())
-    assert timed_out["status"] == "timeout"
-    assert "boom: the fixture tool was asked to crash" in out.stdout
-
-
-@needs_slurm
-def test_submit_and_go_then_status_until_done(stash):
-    start = time.monotonic()
-    out = stash.run("-m", *SLURM, "hydra.launcher.wait=false", "tool=fx", "experiment=a,b", "sleep=3")
-    assert out.returncode == 0, out.stdout + out.stderr
-    assert time.monotonic() - start < 30
-    assert "experimentstash status" in out.stderr
-    data = sweep_json(stash)
-    assert all(j["slurm_job_id"] for j in data["jobs"])
-    wait_for_status(stash, sweep_dir(stash), "2 jobs: 2 succeeded")
-
-
-@needs_slurm
-def test_rerun_of_the_failed_tasks(stash):
-    out = stash.run("-m", *SLURM, "tool=fx", "experiment=a,crash", timeout=300)
-    assert out.returncode == 1
-    first_ids = [j["slurm_job_id"] for j in sweep_json(stash)["jobs"]]
-    stash.write("configs/fx/experiment/crash.yaml", "# @package _global_\ndefaults:\n  - /config\n  - _self_\n")
+    # the failed jobs, more than one array holds, again: new arrays, recorded beside the first ones
+    stash.write("configs/fx/experiment/crash.yaml", experiment())
     out = stash.run("rerun", str(sweep_dir(stash)), timeout=300)
     assert out.returncode == 0, out.stdout + out.stderr
+    data = sweep_json(stash)
+    again = data["backend_state"]["arrays"][len(arrays):]
+    assert data["backend_state"]["arrays"][:len(arrays)] == arrays
+    assert len(again) == math.ceil(seeds / size) and not set(again) & set(arrays)
+    assert [j["slurm_job_id"] for j in data["jobs"][seeds:]] == expected_task_ids(again, seeds, size)
+    assert [j["slurm_job_id"] for j in data["jobs"][:seeds]] == [j["slurm_job_id"] for j in jobs[:seeds]]
+    assert f"{len(jobs)} jobs: {len(jobs)} succeeded" in out.stdout
+    status = stash.run("status", str(sweep_dir(stash)))
+    assert status.returncode == 0 and f"{len(jobs)} jobs: {len(jobs)} succeeded" in status.stdout
+
+
+@pytest.mark.slurm
+def test_submit_and_go_across_arrays_then_status_until_done(stash, max_array_size):
+    jobs = max_array_size + 1
+    out = stash.run("-m", *SLURM, "hydra.launcher.wait=false", "tool=fx", "experiment=a", f"seed=range({jobs})",
+                    "sleep=8")
+    assert out.returncode == 0, out.stdout + out.stderr
+    data = sweep_json(stash)
+    arrays = data["backend_state"]["arrays"]
+    assert len(arrays) == 2 and f"Submitted {jobs} jobs as Slurm 2 arrays" in out.stderr
+    assert [j["slurm_job_id"] for j in data["jobs"]] == expected_task_ids(arrays, jobs, max_array_size)
+    assert f"experimentstash status multirun/{data['id']}" in out.stderr
+    assert f"squeue --name=stash-{data['id']}" in out.stderr
+    # never two attempts of one job: no rerun while Slurm still has its tasks
+    out = stash.run("rerun", str(sweep_dir(stash)))
+    assert out.returncode == 2 and "still pending or running on Slurm" in out.stderr, out.stdout + out.stderr
+    assert sweep_json(stash)["backend_state"]["arrays"] == arrays
+    assert not list(sweep_dir(stash).glob("*.attempt1"))
+    wait_for_status(stash, sweep_dir(stash), f"{jobs} jobs: {jobs} succeeded")
+
+
+@pytest.mark.slurm
+def test_ctrl_c_cancels_every_array_running_and_pending(stash, max_array_size):
+    jobs = max_array_size + 1  # two arrays, each running one task at a time: the others are pending
+    proc = stash.popen("-m", *SLURM, "hydra.launcher.array_parallelism=1", "tool=fx", "experiment=slow",
+                       f"seed=range({jobs})")
+    saw = wait_for_files(stash.root / "multirun", "seen.json", 2)
+    assert len(saw) == 2
+    proc.send_signal(signal.SIGINT)
+    stdout, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 130
+    data = sweep_json(stash)
+    assert len(data["backend_state"]["arrays"]) == 2
+    assert [j["status"] for j in data["jobs"]] == ["interrupted"] * jobs
+    assert squeue(f"stash-{data['id']}") == ""  # nothing of either array is left
+    for seen in saw:
+        assert not pid_alive(json.loads(seen.read_text())["pid"])
+    assert f"{jobs} jobs: {jobs} interrupted" in stdout
+    status = stash.run("status", str(sweep_dir(stash)))
+    assert status.returncode == 0 and f"{jobs} jobs: {jobs} interrupted" in status.stdout
+
+
+# --- what Slurm does to tasks -----------------------------------------------------------------------------------
+
+@pytest.mark.slurm
+def test_scancel_of_running_and_pending_tasks_ends_the_wait(stash):
+    proc = stash.popen("-m", *SLURM, "hydra.launcher.array_parallelism=1", "tool=fx", "experiment=slow",
+                       "seed=range(2)")
+    assert len(wait_for_files(stash.root / "multirun", "seen.json", 1)) == 1  # the second task is pending
+    (array,) = sweep_json(stash)["backend_state"]["arrays"]
+    subprocess.run(["scancel", array], check=True)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 1, stdout + stderr
     jobs = sweep_json(stash)["jobs"]
-    assert [j["status"] for j in jobs] == ["succeeded", "succeeded"]
-    assert jobs[0]["slurm_job_id"] == first_ids[0] and jobs[1]["slurm_job_id"] != first_ids[1]
+    assert [j["status"] for j in jobs] == ["cancelled", "cancelled"]
+    assert json.loads((stash.root / jobs[0]["run_dir"] / "run.json").read_text())["status"] == "cancelled"
+    assert "2 jobs: 2 cancelled" in stdout
+    status = stash.run("status", str(sweep_dir(stash)))
+    assert status.returncode == 0 and "2 jobs: 2 cancelled" in status.stdout and "no record" not in status.stdout
 
 
-@needs_slurm
-def test_scancel_of_a_running_array_is_reported_cancelled(stash):
-    folder, job = submit_one_and_wait_until_running(stash, "experiment=slow")
-    subprocess.run(["scancel", job["slurm_job_id"].split("_")[0]], check=True)
-    wait_for_status(stash, folder, "1 jobs: 1 cancelled")
-
-
-@needs_slurm
+@pytest.mark.slurm
 def test_preempted_task_is_requeued_and_says_so(stash):
-    folder, job = submit_one_and_wait_until_running(stash, "hydra.launcher.timeout_min=30", "experiment=a", "sleep=20")
-    # what Slurm sends before a preemption; submitit's signal (USR2 in submitit >= 1.5)
+    folder, job = submit_one_and_wait_until_running(stash, "hydra.launcher.timeout_min=30", "experiment=a", "sleep=8")
+    # what Slurm sends before a preemption: submitit's signal (USR2 in submitit >= 1.5). The task requeues itself;
+    # the test Slurm lets a requeued job start again after 11 s (AuthInfo=cred_expire=10 in .ci/slurm-up)
     subprocess.run(["scancel", f"--signal={submitit.JobEnvironment.USR_SIG}", job["slurm_job_id"]], check=True)
-    # Slurm holds a requeued job for two minutes before it may start again; let it start now
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        state = subprocess.run(["squeue", "-h", "-j", job["slurm_job_id"], "-o", "%T"], capture_output=True, text=True)
-        if state.stdout.strip() == "PENDING":
-            subprocess.run(["scontrol", "update", f"JobId={job['slurm_job_id']}", "StartTime=now"], check=True)
-            break
-        time.sleep(0.5)
-    wait_for_status(stash, folder, "1 jobs: 1 succeeded", timeout=240)
+    wait_for_status(stash, folder, "1 jobs: 1 succeeded", timeout=120)
     record = json.loads((stash.root / job["run_dir"] / "run.json").read_text())
     assert record["requeued"] == 1 and record["previous_attempts"] == [Path(job["run_dir"]).name + ".preempted1"]
     earlier = json.loads((stash.root / (job["run_dir"] + ".preempted1") / "run.json").read_text())
     assert earlier["status"] == "preempted"
 
 
-# --- bad input (no Slurm needed) --------------------------------------------------------------------------------
+@pytest.mark.slurm
+def test_without_accounting_the_sweep_is_followed_through_squeue(stash, tmp_path):
+    conf = re.sub(r"(?m)^AccountingStorageType=.*$", "AccountingStorageType=accounting_storage/none",
+                  Path("/etc/slurm/slurm.conf").read_text())
+    (tmp_path / "slurm.conf").write_text(conf)
+    env = {"SLURM_CONF": str(tmp_path / "slurm.conf")}
+    assert subprocess.run(["sacct", "-n", "-X"], env={**os.environ, **env}, capture_output=True).returncode != 0
+    out = stash.run("-m", *SLURM, "tool=fx", "experiment=a,crash", env=env, timeout=300)
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert [j["status"] for j in sweep_json(stash)["jobs"]] == ["succeeded", "failed"]
+    assert "2 jobs: 1 succeeded, 1 failed" in out.stdout
+
+
+# --- nothing is submitted when Slurm cannot take the sweep --------------------------------------------------------
 
 def test_unknown_slurm_option_lists_the_known_ones(stash):
     out = stash.run("-m", "hydra/launcher=stash_slurm", "hydra.launcher.partion=gpu", "tool=fx", "experiment=a")
@@ -165,7 +250,7 @@ def test_slurm_not_installed_means_nothing_is_submitted(stash, tmp_path):
     assert not (stash.root / "multirun").exists()
 
 
-@needs_slurm
+@pytest.mark.slurm
 def test_controller_down_means_nothing_is_submitted(stash, tmp_path):
     conf = Path("/etc/slurm/slurm.conf").read_text()
     dead = tmp_path / "slurm.conf"
@@ -173,3 +258,25 @@ def test_controller_down_means_nothing_is_submitted(stash, tmp_path):
     out = stash.run("-m", *SLURM, "tool=fx", "experiment=a", env={"SLURM_CONF": str(dead)}, timeout=120)
     assert out.returncode == 2 and "not reachable" in out.stderr
     assert not (stash.root / "multirun").exists()
+
+
+@pytest.mark.slurm
+def test_options_slurm_refuses_mean_nothing_is_submitted(stash):
+    out = stash.run("-m", *SLURM, "hydra.launcher.partition=nowhere", "tool=fx", "experiment=a,b")
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert "Slurm refuses these hydra.launcher options" in out.stderr and "Invalid partition" in out.stderr
+    assert not (stash.root / "multirun").exists()
+
+
+# --- last: the TIMEOUT sweep started by the first Slurm test ------------------------------------------------------
+
+@pytest.mark.slurm
+def test_slurm_time_limit_is_reported_as_timeout(timeout_sweep):
+    stash, proc = timeout_sweep
+    stdout, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 1, stdout + stderr
+    jobs = sweep_json(stash)["jobs"]
+    assert [j["status"] for j in jobs] == ["succeeded", "timeout"]
+    assert jobs[1]["slurm_state"] == "TIMEOUT"
+    assert json.loads((stash.root / jobs[1]["run_dir"] / "run.json").read_text())["status"] == "timeout"
+    assert "job 1 timeout" in stdout and "2 jobs: 1 succeeded, 1 timeout" in stdout

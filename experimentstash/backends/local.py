@@ -8,7 +8,8 @@ What a backend implements (the core calls nothing else):
   anything is written), `run(sweep, planned, facts)` (runs or submits the jobs, reporting through
   `sweep.job_started / job_ended / update / tick`; on Ctrl-C it ends its jobs, records them `interrupted` and lets
   the Interrupted exception through), `refresh(sweep, records)` (what it knows better than the run records, for
-  `status` and `rerun`; returns a note or None) and `follow_hint(sweep)` (for backends that do not wait).
+  `status` and `rerun`; returns a note or None), `before_rerun(sweep, jobs)` (raises a StashError when those jobs
+  cannot be run again yet) and `follow_hint(sweep)` (for backends that do not wait).
 """
 
 import os
@@ -91,6 +92,9 @@ class Backend:
 
     def refresh(self, sweep, records) -> str | None:
         return None
+
+    def before_rerun(self, sweep, jobs) -> None:
+        pass  # an attempt still running here is waited for by the core
 
     def follow_hint(self, sweep) -> None:
         pass

@@ -3,7 +3,8 @@
 As few arrays as the cluster allows: one, unless the launch has more jobs than its MaxArraySize (read from
 `scontrol show config`). Each task runs its job exactly as locally (Runner: the pinned tool as a subprocess,
 run.json and logs in its run dir on the shared filesystem). The submitting process follows every array with
-one sacct call per poll, backing off from 1 s to 30 s, and keeps sweep.json true.
+one sacct call per poll (squeue when the cluster keeps no accounting), backing off from 1 s to 30 s while
+nothing changes, and keeps sweep.json true. Every array of a sweep has the job name `stash-<sweep id>`.
 """
 
 import os
@@ -24,7 +25,10 @@ SLURM_VERDICT = {
 }
 SLURM_ACTIVE = {"PENDING": "pending", "REQUEUED": "pending", "CONFIGURING": "pending", "RUNNING": "running",
                 "COMPLETING": "running", "SUSPENDED": "running"}
+GONE = "GONE"  # not in squeue (which forgets ended jobs): the task ended, its run.json tells how
 POLL_FIRST, POLL_MAX = 1.0, 30.0
+WRITE_EVERY = 1.0  # seconds between two writes of sweep.json while the arrays are submitted
+CANCEL_WAIT = 60.0  # seconds to wait for cancelled tasks to end (Slurm's KillWait: 30 s by default)
 
 
 @dataclass
@@ -76,6 +80,23 @@ def check_reachable() -> None:
         )
 
 
+def check_options(opts: Options) -> None:
+    """`sbatch --test-only` with the launch's options: a partition, account, qos or limit that the cluster refuses
+    stops the sweep before anything is written or submitted."""
+    from submitit.slurm.slurm import _make_sbatch_string  # the very script submitit submits, with `true` to run
+
+    script = _make_sbatch_string(command="true", folder=os.devnull, job_name="stash-check",
+                                 **executor_parameters(opts))
+    try:
+        out = subprocess.run(["sbatch", "--test-only"], input=script, capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as err:
+        raise StashError(f"Slurm does not answer (`sbatch --test-only`: {err}). Nothing was submitted.") from None
+    if out.returncode != 0:
+        said = out.stderr.strip().splitlines()
+        raise StashError(f"Slurm refuses these hydra.launcher options (`sbatch --test-only`: "
+                         f"{said[-1] if said else 'exit code ' + str(out.returncode)}). Nothing was submitted.")
+
+
 @lru_cache(maxsize=1)
 def max_array_size() -> int:
     """The cluster's MaxArraySize: an array's task indices must stay below it (Slurm's default: 1001)."""
@@ -94,15 +115,27 @@ def chunks(items: list, size: int) -> list[list]:
     return [items[i:i + size] for i in range(0, len(items), size)]
 
 
-def sacct_states(arrays: list[str]) -> dict[str, str] | None:
-    """Slurm's state of each `<array id>_<task>` of these arrays, in one sacct call (None when sacct cannot
-    answer: records gone, no Slurm)."""
-    arrays = sorted({a for a in arrays if a and a.isdigit()}, key=int)
-    if not arrays or shutil.which("sacct") is None:
+def task_states(ids: list[str], name: str) -> dict[str, str | None] | None:
+    """Slurm's state of each of these tasks (`<array id>_<task>`, or the job id of a one-job launch) in one call:
+    sacct (None for a task it has no record of yet), or squeue when sacct cannot answer (a cluster without
+    accounting), where a task it no longer lists (jobs named `name`) has ended: GONE. None when neither answers."""
+    ids = [i for i in ids if i]
+    arrays = sorted({_array_of(i) for i in ids if _array_of(i).isdigit()}, key=int)
+    if not arrays:
+        return None
+    known = _ask(["sacct", "-n", "-X", "-P", "-o", "JobID,State", "-j", ",".join(arrays)])
+    if known is not None:  # an array cancelled before any task started is one record, under the array's id
+        return {i: known.get(i, known.get(_array_of(i))) for i in ids}
+    known = _ask(["squeue", "-h", "-r", "-t", "all", "-o", "%i|%T", f"--name={name}"])
+    return None if known is None else {i: known.get(i, GONE) for i in ids}
+
+
+def _ask(command: list[str]) -> dict[str, str] | None:
+    """`<job id>|<state>` lines of sacct or squeue, one entry per task; None when the command cannot answer."""
+    if shutil.which(command[0]) is None:
         return None
     try:
-        out = subprocess.run(["sacct", "-n", "-X", "-P", "-o", "JobID,State", "-j", ",".join(arrays)],
-                             capture_output=True, text=True, timeout=60)
+        out = subprocess.run(command, capture_output=True, text=True, timeout=60)
     except (OSError, subprocess.TimeoutExpired):
         return None
     if out.returncode != 0:
@@ -110,8 +143,8 @@ def sacct_states(arrays: list[str]) -> dict[str, str] | None:
     states = {}
     for line in out.stdout.splitlines():
         job_id, _, state = line.partition("|")
-        for one in _array_tasks(job_id):
-            states[one] = state.split()[0] if state else "UNKNOWN"
+        for one in _array_tasks(job_id.strip()):
+            states[one] = state.split()[0] if state.strip() else "UNKNOWN"
     return states
 
 
@@ -128,17 +161,19 @@ def _array_tasks(job_id: str) -> list[str]:
     return tasks
 
 
-def merged_status(record_status: str | None, slurm_state: str | None) -> str:
-    """One status from what the task recorded and what Slurm says (a requeued task is still going)."""
+def merged_status(status: str | None, slurm_state: str | None) -> str:
+    """One status from what the job's records say and what Slurm says (a requeued task is still going)."""
+    if status == "interrupted" and slurm_state == "CANCELLED":
+        return status  # the launcher's Ctrl-C cancelled it
     if slurm_state in SLURM_VERDICT:
         return SLURM_VERDICT[slurm_state]
     if slurm_state in SLURM_ACTIVE:
         return SLURM_ACTIVE[slurm_state]
-    if record_status in ("pending", "running", "lost", None):
-        if slurm_state in ("COMPLETED", "FAILED"):
+    if status in ("pending", "running", "lost", None):
+        if slurm_state in ("COMPLETED", "FAILED", GONE):
             return "failed"  # ended without a final record of its own
-        return record_status or "pending"
-    return record_status
+        return status or "pending"
+    return status
 
 
 def _array_of(job_id: str | None) -> str:
@@ -174,84 +209,121 @@ class Backend:
 
     def preflight(self) -> None:
         check_reachable()
+        check_options(self.options)
 
     # --- submitting -----------------------------------------------------------------------------------------
     def run(self, sweep, planned, facts) -> None:
-        jobs = self.submit(sweep, planned, facts)
-        if self.options.wait:
-            self.follow(sweep, planned, jobs)
+        from ..execute import Interrupted
 
-    def submit(self, sweep, planned, facts) -> list:
-        """Submit the jobs as arrays of at most MaxArraySize tasks; submitit's jobs in the order of `planned`."""
+        submitted: list = []  # (planned job, its Slurm task id), in the order of `planned`
+        try:
+            self.submit(sweep, planned, facts, submitted)
+            if self.options.wait:
+                self.follow(sweep, submitted)
+        except Interrupted as stop:
+            self.interrupt(sweep, planned, stop)
+            raise
+
+    def submit(self, sweep, planned, facts, submitted: list) -> None:
+        """Submit the jobs as arrays of at most MaxArraySize tasks; each array and task id goes to sweep.json."""
         import submitit
 
+        from ..execute import Interrupted
         from .slurm_task import NodeTask
 
         executor = submitit.SlurmExecutor(folder=sweep.dir / ".submitit", max_num_timeout=0)
-        executor.update_parameters(job_name=f"stash-{sweep.id}", **executor_parameters(self.options))
+        executor.update_parameters(job_name=job_name(sweep), **executor_parameters(self.options))
         task = NodeTask(self.stash.root, float(sweep.base.stash.grace), self.options.timeout_min)
-        submitted = []
-        for part in chunks(planned, max_array_size()):
+        arrays = sweep.record.backend_state.setdefault("arrays", [])
+        parts = chunks(planned, max_array_size())
+        written = time.monotonic()
+        for k, part in enumerate(parts):
             specs = [p.spec for p in part]
             try:
                 jobs = executor.map_array(task, specs, [facts.pins[s.tool.name] for s in specs],
                                           [facts.stash] * len(specs), [facts.sha[s.experiment_file] for s in specs])
+            except Interrupted:
+                raise
             except Exception as err:  # sbatch refused
-                self._refused(sweep, err, submitted)
-            arrays = sweep.record.backend_state.setdefault("arrays", [])
+                self._refused(sweep, planned, submitted, err, f"array {k + 1} of {len(parts)}")
             arrays.append(_array_of(jobs[0].job_id))
             for p, job in zip(part, jobs):
                 sweep.update(p.num, slurm_job_id=job.job_id)
-            submitted += jobs
-            sweep.write(force=True)
-        return submitted
+                submitted.append((p, job.job_id))
+            if time.monotonic() - written >= WRITE_EVERY:  # not after each of thousands of arrays: a big file
+                sweep.tick()
+                written = time.monotonic()
 
-    def _refused(self, sweep, err: Exception, submitted: list) -> None:
-        said = str(err).strip().splitlines()
-        if submitted:  # the arrays before this one run: cancel them, the sweep is all or nothing
-            subprocess.run(["scancel", *sorted({_array_of(j.job_id) for j in submitted})], capture_output=True)
-        elif all(job["status"] == "pending" and not job.get("slurm_job_id") for job in sweep.jobs.values()):
-            shutil.rmtree(sweep.dir, ignore_errors=True)  # nothing of this sweep was submitted: leave nothing
-        raise StashError(f"sbatch refused the job array: {said[-1] if said else err}") from None
-
-    # --- following ------------------------------------------------------------------------------------------
-    def follow(self, sweep, planned, jobs) -> None:
-        """Wait for the tasks, keeping sweep.json true; Ctrl-C cancels every array."""
-        from ..execute import Interrupted
-        from ..invocation import console
+    def _refused(self, sweep, planned, submitted: list, err: Exception, which: str) -> None:
+        """sbatch refused an array (its options passed `sbatch --test-only`): the launch is all or nothing."""
         from ..records import Status
 
-        waiting = {p.num: (p, job) for p, job in zip(planned, jobs)}
-        arrays = sorted({_array_of(job.job_id) for job in jobs})
-        pause, last = POLL_FIRST, None
-        try:
-            while waiting:
-                states = sacct_states(arrays) or {}
-                for num, (p, job) in list(waiting.items()):
-                    status = self.update_job(sweep, num, p.spec.run_dir, states.get(job.job_id))
-                    if Status(status).final:
-                        del waiting[num]
-                sweep.tick()
-                changed = states != last
-                last = states
-                pause = POLL_FIRST if changed else min(pause * 1.5, POLL_MAX)
-                deadline = time.monotonic() + pause
-                while waiting and time.monotonic() < deadline:
-                    time.sleep(0.2)
-                    sweep.tick()
-        except Interrupted as stop:
-            console.print(f"\n{stop}: cancelling the arrays' tasks", highlight=False)
-            subprocess.run(["scancel", *arrays], capture_output=True)
-            for num, (p, _) in waiting.items():
-                sweep.update(num, status=Status.INTERRUPTED)
-                _mark(p.spec.run_dir, lambda r: r.status == Status.RUNNING, status=Status.INTERRUPTED)
-            raise
+        said = str(err).strip().splitlines()
+        before = "Nothing was submitted"
+        if submitted:
+            failed = cancel(job_name(sweep))
+            before = f"The {len(submitted)} jobs submitted before it were " + (
+                f"NOT cancelled ({failed})" if failed else "cancelled")
+        for p in planned:
+            sweep.update(p.num, status=Status.CANCELLED)
+        raise StashError(
+            f"sbatch refused {which} ({said[-1] if said else err}). {before}; the launch's jobs are recorded "
+            f"`cancelled`: `experimentstash rerun {os.path.relpath(sweep.dir, sweep.stash.root)}` submits them again."
+        )
 
-    def update_job(self, sweep, num: int, run_dir: Path, slurm_state: str | None) -> str:
+    # --- following ------------------------------------------------------------------------------------------
+    def follow(self, sweep, submitted: list) -> None:
+        """Wait for the tasks, keeping sweep.json true: one sacct call per poll, the pause between two polls
+        growing by a fifth, from 1 s up to 30 s, while nothing changes."""
+        from ..records import Status
+
+        waiting = {p.num: (p, task_id) for p, task_id in submitted}
+        name = job_name(sweep)
+        pause, last = POLL_FIRST, None
+        while waiting:
+            states = task_states([task_id for _, task_id in waiting.values()], name) or {}
+            for num, (p, task_id) in list(waiting.items()):
+                if Status(self.update_job(sweep, num, p.spec.run_dir, states.get(task_id))).final:
+                    del waiting[num]
+            sweep.tick()
+            pause = POLL_FIRST if states != last else min(pause * 1.2, POLL_MAX)
+            last = states
+            deadline = time.monotonic() + pause
+            while waiting and time.monotonic() < deadline:
+                time.sleep(0.2)
+                sweep.tick()
+
+    def interrupt(self, sweep, planned, stop) -> None:
+        """Ctrl-C: cancel every array of the sweep and wait for its tasks to end; every job that had not ended
+        before is recorded `interrupted` (sweep.json and its run.json)."""
+        from ..invocation import console
+        from ..records import Status, now_iso, read_run_if_any
+
+        stopped_at = now_iso()
+        name = job_name(sweep)
+        console.print(f"\n{stop}: cancelling the sweep's Slurm tasks", highlight=False)
+        failed = cancel(name)
+        if failed:
+            console.print(f"scancel failed ({failed}): tasks may still run, see `squeue --name={name}`.",
+                          highlight=False)
+        else:
+            wait_until_ended(name)
+        for p in planned:
+            if Status(sweep.jobs[p.num]["status"]).final:
+                continue
+            record = read_run_if_any(p.spec.run_dir)
+            if record is not None and record.status.final and record.ended_at and record.ended_at < stopped_at:
+                self.update_job(sweep, p.num, p.spec.run_dir, None, record)  # it ended on its own before
+                continue
+            sweep.update(p.num, status=Status.INTERRUPTED)
+            _mark(p.spec.run_dir, lambda r: True, status=Status.INTERRUPTED)
+
+    def update_job(self, sweep, num: int, run_dir: Path, slurm_state: str | None, record=None) -> str:
         """Bring one job's sweep.json entry (and its run.json, when Slurm ended it) up to date."""
         from ..records import Status, read_run_if_any
 
-        record = read_run_if_any(run_dir) if slurm_state not in ("PENDING", "REQUEUED", None) else None
+        if record is None and slurm_state not in ("PENDING", "REQUEUED", None):
+            record = read_run_if_any(run_dir)
         status = merged_status(record.status.value if record else None, slurm_state)
         fields_ = {"status": status, "slurm_state": slurm_state}
         if record is not None:
@@ -259,37 +331,90 @@ class Backend:
             sweep.results[num] = record.result
             if Status(status).final and record.status.value != status:  # Slurm ended it: the record says so too
                 _mark(run_dir, lambda r: True, status=Status(status), slurm_state=slurm_state)
-        if Status(status).final and sweep.jobs[num]["status"] != status and sweep.progress:
-            sweep.update(num, **fields_)
+        ended = Status(status).final and sweep.jobs[num]["status"] != status
+        sweep.update(num, **fields_)
+        if ended and sweep.progress:
             sweep.progress.ended(sweep.jobs[num], sweep.stash.root)
-        else:
-            sweep.update(num, **fields_)
         return status
 
+    # --- later: `status`, `rerun`, wait=false -----------------------------------------------------------------
     def refresh(self, sweep, records) -> str | None:
         """Slurm's word for every job (`status`, `rerun`); a note when Slurm's records cannot be had."""
         jobs = list(sweep.jobs.values())
-        states = sacct_states(sweep.record.backend_state.get("arrays") or [_array_of(j.get("slurm_job_id"))
-                                                                            for j in jobs])
-        missing = states is None or any(j.get("slurm_job_id") not in states for j in jobs)
+        ids = [job["slurm_job_id"] for job in jobs if isinstance(job.get("slurm_job_id"), str)]
+        states = task_states(ids, job_name(sweep)) or {}
         for job in jobs:
-            slurm_state = (states or {}).get(job.get("slurm_job_id") or "")
-            record = records.get(job["num"])
-            status = job["status"] if record is not None else (record and record.status.value)
-            sweep.update(job["num"], status=merged_status(status, slurm_state), slurm_state=slurm_state)
-        return "Slurm has no record of some jobs: their status is what run.json says." if missing else None
+            task_id = job.get("slurm_job_id")
+            slurm_state = states.get(task_id) if isinstance(task_id, str) else None
+            sweep.update(job["num"], status=merged_status(job["status"], slurm_state), slurm_state=slurm_state)
+        if any(states.get(i) is None for i in ids):
+            return "Slurm has no record of some jobs: their status is what run.json says."
+        return None
+
+    def before_rerun(self, sweep, jobs: list[dict]) -> None:
+        """Never two attempts of one job at once: no rerun while Slurm still has a task of the sweep (squeue, which
+        knows a task as soon as it is submitted; sacct may not yet)."""
+        left = queued(job_name(sweep))
+        if left:
+            raise StashError(
+                f"{len(left)} task(s) of this sweep are still pending or running on Slurm ({', '.join(left[:3])}"
+                f"{', ...' if len(left) > 3 else ''}). Wait for them (`experimentstash status "
+                f"{os.path.relpath(sweep.dir, sweep.stash.root)}`) or cancel them (`scancel --name="
+                f"{job_name(sweep)}`), then rerun."
+            )
 
     def follow_hint(self, sweep) -> None:
         from ..invocation import console
+        from ..summary import print_summary
 
-        rel = os.path.relpath(sweep.dir, sweep.stash.root)
+        pending = [job for job in sweep.jobs.values() if job["status"] == "pending" and job.get("slurm_job_id")]
+        if not pending:  # interrupted while submitting: nothing to follow
+            print_summary(sweep.stash.root, sweep.dir, [sweep.jobs[n] for n in sorted(sweep.jobs)])
+            return
         ids = sweep.record.backend_state.get("arrays") or []
-        kind = "array" if len(ids) == 1 else f"{len(ids)} arrays"
+        shown = ", ".join(ids) if len(ids) <= 4 else f"{ids[0]}, {ids[1]}, ..., {ids[-1]}"
+        kind = f"array {shown}" if len(ids) == 1 else f"{len(ids)} arrays ({shown})"
         console.print(
-            f"Submitted {len(sweep.jobs)} jobs as Slurm {kind} {', '.join(ids)}. Follow them with:\n"
-            f"  experimentstash status {rel}\n  squeue -j {','.join(ids)}",
+            f"Submitted {len(pending)} jobs as Slurm {kind}. Follow them with:\n"
+            f"  experimentstash status {os.path.relpath(sweep.dir, sweep.stash.root)}\n"
+            f"  squeue --name={job_name(sweep)}",
             highlight=False,
         )
+
+
+def job_name(sweep) -> str:
+    """The Slurm job name of every array of a sweep."""
+    return f"stash-{sweep.id}"
+
+
+def cancel(name: str) -> str | None:
+    """scancel every task of the jobs with this name (one sweep's arrays) of this user; what went wrong, if anything."""
+    try:
+        out = subprocess.run(["scancel", f"--name={name}", f"--user={os.getuid()}"], capture_output=True, text=True,
+                             timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as err:
+        return str(err)
+    said = (out.stdout + out.stderr).strip().splitlines()
+    return (said[-1] if said else f"exit code {out.returncode}") if out.returncode != 0 else None
+
+
+def queued(name: str) -> list[str] | None:
+    """`<task id> <state>` of every task of the jobs with this name (one sweep's arrays) that Slurm has not
+    finished with; None when squeue cannot answer."""
+    try:
+        out = subprocess.run(["squeue", "-h", "-r", f"--name={name}", "-o", "%i %T"],
+                             capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.splitlines() if out.returncode == 0 else None
+
+
+def wait_until_ended(name: str, limit: float = CANCEL_WAIT) -> None:
+    """Until Slurm has finished with every task of the jobs with this name (their processes are gone), at most
+    `limit` seconds."""
+    deadline = time.monotonic() + limit
+    while queued(name) and time.monotonic() < deadline:
+        time.sleep(0.5)
 
 
 def _mark(run_dir: Path, when, **fields) -> None:
