@@ -214,6 +214,24 @@ def test_preempted_task_is_requeued_and_says_so(stash):
 
 
 @pytest.mark.slurm
+def test_reused_jobs_are_not_submitted(stash):
+    first = stash.run("-m", *SLURM, "tool=fx", "experiment=a,b", "stash.reuse=true", timeout=300)
+    assert first.returncode == 0, first.stdout + first.stderr
+    out = stash.run("-m", *SLURM, "tool=fx", "experiment=a,b,c", "stash.reuse=true", timeout=300)
+    assert out.returncode == 0, out.stdout + out.stderr
+    folders = sorted((stash.root / "multirun").iterdir())
+    second = json.loads((folders[1] / "sweep.json").read_text())
+    assert [j["status"] for j in second["jobs"]] == ["reused", "reused", "succeeded"]
+    assert [j["slurm_job_id"] is None for j in second["jobs"]] == [True, True, False]
+    again = stash.run("-m", *SLURM, "tool=fx", "experiment=a,b,c", "stash.reuse=true", timeout=300)
+    assert again.returncode == 0, again.stdout + again.stderr
+    third = json.loads((sorted((stash.root / "multirun").iterdir())[2] / "sweep.json").read_text())
+    assert {j["status"] for j in third["jobs"]} == {"reused"}
+    assert not third["backend_state"].get("arrays")  # nothing submitted at all
+    assert not (sorted((stash.root / "multirun").iterdir())[2] / ".submitit").exists()
+
+
+@pytest.mark.slurm
 def test_without_accounting_the_sweep_is_followed_through_squeue(stash, tmp_path):
     conf = re.sub(r"(?m)^AccountingStorageType=.*$", "AccountingStorageType=accounting_storage/none",
                   Path("/etc/slurm/slurm.conf").read_text())
