@@ -31,7 +31,8 @@ def fingerprint_cost(root: Path, n: int) -> tuple[float, float]:
     os.chdir(root)
     from experimentstash.invocation import current
     from experimentstash.registry import Stash
-    from experimentstash.sweep import Sweep, base_config
+    from experimentstash.job import base_config
+    from experimentstash.sweep import Sweep
 
     current.root = root
     stash = Stash.load(root)

@@ -53,6 +53,23 @@ def cpu_s(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def launcher_process(top: int) -> int | None:
+    """The launcher below `top` (/usr/bin/time, then the keeper): the process running experimentstash whose
+    parent, the keeper, runs it too. None until it has started."""
+    table = {}  # pid -> (parent pid, runs experimentstash)
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                parent = int(Path(f"/proc/{name}/stat").read_text().rsplit(")", 1)[1].split()[1])
+                table[int(name)] = (parent, b"experimentstash" in Path(f"/proc/{name}/cmdline").read_bytes())
+            except (OSError, IndexError):
+                continue
+    for pid, (parent, ours) in table.items():
+        if ours and table.get(parent, (0, False))[1] and top in (parent, table.get(parent, (0,))[0]):
+            return pid
+    return None
+
+
 def run_launcher(words: list[str], cwd: Path, log: Path) -> dict:
     """Run the launcher from this wrapper; returns wall time and peak RSS figures (kB)."""
     argv = launcher_argv(*words)
@@ -65,14 +82,12 @@ def run_launcher(words: list[str], cwd: Path, log: Path) -> dict:
         proc = subprocess.Popen(argv, cwd=cwd, env=env(), stdin=subprocess.DEVNULL, stdout=out,
                                 stderr=subprocess.STDOUT)
         launcher_pid = proc.pid
-        if use_time:  # the launcher is the only child of /usr/bin/time
-            for _ in range(200):
-                kids = Path(f"/proc/{proc.pid}/task/{proc.pid}/children")
-                text = kids.read_text().split() if kids.exists() else []
-                if text:
-                    launcher_pid = int(text[0])
-                    break
-                time.sleep(0.005)
+        for _ in range(400):  # below /usr/bin/time and the keeper: the launcher, the process that runs the sweep
+            found = launcher_process(proc.pid)
+            if found is not None:
+                launcher_pid = found
+                break
+            time.sleep(0.005)
         peak, cpu = 0, 0.0
         while proc.poll() is None:
             peak = max(peak, hwm_kb(launcher_pid) or 0)

@@ -8,10 +8,13 @@ from __future__ import annotations
 import sys
 
 from . import StashError
-from .invocation import check_command_line, check_launcher_options, current, fail, route_tool_overrides, split_argv
+from .invocation import (check_command_line, check_launcher_options, current, fail, override_key,
+                         route_tool_overrides, split_argv)
 from .registry import Stash, find_root
 
 HELP = {"help", "-h", "--help"}
+# launcher words a single run needs no Hydra app for (launcher options are checked before, and unused by one run)
+DIRECT = ("stash.", "hydra.launcher.", "hydra/launcher", "hydra/sweeper")
 # Hydra flags after which no tool runs: the launcher only prints something
 NO_RUN_FLAGS = {"--cfg", "-c", "--info", "-i", "--hydra-help", "--version", "-sc", "--shell-completion"}
 
@@ -43,6 +46,10 @@ def main(argv: list[str] | None = None) -> None:
         from .procs import keep
 
         keep()
+    if all(override_key(w) in ("tool", "experiment") or override_key(w).startswith(DIRECT) for w in hydra_words):
+        from .single import run_direct  # one run: Hydra's app would only parse what is parsed already
+
+        sys.exit(run_direct(hydra_words))
     from .app import hydra_app
 
     sys.argv = [sys.argv[0], *hydra_words]

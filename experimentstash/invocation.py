@@ -6,6 +6,7 @@ parses the command line and handed to the tool as typed.
 
 from __future__ import annotations
 
+import re
 import shlex
 import sys
 from dataclasses import dataclass, field
@@ -47,6 +48,41 @@ def shown_path(root: Path, path: Path) -> Path:
     return path.relative_to(root) if here == root and path.is_relative_to(root) else path
 
 
+# a word of only these characters is read the same by Hydra's grammar and by override_value's shortcut
+_PLAIN_WORD = re.compile(r"[~+]{0,2}[A-Za-z_][\w.\-/@]*(=[\w./:+\-@%]*)?")
+_INT = re.compile(r"[+-]?(0|[1-9](_?[0-9])*)")
+_FLOAT = re.compile(r"[+-]?(([0-9]+\.[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?|[0-9]+[eE][+-]?[0-9]+|inf|nan)", re.I)
+
+
+def is_plain(word: str) -> bool:
+    return bool(_PLAIN_WORD.fullmatch(word))
+
+
+def override_value(word: str):
+    """The value of one override as Hydra's grammar reads it. A plain word (the usual `key=value`) is read here,
+    without importing Hydra: a single run's start-up stays short; anything else goes to Hydra's parser."""
+    if is_plain(word):
+        text = word.partition("=")[2]
+        if _INT.fullmatch(text):
+            return int(text.replace("_", ""))
+        if _FLOAT.fullmatch(text):
+            return float(text)
+        if text.lower() in ("true", "false", "null"):
+            return {"true": True, "false": False, "null": None}[text.lower()]
+        return text
+    return parse_override(word).value()
+
+
+def parse_override(word: str):
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    try:
+        return OverridesParser.create().parse_override(word)
+    except HydraException as err:
+        raise StashError(f"Cannot parse override '{word}': {err}") from None
+
+
 def override_key(word: str) -> str:
     """`+a.b=1` -> `a.b`, `~seed` -> `seed`, `hydra/launcher=x` -> `hydra/launcher`."""
     return word.lstrip("~+").split("=", 1)[0].split("@", 1)[0]
@@ -82,14 +118,10 @@ def split_argv(argv: list[str]) -> tuple[list[str], list[str]]:
 def check_launcher_options(hydra_words: list[str], stash) -> None:
     """The launcher options and stash.* keys on the command line, checked before Hydra sees them (a single run's
     too): an unknown name or a value of the wrong type is one clear error, not Hydra's."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.errors import HydraException
-
     from . import backends
     from .job import check_stash_option
 
     backend = backends.for_launcher(_chosen(hydra_words, "launcher"))
-    parser = OverridesParser.create()
     values, given = {}, set()
     for word in hydra_words:
         key = override_key(word)
@@ -99,12 +131,9 @@ def check_launcher_options(hydra_words: list[str], stash) -> None:
             continue
         name, _, nested = key[len("hydra.launcher."):].partition(".")
         given.add(name)
-        try:
-            override = parser.parse_override(word)
-        except HydraException as err:
-            raise StashError(f"Cannot parse '{word}': {err}") from None
-        if not nested and not override.is_sweep_override() and not override.is_delete():
-            values[name] = override.value()
+        if nested or word.startswith("~") or not is_plain(word) and parse_override(word).is_sweep_override():
+            continue
+        values[name] = override_value(word)
     if backend is not None:
         backends.resolve_options(backend, values, given, stash.machine.get(backend, {}))
 
@@ -115,9 +144,6 @@ PRINT_FLAGS = {"--cfg", "-c", "--resolve", "--package", "-p", "--info", "-i"}
 
 def check_command_line(hydra_words: list[str], tool_words: list[str]) -> None:
     """Mistakes caught before anything runs: sweep syntax without -m, and Hydra's flags meant for the tool."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.errors import HydraException
-
     flags = {w.split("=", 1)[0] for w in hydra_words if w.startswith("-")}
     named = any(override_key(w) in ("tool", "experiment") for w in hydra_words)
     how = ("`experimentstash check tool=<tool> experiment=<id> [tool overrides]` prints the experiment as the "
@@ -130,15 +156,10 @@ def check_command_line(hydra_words: list[str], tool_words: list[str]) -> None:
                          f"config, not the tool's: {how}.")
     if flags & {"-m", "--multirun"}:
         return
-    parser = OverridesParser.create()
     for word in [*hydra_words, *tool_words]:
-        if word.startswith("-") or ("=" not in word and not word.startswith("~")):
-            continue
-        try:
-            sweep = parser.parse_override(word).is_sweep_override()
-        except HydraException as err:
-            raise StashError(f"Cannot parse override '{word}': {err}") from None
-        if sweep:
+        if word.startswith("-") or ("=" not in word and not word.startswith("~")) or is_plain(word):
+            continue  # a plain word is one value
+        if parse_override(word).is_sweep_override():
             raise StashError(f"'{word}' is a sweep (several values): add -m (--multirun) to run one job per value, "
                              f"e.g. experimentstash -m {shlex.join([*hydra_words, *tool_words])}")
 
@@ -160,10 +181,8 @@ def route_tool_overrides(hydra_words: list[str], tool_words: list[str]) -> tuple
     if backends.for_launcher(_chosen(hydra_words, "launcher")) is None:
         shown = [w for w in tool_words if not w.startswith("~")]
     elif _chosen(hydra_words, "sweeper") not in (None, "stash"):
-        from hydra.core.override_parser.overrides_parser import OverridesParser
-
-        parser = OverridesParser.create()
-        shown = [w for w in tool_words if not w.startswith("~") and parser.parse_override(w).is_sweep_override()]
+        shown = [w for w in tool_words if not w.startswith("~") and not is_plain(w)
+                 and parse_override(w).is_sweep_override()]
     else:
         return hydra_words, tool_words
     return [*hydra_words, *("++" + w.lstrip("+") for w in shown)], [w for w in tool_words if w not in shown]

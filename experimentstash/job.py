@@ -17,10 +17,8 @@ from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
 
-from hydra.core.override_parser.overrides_parser import OverridesParser
-
 from . import StashError
-from .invocation import is_launcher_override, override_key
+from .invocation import is_launcher_override, override_key, override_value
 from .registry import Stash, Tool
 
 
@@ -98,7 +96,7 @@ STASH_OPTIONS = ("pin", "timeout", "objective", "grace", "reuse")
 @lru_cache(maxsize=4096)
 def _meta_value(word: str):
     key, _, text = word.partition("=")
-    value = OverridesParser.create().parse_override(word).value()
+    value = override_value(word)
     if key.startswith("stash.") or not isinstance(value, (int, float, bool)):
         return value
     return text  # ids stay text as typed: experiment=2024 is the file 2024.yaml, not a number
@@ -114,9 +112,9 @@ def _check_number(name: str, value, minimum: float, inclusive: bool) -> None:
 
 def split_job(words, base) -> tuple[str | None, str | None, dict, list[str]]:
     """One job's overrides over the launcher's config -> (tool, experiment, stash options, tool overrides)."""
-    tool = None if base.tool is None else str(base.tool)
-    experiment = None if base.experiment is None else str(base.experiment)
-    options = {k: base.stash.get(k) for k in STASH_OPTIONS}
+    tool = None if base["tool"] is None else str(base["tool"])
+    experiment = None if base["experiment"] is None else str(base["experiment"])
+    options = {k: base["stash"].get(k) for k in STASH_OPTIONS}
     tool_words = []
     for word in words:
         key = override_key(word)
@@ -141,6 +139,15 @@ def split_job(words, base) -> tuple[str | None, str | None, dict, list[str]]:
 def reuses(spec: "JobSpec", options: dict) -> bool:
     """stash.reuse on the command line, else the tool's `reuse:` in meta.yaml."""
     return spec.tool.reuse if options.get("reuse") is None else bool(options["reuse"])
+
+
+def base_config() -> dict:
+    """The launcher's defaults (tool, experiment, stash.*) without Hydra, for a single run started directly and
+    for replaying recorded jobs: like Hydra's composed config, read by key."""
+    import yaml
+
+    cfg = yaml.safe_load((Path(__file__).parent / "conf" / "stash.yaml").read_text())
+    return {"tool": cfg["tool"], "experiment": cfg["experiment"], "stash": cfg["stash"]}
 
 
 def check_stash_option(key: str) -> None:

@@ -21,7 +21,7 @@ from . import StashError, backends
 from .execute import Interrupted, raise_on_signals
 from .invocation import console, current
 from .fingerprint import configs_digest, of_job, succeeded_runs
-from .job import JobSpec, plan_job, reuses, split_job
+from .job import JobSpec, base_config, plan_job, reuses, split_job
 from .pins import NO_GIT_WARNING, CheckoutWatch, StashState, ToolPin, apply_policy, inspect
 from .procs import owner_alive, run_processes, terminate
 from .records import (SWEEP_FILE, Reserve, RunRecord, Status, SweepRecord, encode_sweep, is_disk_full,
@@ -339,12 +339,6 @@ def _keep_earlier_attempts(planned: list[Planned]) -> None:
             p.spec.run_dir.rename(p.spec.run_dir.with_name(f"{p.spec.run_dir.name}.attempt{attempt}"))
 
 
-def base_config() -> DictConfig:
-    """The launcher's defaults (tool, experiment, stash.*) without Hydra, for replaying recorded jobs."""
-    cfg = OmegaConf.load(Path(__file__).parent / "conf" / "stash.yaml")
-    return OmegaConf.create({"tool": cfg.tool, "experiment": cfg.experiment, "stash": cfg.stash})
-
-
 def open_sweep(stash: Stash, sweep_dir: Path) -> Sweep:
     """An existing sweep, from its validated sweep.json, with its recorded backend and options."""
     record = SweepRecord.read(sweep_dir)
@@ -397,7 +391,7 @@ def _wait_for_earlier_attempts(sweep: Sweep, todo: list[dict]) -> bool:
         if left:
             console.print(f"job {job['num']}: ending {len(left)} process(es) its earlier attempt left running.",
                           highlight=False)
-            terminate(left, float(sweep.base.stash.grace))
+            terminate(left, float(sweep.base["stash"]["grace"]))
     return waited
 
 

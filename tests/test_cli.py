@@ -94,3 +94,22 @@ def test_the_core_never_imports_a_backend():
         if name.startswith("experimentstash.backends"):
             continue
         assert not (_imports(path, name)[1] & backends), f"{name} imports a backend by name"
+
+
+@pytest.mark.parametrize("word", [
+    "tool=demo", "experiment=figure1/pca", "experiment=2024", "stash.timeout=10", "stash.timeout=1.5",
+    "stash.timeout=1e3", "stash.grace=0", "stash.reuse=true", "stash.reuse=False", "stash.objective=null",
+    "stash.pin=strict", "value=-3", "value=+4", "lr=.5", "x=inf", "x=nan", "x=1_000", "x=01", "x=1.2.3",
+    "+a.b=c", "++key=v1", "seed=", "opt@pkg=adam", "group/name=value", "path=a/b:c", "x=10%",
+])
+def test_plain_words_are_read_as_hydra_reads_them(word):
+    """The shortcut that keeps Hydra out of a single run's start-up reads every plain word like Hydra's parser."""
+    import math
+
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from experimentstash.invocation import is_plain, override_value
+
+    assert is_plain(word)
+    ours, hydras = override_value(word), OverridesParser.create().parse_override(word).value()
+    assert type(ours) is type(hydras) and (ours == hydras or (isinstance(ours, float) and math.isnan(ours)))

@@ -105,7 +105,7 @@ class Backend:
         from ..records import Status
 
         opts = self.options
-        runner = Runner(self.stash.root, grace=float(sweep.base.stash.grace))
+        runner = Runner(self.stash.root, grace=float(sweep.base["stash"]["grace"]))
         devices = DevicePool(visible_devices(opts))
 
         def one(p) -> None:

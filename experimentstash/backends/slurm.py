@@ -233,7 +233,7 @@ class Backend:
 
         executor = submitit.SlurmExecutor(folder=sweep.dir / ".submitit", max_num_timeout=0)
         executor.update_parameters(job_name=job_name(sweep), **executor_parameters(self.options))
-        task = NodeTask(self.stash.root, float(sweep.base.stash.grace), self.options.timeout_min)
+        task = NodeTask(self.stash.root, float(sweep.base["stash"]["grace"]), self.options.timeout_min)
         arrays = sweep.record.backend_state.setdefault("arrays", [])
         parts = chunks(planned, max_array_size())
         written = time.monotonic()

@@ -1,0 +1,63 @@
+"""One run in the foreground: plan, pins, fingerprint (and reuse), run, record. No Hydra on this path."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import replace
+
+from . import StashError
+from .execute import Runner, exit_code_for, run_in_foreground
+from .fingerprint import configs_digest, of_job, succeeded_runs
+from .invocation import current, fail, say, shown_path
+from .job import base_config, new_run_id, plan_job, reuses, split_job
+from .pins import NO_GIT_WARNING, CheckoutWatch, apply_policy, inspect
+from .records import Status
+from .registry import Stash, find_root
+
+
+def run_direct(words: list[str]) -> int:
+    """A single run without Hydra's app around it: only tool, experiment and stash.* on the command line (checked
+    already), so the launcher's own config needs no composing. Saves Hydra's start-up on the path users take most."""
+    try:
+        return run_single(words, base_config())
+    except StashError as err:
+        fail(err)
+
+
+def run_single(words, cfg) -> int:
+    """Run one job in the foreground; returns its exit code (also kept for the process's own exit)."""
+    # another launcher (basic, joblib) may run this in a worker process: the root and the tool overrides it
+    # was given through Hydra are found again there
+    stash = Stash.load(current.root or find_root())
+    tool, experiment, options, given = split_job(words, cfg)
+    run_id = new_run_id()
+    run_dir = stash.root / "outputs" / str(tool) / str(experiment) / run_id
+    spec = plan_job(stash, tool, experiment, [*given, *current.tool_overrides], run_dir, run_id,
+                    timeout=options["timeout"])
+    state, pins = inspect(stash.root, [spec.tool])
+    if state.commit is None and state.dirty is None:
+        say(f"warning: {NO_GIT_WARNING.format(root=stash.root)}")
+    pin = pins[spec.tool.name]
+    warning = apply_policy(spec.tool, pin, options["pin"])
+    if warning:
+        say(f"warning: {warning}")
+    spec = replace(spec, fingerprint=of_job(spec, pin, state, configs_digest(stash.root, spec.tool.name, state)))
+    if reuses(spec, options) and (earlier := succeeded_runs(stash.root).get(spec.fingerprint.digest)):
+        say(f"reused: run {earlier.label} succeeded with the same fingerprint ({spec.fingerprint.digest[:12]}): "
+            f"{shown_path(stash.root, earlier.folder)}")
+        if earlier.record.result is not None:
+            print(json.dumps(earlier.record.result))
+        return 0
+    runner = Runner(stash.root, grace=float(options["grace"]))
+    sha = hashlib.sha256(spec.experiment_file.read_bytes()).hexdigest()
+    watch = CheckoutWatch(stash.root, spec.tool, pin, lambda text: say(f"warning: {text}"))
+    record, signum = run_in_foreground(runner, lambda: runner.run(spec, pin, state, sha, stream=True, watch=watch))
+    status = record.status if record else Status.INTERRUPTED
+    rel = shown_path(stash.root, spec.run_dir)
+    say(f"{status} in {(record.duration_s if record else 0) or 0:.1f}s: {rel}")
+    if not status.ok:
+        say(f"  logs: {rel}/stdout.log, {rel}/stderr.log")
+    code = exit_code_for(status, record.exit_code if record else None, signum)
+    current.worse(code)
+    return code
