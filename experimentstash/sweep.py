@@ -55,7 +55,7 @@ class Sweep:
     """One sweep dir with its sweep.json; launch() may be called more than once (optimizing sweepers)."""
 
     def __init__(self, stash: Stash, sweep_dir: Path, backend: str, options, given: list[str],
-                 command_line: list[str], base: DictConfig, record: SweepRecord | None = None):
+                 command_line: list[str], base, record: SweepRecord | None = None):
         self.stash = stash
         self.dir = sweep_dir
         self.base = base
@@ -185,7 +185,7 @@ class Sweep:
             self.backend.preflight()
         if keep_attempts:
             _keep_earlier_attempts(to_run)
-        self._claim()
+        self._claim(len(planned))
         for p in planned:
             self.jobs[p.num] = self._entry(p)
             self._lines.pop(p.num, None)
@@ -226,15 +226,16 @@ class Sweep:
             current.worse(1 if status.final and not status.ok else 0)
         return planned
 
-    def _claim(self) -> None:
-        """A new sweep takes its sweep dir by creating sweep.json, which fails when another sweep holds it."""
+    def _claim(self, new_jobs: int) -> None:
+        """A new sweep takes its sweep dir by creating sweep.json, which fails when another sweep holds it; space
+        for the last write of sweep.json is set aside (about 600 bytes a job)."""
         path = self.dir / SWEEP_FILE
         if self._reserve is None:
             try:
                 self.dir.mkdir(parents=True, exist_ok=True)
                 if not self.jobs:
                     os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
-                self._reserve = Reserve(self.dir, max(Reserve.SIZE, 2 * _size(path)))
+                self._reserve = Reserve(self.dir, max(Reserve.SIZE, 2 * _size(path), 600 * (len(self.jobs) + new_jobs)))
             except FileExistsError:
                 raise StashError(
                     f"{self.dir} holds a sweep already ({SWEEP_FILE}): a sweep dir is never overwritten. Use "
