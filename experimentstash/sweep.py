@@ -210,11 +210,13 @@ class Sweep:
 
     def _track(self, planned: list[Planned], facts: Facts) -> None:
         """The trackers' variables in every job that reports to W&B or MLflow (trackers.py: imported only then)."""
+        self.tracking = None
         if all(p.spec.tracker == "none" for p in planned):
             return
         from .trackers import Tracking
 
-        overrides = {**{n: job["overrides"] for n, job in self.jobs.items()}, **{p.num: p.spec.overrides for p in planned}}
+        overrides = {n: job["overrides"] for n, job in self.jobs.items()}  # names tell this job from the sweep's others
+        overrides.update({p.num: p.spec.overrides for p in planned})
         self.tracking = Tracking(self.stash.root, {p.num: p.spec for p in planned}, facts.pins, facts.stash, self,
                                  overrides.values())
         for p in planned:

@@ -24,6 +24,7 @@ import re
 import subprocess
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
@@ -177,8 +178,11 @@ class Mlflow:
     """One MLflow tracking server (or store) through MlflowClient."""
 
     def __init__(self, uri: str):
-        from mlflow.tracking import MlflowClient
-
+        try:
+            from mlflow.tracking import MlflowClient
+        except ImportError as err:
+            raise StashError(f"tracker: mlflow is configured but mlflow cannot be imported ({_said(err)}): "
+                             "pip install 'experimentstash[mlflow]'. Nothing was started.") from None
         self.uri = uri
         self.client = MlflowClient(tracking_uri=uri)
 
@@ -267,8 +271,8 @@ class Tracking:
         self.root = root
         self.sweep = sweep
         self.specs = dict(specs)
-        self.runs: dict[int, tuple[Mlflow, str]] = {}  # job number -> (server, its MLflow run)
-        self.parents: dict[str, tuple[Mlflow, str]] = {}  # server URI -> (server, the sweep's run)
+        self.runs: dict[int, tuple[Mlflow, str, str]] = {}  # job number -> (server, its MLflow run, experiment id)
+        self.parents: dict[tuple[str, str], tuple[Mlflow, str]] = {}  # (URI, experiment id) -> (server, sweep's run)
         self.made: list[tuple[Mlflow, str]] = []  # runs this launch created (discard() deletes them)
         self.ended_as: dict[int, Status] = {}
         self.worker: Worker | None = None
@@ -278,22 +282,26 @@ class Tracking:
         varying = varying_keys(all_overrides if all_overrides is not None else [s.overrides for s in specs.values()])
         servers: dict[str, Mlflow] = {}
         experiments: dict[tuple[str, str], str] = {}
+        to_make = []  # (num, server, experiment id, spec, pin, name) of each job with an MLflow run
         try:
             for num, spec in tracked.items():
-                pin = pins[spec.tool.name]
-                name = run_name(spec, varying)
+                pin, name = pins[spec.tool.name], run_name(spec, varying)
                 if spec.tracker == "wandb":
-                    variables = wandb_variables(spec, pin, group, name)
-                else:
-                    uri, experiment = mlflow_target(spec.tool, root)
-                    server = servers.get(uri) or servers.setdefault(uri, Mlflow(uri))
-                    if (uri, experiment) not in experiments:
-                        experiments[(uri, experiment)] = server.experiment_id(experiment)
-                    experiment_id = experiments[(uri, experiment)]
-                    run_id = self._job_run(server, experiment_id, spec, pin, state, name)
-                    self.runs[num] = (server, run_id)
-                    variables = {**user_free({"MLFLOW_TRACKING_URI": uri}), "MLFLOW_RUN_ID": run_id,
-                                 "MLFLOW_EXPERIMENT_ID": experiment_id}  # the run we made: ours, whatever was set
+                    self.specs[num] = replace(spec, env={**spec.env, **wandb_variables(spec, pin, group, name)})
+                    continue
+                uri, experiment = mlflow_target(spec.tool, root)
+                server = servers.get(uri) or servers.setdefault(uri, Mlflow(uri))
+                if (uri, experiment) not in experiments:
+                    experiments[(uri, experiment)] = server.experiment_id(experiment)
+                    if sweep:  # the parent first: its children name it
+                        self._sweep_run(server, experiments[(uri, experiment)], state)
+                to_make.append((num, server, experiments[(uri, experiment)], spec, pin, name))
+            with ThreadPoolExecutor(max_workers=4) as pool:  # one run per call: a few calls at once
+                made = list(pool.map(lambda job: self._job_run(*job[1:], state), to_make))
+            for (num, server, experiment_id, spec, _, _), run_id in zip(to_make, made):
+                self.runs[num] = (server, run_id, experiment_id)
+                variables = {**user_free({"MLFLOW_TRACKING_URI": server.uri}), "MLFLOW_RUN_ID": run_id,
+                             "MLFLOW_EXPERIMENT_ID": experiment_id}  # the run we made: ours, whatever was set
                 self.specs[num] = replace(spec, env={**spec.env, **variables})
         except StashError:
             self.discard()
@@ -305,7 +313,7 @@ class Tracking:
         if self.runs:
             self.worker = Worker()
 
-    def _job_run(self, server: Mlflow, experiment_id: str, spec, pin, state, name: str) -> str:
+    def _job_run(self, server: Mlflow, experiment_id: str, spec, pin, name: str, state) -> str:
         tags = {
             "mlflow.source.name": spec.tool.rel_path, "mlflow.source.git.commit": pin.commit,
             TAG + "kind": "job" if self.sweep else "run", TAG + "run_id": spec.id, TAG + "run_dir": spec.run_dir,
@@ -313,14 +321,14 @@ class Tracking:
             TAG + "tool_dirty": str(bool(pin.dirty)).lower(), TAG + "stash_commit": state.commit,
         }
         if self.sweep:
-            tags.update({"mlflow.parentRunId": self._sweep_run(server, experiment_id, state),
+            tags.update({"mlflow.parentRunId": self.parents[(server.uri, experiment_id)][1],
                          TAG + "sweep": self.sweep.id, TAG + "job": spec.sweep["num"]})
         run_id = server.create(experiment_id, name, tags, tool_params(spec.overrides))
         self.made.append((server, run_id))
         return run_id
 
-    def _sweep_run(self, server: Mlflow, experiment_id: str, state) -> str:
-        if server.uri not in self.parents:
+    def _sweep_run(self, server: Mlflow, experiment_id: str, state) -> None:
+        if (server.uri, experiment_id) not in self.parents:
             found = server.find_sweep_run(experiment_id, self.sweep.id)
             if found:
                 server.client.update_run(found, status="RUNNING")  # rerun: open again until this launch ends
@@ -329,8 +337,7 @@ class Tracking:
                     TAG + "kind": "sweep", TAG + "sweep": self.sweep.id, TAG + "sweep_dir": self.sweep.dir,
                     TAG + "stash_commit": state.commit, TAG + "command": " ".join(self.sweep.record.command_line)})
                 self.made.append((server, found))
-            self.parents[server.uri] = (server, found)
-        return self.parents[server.uri][1]
+            self.parents[(server.uri, experiment_id)] = (server, found)
 
     def ended(self, num: int, status: Status, result=None) -> None:
         """A job ended (called from its thread): its MLflow run gets the result and the status, in the background."""
@@ -346,8 +353,8 @@ class Tracking:
         for num in self.runs:
             if num not in self.ended_as:
                 self.ended(num, Status.CANCELLED)
-        for server, run_id in self.parents.values():
-            statuses = [self.ended_as[n] for n, (s, _) in self.runs.items() if s is server]
+        for (uri, experiment_id), (server, run_id) in self.parents.items():
+            statuses = [self.ended_as[n] for n, (s, _, e) in self.runs.items() if (s.uri, e) == (uri, experiment_id)]
             self.worker.put(server.end, run_id, overall(statuses))
         if not self.worker.drain(END_WAIT_S) or self.worker.failed:
             said = self.worker.failed[0] if self.worker.failed else f"no answer within {END_WAIT_S}s"
