@@ -268,7 +268,6 @@ class Tracking:
     tracker's variables; the MLflow runs are made here, before anything starts, and ended as the jobs end."""
 
     def __init__(self, root: Path, specs: dict, pins: dict, state, sweep=None, all_overrides=None):
-        self.root = root
         self.sweep = sweep
         self.specs = dict(specs)
         self.runs: dict[int, tuple[Mlflow, str, str]] = {}  # job number -> (server, its MLflow run, experiment id)
@@ -358,9 +357,8 @@ class Tracking:
             self.worker.put(server.end, run_id, overall(statuses))
         if not self.worker.drain(END_WAIT_S) or self.worker.failed:
             said = self.worker.failed[0] if self.worker.failed else f"no answer within {END_WAIT_S}s"
-            where = f" {self.sweep.dir}" if self.sweep else ""
-            say(f"warning: MLflow did not take the end of every run ({said}); `experimentstash status{where}` "
-                "records it later." if self.sweep else f"warning: MLflow did not take the end of the run ({said}).")
+            later = f"; `experimentstash status {self.sweep.dir}` records it later" if self.sweep else ""
+            say(f"warning: MLflow did not take the end of every run ({said}){later}.")
 
     def discard(self) -> None:
         """Nothing of the launch started: the runs it made go (best effort)."""

@@ -340,6 +340,15 @@ def test_mlflow_sweep_has_a_parent_run_and_a_child_run_per_job_with_results_and_
         assert tags["experimentstash.status"] == record["status"]
         assert record["env"]["variables"]["MLFLOW_TRACKING_URI"] == mlflow_server
 
+    # a rerun's attempt is a new child of the same parent
+    assert stash.run("rerun", str(folder), timeout=300).returncode == 1
+    runs = mlflow_runs(mlflow_server, name)
+    assert len(runs) == 5 and [r.info.run_id for r in runs if "mlflow.parentRunId" not in r.data.tags] \
+        == [parent.info.run_id]
+    (again,) = [r for r in runs if r.info.run_id not in children and r.info.run_id != parent.info.run_id]
+    assert again.data.tags["mlflow.parentRunId"] == parent.info.run_id and again.info.status == "FAILED"
+    assert again.data.tags["experimentstash.experiment"] == "crash"
+
 
 @needs_mlflow
 def test_a_tool_that_starts_its_own_mlflow_run_logs_into_the_run_the_launcher_made(stash, mlflow_server):
