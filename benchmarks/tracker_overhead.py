@@ -12,6 +12,7 @@ status) while the jobs go on. Also: one single run with each tracker, and the la
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import socket
@@ -19,6 +20,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from datetime import datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -62,10 +64,13 @@ def main() -> None:
             sweep = ["-m", "tool=noop", "experiment=noop", f"seed=range({n})",
                      f"hydra.launcher.max_parallel={args.parallel}"]
             run(launcher_argv("tool=noop", "experiment=noop", "stash.tracker=mlflow"), cwd=root)  # warm-up
-            walls, singles = {}, {}
+            walls, singles, first = {}, {}, {}
             for kind in ("none", "wandb", "mlflow"):
-                walls[kind] = run(launcher_argv(*sweep, f"stash.tracker={kind}"), cwd=root,
-                                  log=tmp / f"{kind}.log")
+                started = time.time()
+                walls[kind] = run(launcher_argv(*sweep, f"stash.tracker={kind}", f"hydra.sweep.dir=multirun/{kind}"),
+                                  cwd=root, log=tmp / f"{kind}.log")
+                first[kind] = min(datetime.fromisoformat(json.loads(p.read_text())["started_at"].replace("Z", "+00:00"))
+                                  .timestamp() for p in (root / "multirun" / kind).rglob("run.json")) - started
                 singles[kind] = min(run(launcher_argv("tool=noop", "experiment=noop", f"stash.tracker={kind}"),
                                         cwd=root) for _ in range(3))
             importing = min(run([PYTHON, "-c", "from mlflow.tracking import MlflowClient"], cwd=root)
@@ -80,7 +85,8 @@ def main() -> None:
     for kind in ("none", "wandb", "mlflow"):
         extra = walls[kind] - walls["none"]
         print(f"  tracker {kind:<6} sweep wall {walls[kind]:7.2f} s  ratio {walls[kind] / walls['none']:5.2f}x  "
-              f"over none: {extra:6.2f} s = {extra / n * 1000:6.1f} ms/job")
+              f"over none: {extra:6.2f} s = {extra / n * 1000:6.1f} ms/job; first job started after "
+              f"{first[kind]:5.2f} s ({first[kind] - first['none']:+.2f} s)")
     for kind in ("none", "wandb", "mlflow"):
         print(f"  tracker {kind:<6} single run (best of 3) {singles[kind]:6.2f} s  "
               f"over none: {singles[kind] - singles['none']:+.2f} s")
