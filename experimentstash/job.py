@@ -19,7 +19,7 @@ from pathlib import Path
 
 from . import StashError
 from .invocation import is_launcher_override, override_key, override_value
-from .registry import Stash, Tool
+from .registry import TRACKERS, Stash, Tool
 
 
 @dataclass(frozen=True)
@@ -88,9 +88,10 @@ class JobSpec:
     timeout: float | None = None
     sweep: dict | None = None  # {"id": sweep id, "num": job number}
     fingerprint: object = None  # fingerprint.Fingerprint, when computed
+    tracker: str = "none"  # the experiment tracker the job reports to (trackers.py): none, wandb or mlflow
 
 
-STASH_OPTIONS = ("pin", "timeout", "objective", "grace", "reuse")
+STASH_OPTIONS = ("pin", "timeout", "objective", "grace", "reuse", "tracker")
 
 
 @lru_cache(maxsize=4096)
@@ -133,6 +134,8 @@ def split_job(words, base) -> tuple[str | None, str | None, dict, list[str]]:
     _check_number("stash.grace", options["grace"], 0, inclusive=True)
     if options["reuse"] not in (None, True, False):
         raise StashError(f"stash.reuse={options['reuse']}: give true or false.")
+    if options["tracker"] is not None and options["tracker"] not in TRACKERS:
+        raise StashError(f"stash.tracker={options['tracker']}: give one of {', '.join(TRACKERS)}.")
     return tool, experiment, options, tool_words
 
 
@@ -248,7 +251,17 @@ def launcher_env(stash: Stash, tool: Tool) -> dict[str, str]:
     if (tool.path / "uv.lock").is_file() and not (tool.path / ".venv").exists():
         # keep a new uv environment out of the tool's checkout
         env["UV_PROJECT_ENVIRONMENT"] = str(stash.root / ".cache" / "venvs" / tool.name)
+    if tool.workdir == "run_dir" and tool.entrypoint[0] == "-m":
+        # started in its run dir, `python -m` no longer finds the tool's package in the working dir: the same
+        # folder goes first on the import path instead
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(tool.path), os.environ.get("PYTHONPATH")) if p)
     return env
+
+
+def job_cwd(tool: Tool, run_dir: Path) -> Path:
+    """Where the tool starts (meta.yaml `workdir`): its folder, or its run dir for tools that keep their outputs
+    under the working dir (W&B's `wandb.save(..., base_path=os.getcwd())`)."""
+    return run_dir if tool.workdir == "run_dir" else tool.path
 
 
 def plan_job(
@@ -262,8 +275,10 @@ def plan_job(
     timeout: float | None = None,
     sweep: dict | None = None,
     prepared: dict[str, PreparedTool] | None = None,
+    tracker: str | None = None,
 ) -> JobSpec:
-    """`prepared` caches prepare_tool() across the jobs of a sweep."""
+    """`prepared` caches prepare_tool() across the jobs of a sweep; `tracker` (stash.tracker) wins over the
+    tool's meta.yaml setting."""
     tool = stash.tool(tool_name)
     experiment_file = stash.experiment_file(tool.name, experiment)
     cache = prepared if prepared is not None else {}
@@ -279,10 +294,11 @@ def plan_job(
         experiment_file=experiment_file,
         overrides=tuple(overrides),
         argv=argv,
-        cwd=tool.path,
+        cwd=job_cwd(tool, run_dir),
         env=dict(ready.env),
         run_dir=run_dir,
         interpreter=ready.interpreter,
         timeout=timeout,
         sweep=sweep,
+        tracker=tracker or tool.tracker,
     )

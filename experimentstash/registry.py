@@ -28,8 +28,16 @@ TOOL_KEYS = {
     "overrides": ((list,), "a list of tool overrides"),
     "result": ((str,), "a JSON file name inside the run dir"),
     "reuse": ((bool,), "true or false: skip jobs that succeeded before with the same fingerprint"),
+    "workdir": ((str,), "'tool' (the tool's folder) or 'run_dir'"),
+    "tracker": ((str, type(None)), "'none', 'wandb' or 'mlflow'"),
+    "wandb": ((dict,), "a mapping of W&B settings"),
+    "mlflow": ((dict,), "a mapping of MLflow settings"),
 }
 REQUIRED_KEYS = ("path", "entrypoint")
+WORKDIRS = ("tool", "run_dir")
+# the experiment trackers a run can report to, with the settings each takes (top level and per tool)
+TRACKERS = ("none", "wandb", "mlflow")
+TRACKER_SETTINGS = {"wandb": ("project", "entity"), "mlflow": ("tracking_uri", "experiment")}
 
 
 def find_root(start: Path | None = None) -> Path:
@@ -62,6 +70,9 @@ class Tool:
     overrides: tuple[str, ...] = ()
     result: str | None = None
     reuse: bool = False
+    workdir: str = "tool"  # where the tool starts: its folder, or its run dir
+    tracker: str = "none"  # the tool's, else the stash-wide `tracker:`
+    tracker_settings: dict = field(default_factory=dict)  # {wandb: {...}, mlflow: {...}}: the tool's over the stash's
 
 
 @dataclass
@@ -84,7 +95,7 @@ class Stash:
     def from_raw(cls, root: Path, raw) -> "Stash":
         from .backends import BACKENDS
 
-        tools = _parse_tools(root, raw, set(BACKENDS))
+        tools = _parse_tools(root, raw, set(BACKENDS), _tracker(f"{META}: ", raw if isinstance(raw, dict) else {}))
         machine = {}
         for name in BACKENDS:
             value = raw.get(name) or {}
@@ -195,20 +206,40 @@ def _deep_merge(base, extra, source: Path):
     return merged
 
 
-def _parse_tools(root: Path, raw, backend_keys: set[str]) -> dict[str, Tool]:
+def _tracker(where: str, raw: dict, stash_wide: tuple[str, dict] = ("none", {})) -> tuple[str, dict]:
+    """`tracker:` and the `wandb:` / `mlflow:` settings of one level (top, or a tool's over the stash's);
+    `where` prefixes the key in messages ("configs/meta.yaml: " or "configs/meta.yaml: tools.x.")."""
+    kind = raw.get("tracker", stash_wide[0]) or "none"
+    if kind not in TRACKERS:
+        raise StashError(f"{where}tracker: expected {', '.join(TRACKERS)}, got {kind!r}.")
+    settings = {}
+    for name, keys in TRACKER_SETTINGS.items():
+        given = raw.get(name) or {}
+        if not isinstance(given, dict):
+            raise StashError(f"{where}{name}: expected a mapping with {' and/or '.join(keys)}, got {given!r}.")
+        for key, value in given.items():
+            if key not in keys:
+                raise StashError(f"{where}{name}.{key}: unknown key (known: {', '.join(keys)}).")
+            if not isinstance(value, str) or not value:
+                raise StashError(f"{where}{name}.{key}: expected text, got {value!r}.")
+        settings[name] = {**stash_wide[1].get(name, {}), **given}
+    return kind, settings
+
+
+def _parse_tools(root: Path, raw, backend_keys: set[str], tracker: tuple[str, dict]) -> dict[str, Tool]:
     if not isinstance(raw, dict):
         raise StashError(f"{META}: must be a mapping with a 'tools' key.")
-    top_keys = {"tools", *backend_keys}
+    top_keys = {"tools", "tracker", *TRACKER_SETTINGS, *backend_keys}
     unknown = set(map(str, raw)) - top_keys
     if unknown:
         raise StashError(f"{META}: unknown key '{sorted(unknown)[0]}' (known: {', '.join(sorted(top_keys))}).")
     entries = raw.get("tools") or {}
     if not isinstance(entries, dict):
         raise StashError(f"{META}: 'tools' must be a mapping of tool names to settings.")
-    return {str(name): _parse_tool(root, str(name), entry) for name, entry in entries.items()}
+    return {str(name): _parse_tool(root, str(name), entry, tracker) for name, entry in entries.items()}
 
 
-def _parse_tool(root: Path, name: str, entry) -> Tool:
+def _parse_tool(root: Path, name: str, entry, stash_tracker: tuple[str, dict]) -> Tool:
     where = f"{META}: tools.{name}"
     if not is_name(name) or name.startswith("-"):
         raise StashError(
@@ -243,6 +274,10 @@ def _parse_tool(root: Path, name: str, entry) -> Tool:
     overrides = entry.get("overrides") or ()
     if not all(isinstance(o, str) for o in overrides):
         raise StashError(f"{where}.overrides: every item must be a string like key=value.")
+    workdir = entry.get("workdir", "tool")
+    if workdir not in WORKDIRS:
+        raise StashError(f"{where}.workdir: expected 'tool' or 'run_dir', got '{workdir}'.")
+    tracker, tracker_settings = _tracker(f"{where}.", entry, stash_tracker)
     return Tool(
         name=name,
         path=path,
@@ -254,6 +289,9 @@ def _parse_tool(root: Path, name: str, entry) -> Tool:
         overrides=tuple(overrides),
         result=result,
         reuse=entry.get("reuse", False),
+        workdir=workdir,
+        tracker=tracker,
+        tracker_settings=tracker_settings,
     )
 
 

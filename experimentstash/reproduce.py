@@ -23,7 +23,7 @@ import yaml
 from . import StashError
 from .gitcmd import GitError, git, git_bytes, is_repo, ok
 from .invocation import console, shown_path
-from .job import JobSpec, new_run_id, prepare_tool, tool_command
+from .job import JobSpec, job_cwd, new_run_id, prepare_tool, tool_command
 from .pins import ToolPin, inspect
 from .records import EXPERIMENT_COPY, PATCH_FILE, RUN_FILE, RunRecord, flatten, inside
 from .registry import META, META_LOCAL, Stash, Tool, _deep_merge
@@ -282,13 +282,14 @@ def plan_reproduction(stash: Stash, record: RunRecord, run_dir: Path, stack: Exi
                           markup=True)
     if prepared.entry[0] == "-m" and (tool.path / "src").is_dir():
         # a src layout: the worktree's package, not one installed from the user's checkout
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(tool.path / "src"), os.environ.get("PYTHONPATH")) if p)
+        env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (str(tool.path / "src"), env.get("PYTHONPATH", os.environ.get("PYTHONPATH"))) if p)
     prepared = replace(prepared, env=env)
     config_name = experiment_file.relative_to(config_dir).with_suffix("").as_posix()
     argv = tool_command(prepared, config_dir, config_name, record.overrides, out_dir)
     spec = JobSpec(
         id=new_id, tool=tool, experiment=record.experiment, experiment_file=experiment_file,
-        overrides=tuple(record.overrides), argv=argv, cwd=tool.path, env=env, run_dir=out_dir,
+        overrides=tuple(record.overrides), argv=argv, cwd=job_cwd(tool, out_dir), env=env, run_dir=out_dir,
         interpreter=prepared.interpreter,
     )
     pin = ToolPin(record.tool_kind, record.tool_pinned_commit, record.tool_commit, bool(tool_root.patch),

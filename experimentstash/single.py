@@ -34,7 +34,7 @@ def run_single(words, cfg) -> int:
     run_id = new_run_id()
     run_dir = stash.root / "outputs" / str(tool) / str(experiment) / run_id
     spec = plan_job(stash, tool, experiment, [*given, *current.tool_overrides], run_dir, run_id,
-                    timeout=options["timeout"])
+                    timeout=options["timeout"], tracker=options["tracker"])
     state, pins = inspect(stash.root, [spec.tool])
     if state.commit is None and state.dirty is None:
         say(f"warning: {NO_GIT_WARNING.format(root=stash.root)}")
@@ -49,10 +49,22 @@ def run_single(words, cfg) -> int:
         if earlier.record.result is not None:
             print(json.dumps(earlier.record.result))
         return 0
+    tracking = None
+    if spec.tracker != "none":  # W&B or MLflow (trackers.py, imported only then)
+        from .trackers import Tracking
+
+        tracking = Tracking(stash.root, {0: spec}, pins, state)
+        spec = tracking.specs[0]
     runner = Runner(stash.root, grace=float(options["grace"]))
     sha = hashlib.sha256(spec.experiment_file.read_bytes()).hexdigest()
     watch = CheckoutWatch(stash.root, spec.tool, pin, lambda text: say(f"warning: {text}"))
-    record, signum = run_in_foreground(runner, lambda: runner.run(spec, pin, state, sha, stream=True, watch=watch))
+    record = None
+    try:
+        record, signum = run_in_foreground(runner, lambda: runner.run(spec, pin, state, sha, stream=True, watch=watch))
+    finally:
+        if tracking:
+            tracking.ended(0, record.status if record else Status.CANCELLED, record.result if record else None)
+            tracking.close()
     status = record.status if record else Status.INTERRUPTED
     rel = shown_path(stash.root, spec.run_dir)
     say(f"{status} in {(record.duration_s if record else 0) or 0:.1f}s: {rel}")

@@ -24,6 +24,7 @@ def run(args, root: Path) -> int:
     from .registry import Stash
     from .summary import print_summary
     from .sweep import open_sweep
+    from .trackers import settle
 
     stash = Stash.load(root)
     sweep = open_sweep(stash, sweep_dir(root, args.sweep_dir))
@@ -35,4 +36,6 @@ def run(args, root: Path) -> int:
     print_summary(stash.root, sweep.dir, [sweep.jobs[n] for n in sorted(sweep.jobs)])
     if note:
         print(note)
+    for line in settle(stash, sweep):  # MLflow runs of jobs that ended while no launcher watched them
+        print(line)
     return 0

@@ -73,6 +73,7 @@ class Sweep:
         self._dirty = False
         self._reserve: Reserve | None = None
         self.progress: Progress | None = None
+        self.tracking = None  # trackers.Tracking, when a job reports to W&B or MLflow
 
     @property
     def options(self):
@@ -88,7 +89,8 @@ class Sweep:
                 run_dir = self.dir / job_dir_name(num, str(tool), str(experiment))
                 timeout = options["timeout"] if options["timeout"] is not None else self.backend.job_timeout()
                 spec = plan_job(self.stash, tool, experiment, tool_words, run_dir, f"{self.id}_{num}",
-                                timeout=timeout, sweep={"id": self.id, "num": num}, prepared=prepared)
+                                timeout=timeout, sweep={"id": self.id, "num": num}, prepared=prepared,
+                                tracker=options["tracker"])
             except StashError as err:
                 raise StashError(f"Job {num} ({' '.join(words)}): {err} Nothing was started.") from None
             planned.append(Planned(spec, options, list(words)))
@@ -134,9 +136,13 @@ class Sweep:
 
     def update(self, num: int, **fields) -> None:
         with self._lock:
+            was = self.jobs[num].get("status")
             self.jobs[num].update({k: (v.value if isinstance(v, Status) else v) for k, v in fields.items()})
             self._lines.pop(num, None)
             self._dirty = True
+            now = self.jobs[num].get("status")
+        if self.tracking and now != was and Status(now).final:  # however it ended: its tracker run ends too
+            self.tracking.ended(num, Status(now), self.results.get(num))
 
     def job_started(self, num: int) -> None:
         self.update(num, status=Status.RUNNING)
@@ -183,9 +189,15 @@ class Sweep:
         to_run = [p for p in planned if p.num not in reused]
         if to_run:
             self.backend.preflight()
+        self._track(to_run, facts)
         if keep_attempts:
             _keep_earlier_attempts(to_run)
-        self._claim(len(planned))
+        try:
+            self._claim(len(planned))
+        except StashError:
+            if self.tracking:
+                self.tracking.discard()
+            raise
         for p in planned:
             self.jobs[p.num] = self._entry(p)
             self._lines.pop(p.num, None)
@@ -199,17 +211,21 @@ class Sweep:
                           "(stash.reuse).", highlight=False)
         self.write(force=True)
         signum = None
+        submitted_only = False
         restore = raise_on_signals()
         try:
             with Progress(self.id, len(to_run)) as self.progress:
                 if to_run:
                     self.backend.run(self, to_run, facts)
+            submitted_only = not self.backend.waits
         except Interrupted as stop:
             signum = stop.signum
         finally:
             restore()
             self.progress = None
             self._release()
+            if self.tracking:
+                self.tracking.close(over=not submitted_only)
         jobs = [self.jobs[n] for n in sorted(self.jobs)]
         if not table:
             batch = Counter(self.jobs[p.num]["status"] for p in planned)
@@ -225,6 +241,20 @@ class Sweep:
             status = Status(self.jobs[p.num]["status"])
             current.worse(1 if status.final and not status.ok else 0)
         return planned
+
+    def _track(self, planned: list[Planned], facts: Facts) -> None:
+        """The trackers' variables in every job that reports to W&B or MLflow (trackers.py: imported only then)."""
+        self.tracking = None
+        if all(p.spec.tracker == "none" for p in planned):
+            return
+        from .trackers import Tracking
+
+        overrides = {n: job["overrides"] for n, job in self.jobs.items()}  # names tell this job from the sweep's others
+        overrides.update({p.num: p.spec.overrides for p in planned})
+        self.tracking = Tracking(self.stash.root, {p.num: p.spec for p in planned}, facts.pins, facts.stash, self,
+                                 overrides.values())
+        for p in planned:
+            p.spec = self.tracking.specs[p.num]
 
     def _claim(self, new_jobs: int) -> None:
         """A new sweep takes its sweep dir by creating sweep.json, which fails when another sweep holds it; space

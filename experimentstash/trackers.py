@@ -1,0 +1,413 @@
+"""Experiment trackers: every run lands in the user's W&B or MLflow, grouped by sweep and tagged with the tool's pin,
+without any change to the tool.
+
+- W&B, through the variables its SDK reads (WANDB_RUN_GROUP, WANDB_NAME, WANDB_DIR, ...): the tool's own
+  `wandb.init()` picks them up. A variable the user set already wins; WANDB_RUN_ID comes from our run id, so a
+  requeued Slurm task continues its W&B run and a `rerun` attempt gets its own.
+- MLflow, the way MLflow Projects does it: the launcher creates the runs (one parent per sweep, one child per job)
+  before anything starts and hands the tool MLFLOW_RUN_ID, so `mlflow.start_run()` in the tool attaches to its
+  run. When a job ends the launcher logs the result file's numbers as metrics and sets the run's status.
+
+Imported only when a job reports to a tracker; mlflow only for MLflow, and wandb never (the tool imports it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import getpass
+import importlib.util
+import io
+import math
+import os
+import queue
+import re
+import subprocess
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from pathlib import Path
+
+from . import StashError
+from .invocation import override_key, say
+from .records import Status, job_run_dir, read_run_if_any
+
+TAG = "experimentstash."  # our own MLflow tags
+MLFLOW_STATUS = {Status.SUCCEEDED: "FINISHED", Status.REUSED: "FINISHED", Status.FAILED: "FAILED",
+                 Status.TIMEOUT: "FAILED", Status.LOST: "FAILED"}  # any other final status: KILLED
+# MLflow's HTTP client retries for minutes by default: checks and `status` give up at once instead
+QUICK = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
+END_WAIT_S = 60  # how long a launch waits, at its end, for MLflow to take the jobs' ends
+RUN_ID = re.compile(r"[0-9a-f]{32}")
+
+
+# --- names and tags -------------------------------------------------------------------------------------------
+
+def varying_keys(override_lists) -> set[str]:
+    """The tool override keys whose values differ between jobs (every key, for a single run)."""
+    lists = [list(words) for words in override_lists]
+    keys = {override_key(w) for words in lists for w in words}
+    if len(lists) <= 1:
+        return keys
+    values = {k: {next((w for w in words if override_key(w) == k), None) for words in lists} for k in keys}
+    return {k for k, v in values.items() if len(v) > 1}
+
+
+def run_name(spec, varying: set[str]) -> str:
+    """A readable name: the experiment and the overrides that tell this job from the others."""
+    return " ".join([spec.experiment, *(w for w in spec.overrides if override_key(w) in varying)])
+
+
+def pin_tag(spec, pin) -> str:
+    return f"{spec.tool.name}@{pin.commit[:7]}" if pin.commit else spec.tool.name
+
+
+def attempt(run_dir: Path) -> int:
+    """Which attempt of its job a run is: 1, or k + 1 when `rerun` keeps k earlier ones (<run dir>.attempt<i>)."""
+    earlier = [p for p in run_dir.parent.glob(f"{run_dir.name}.attempt*") if p.name[len(run_dir.name) + 8:].isdigit()]
+    return len(earlier) + 1 + run_dir.exists()  # before `rerun` moves the run dir aside, it is an attempt too
+
+
+def user_free(variables: dict) -> dict:
+    """Only the variables the user has not set: theirs win, and only what the launcher sets is recorded."""
+    return {k: v for k, v in variables.items() if v is not None and k not in os.environ}
+
+
+def wandb_variables(spec, pin, group: str, name: str) -> dict:
+    settings = spec.tool.tracker_settings.get("wandb", {})
+    tags = [pin_tag(spec, pin), spec.experiment] + (["dirty"] if pin.dirty else [])
+    number = attempt(spec.run_dir)
+    return user_free({
+        "WANDB_PROJECT": settings.get("project"), "WANDB_ENTITY": settings.get("entity"),
+        "WANDB_RUN_GROUP": group, "WANDB_JOB_TYPE": spec.experiment, "WANDB_NAME": name,
+        "WANDB_TAGS": ",".join(t.replace(",", "_")[:64] for t in tags),  # W&B takes tags of up to 64 characters
+        "WANDB_NOTES": str(spec.run_dir), "WANDB_DIR": str(spec.run_dir),  # its files go to the run dir
+        "WANDB_RUN_ID": spec.id if number == 1 else f"{spec.id}-attempt{number}", "WANDB_RESUME": "allow",
+    })
+
+
+def tool_params(overrides) -> dict[str, str]:
+    """The tool overrides as MLflow params: `+a.b=1` -> a.b = 1, `~seed` -> seed = (deleted)."""
+    params = {}
+    for word in overrides:
+        key = re.sub(r"[^\w./ -]", "_", override_key(word))[:250]
+        params[key] = word.split("=", 1)[1][:6000] if "=" in word else "(deleted)"
+    return params
+
+
+def numbers(value, key: str = "") -> dict[str, list[float]]:
+    """The numeric values of a result file as metrics: nested keys joined by '.', a list of numbers as steps."""
+    if isinstance(value, dict):
+        out = {}
+        for k, v in value.items():
+            out.update(numbers(v, f"{key}.{k}" if key else str(k)))
+        return out
+    name = re.sub(r"[^\w./ -]", "_", key or "result")[:250]
+    values = value if isinstance(value, list) else [value]
+    if values and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values):
+        return {name: [float(v) for v in values]}
+    return {}
+
+
+# --- checks ---------------------------------------------------------------------------------------------------
+
+def check_installed(specs) -> None:
+    """Before anything starts: MLflow where the launcher runs, W&B where each tool runs."""
+    kinds = {s.tracker for s in specs}
+    if "mlflow" in kinds and importlib.util.find_spec("mlflow") is None:
+        raise StashError("tracker: mlflow is configured but the mlflow package is not installed where experimentstash "
+                         "runs: pip install 'experimentstash[mlflow]' (or set tracker: none). Nothing was started.")
+    tools = {s.tool.name: s for s in specs if s.tracker == "wandb"}
+    for spec in tools.values():
+        if not _importable(spec, "wandb"):
+            raise StashError(
+                f"tracker: wandb is configured for tool '{spec.tool.name}' but wandb is not installed in its "
+                f"environment ({spec.interpreter.executable}): install it there (pip install wandb, or `uv add "
+                "wandb` in the tool) or set tracker: none. Nothing was started.")
+
+
+def _importable(spec, module: str) -> bool:
+    if spec.interpreter.kind == "current":
+        return importlib.util.find_spec(module) is not None
+    code = f"import importlib.util, sys; sys.exit(importlib.util.find_spec({module!r}) is None)"
+    try:
+        return subprocess.run([*spec.interpreter.prefix, "-c", code], cwd=spec.tool.path, stdin=subprocess.DEVNULL,
+                              env={**os.environ, **spec.env}, capture_output=True, timeout=300).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+@contextlib.contextmanager
+def quick():
+    """MLflow's HTTP calls fail at once instead of retrying; only where no tool is running (they read os.environ)."""
+    saved = {k: os.environ.get(k) for k in QUICK}
+    os.environ.update(QUICK)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def mlflow_target(tool, root: Path) -> tuple[str, str]:
+    """(tracking URI, experiment name) of a tool: the user's MLFLOW_* variables, else meta.yaml's `mlflow:`; a
+    relative path is relative to the stash root. The experiment defaults to the stash's folder name."""
+    settings = tool.tracker_settings.get("mlflow", {})
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or settings.get("tracking_uri")
+    if not uri:
+        raise StashError(f"tracker: mlflow needs a tracking URI for tool '{tool.name}': set mlflow: {{tracking_uri: "
+                         "...}} in configs/meta.yaml (or configs/meta.local.yaml), or MLFLOW_TRACKING_URI.")
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        uri = "sqlite:///" + str(root / uri[len("sqlite:///"):])
+    elif ":" not in uri:
+        uri = str(root / uri)
+    return uri, os.environ.get("MLFLOW_EXPERIMENT_NAME") or settings.get("experiment") or root.name
+
+
+def _said(err: Exception) -> str:
+    lines = str(err).strip().splitlines()
+    return (lines[-1] if lines else type(err).__name__)[:300]
+
+
+# --- MLflow ---------------------------------------------------------------------------------------------------
+
+class Mlflow:
+    """One MLflow tracking server (or store) through MlflowClient."""
+
+    def __init__(self, uri: str):
+        try:
+            from mlflow.tracking import MlflowClient
+        except ImportError as err:
+            raise StashError(f"tracker: mlflow is configured but mlflow cannot be imported ({_said(err)}): "
+                             "pip install 'experimentstash[mlflow]'. Nothing was started.") from None
+        self.uri = uri
+        self.client = MlflowClient(tracking_uri=uri)
+
+    def experiment_id(self, name: str) -> str:
+        """The experiment's id, made when missing; the first call to the server, so it says when it is not there."""
+        try:
+            with quick():
+                found = self.client.get_experiment_by_name(name)
+                if found is None:
+                    return self.client.create_experiment(name)
+        except Exception as err:
+            raise StashError(f"MLflow at {self.uri} cannot be reached ({_said(err)}): start it, or fix mlflow."
+                             "tracking_uri in configs/meta.yaml or MLFLOW_TRACKING_URI. Nothing was started.") from None
+        if found.lifecycle_stage != "active":
+            raise StashError(f"MLflow experiment '{name}' at {self.uri} is deleted: restore it or set another "
+                             "mlflow.experiment in configs/meta.yaml. Nothing was started.")
+        return found.experiment_id
+
+    def create(self, experiment_id: str, name: str, tags: dict, params: dict | None = None) -> str:
+        from mlflow.entities import Param
+
+        tags = {"mlflow.user": getpass.getuser(), **{k: str(v) for k, v in tags.items() if v is not None}}
+        run = self.client.create_run(experiment_id, tags=tags, run_name=name)
+        if params:
+            self.client.log_batch(run.info.run_id, params=[Param(k, v) for k, v in params.items()])
+        return run.info.run_id
+
+    def end(self, run_id: str, status: Status, result=None) -> None:
+        """The job's end: the result file's numbers as metrics, our status as a tag, MLflow's status."""
+        from mlflow.entities import Metric, RunTag
+
+        now = int(time.time() * 1000)
+        items = [Metric(k, v, now, step) for k, values in numbers(result).items() for step, v in enumerate(values)]
+        tags = [RunTag(TAG + "status", str(status))]
+        for i in range(0, max(len(items), 1), 1000):  # log_batch takes at most 1000 metrics
+            self.client.log_batch(run_id, metrics=items[i:i + 1000], tags=tags if i == 0 else [])
+        with contextlib.redirect_stdout(io.StringIO()):  # set_terminated prints the run's URL on stdout
+            self.client.set_terminated(run_id, MLFLOW_STATUS.get(status, "KILLED"))
+
+    def find_sweep_run(self, experiment_id: str, sweep_id: str) -> str | None:
+        """The parent run of a sweep made by an earlier launch (a `rerun` adds its attempts to it)."""
+        runs = self.client.search_runs([experiment_id], max_results=1, filter_string=(
+            f"tags.`{TAG}sweep` = '{sweep_id}' and tags.`{TAG}kind` = 'sweep'"))
+        return runs[0].info.run_id if runs else None
+
+
+def overall(statuses) -> Status:
+    """A sweep's one status from its jobs': failed if any failed, interrupted if any was stopped."""
+    words = [MLFLOW_STATUS.get(s, "KILLED") for s in statuses]
+    return Status.FAILED if "FAILED" in words else Status.INTERRUPTED if "KILLED" in words else Status.SUCCEEDED
+
+
+class Worker:
+    """MLflow calls in order on a thread of their own: a job's end never waits for the server."""
+
+    def __init__(self):
+        self.queue: queue.Queue = queue.Queue()
+        self.failed: list[str] = []
+        threading.Thread(target=self._work, daemon=True).start()
+
+    def put(self, call, *args) -> None:
+        self.queue.put((call, args))
+
+    def _work(self) -> None:
+        while True:
+            call, args = self.queue.get()
+            try:
+                call(*args)
+            except Exception as err:
+                self.failed.append(_said(err))
+            finally:
+                self.queue.task_done()
+
+    def drain(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while self.queue.unfinished_tasks and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return not self.queue.unfinished_tasks
+
+
+class Tracking:
+    """The trackers of one launch (a single run as job 0, or the jobs of a sweep): `specs` has every job with its
+    tracker's variables; the MLflow runs are made here, before anything starts, and ended as the jobs end."""
+
+    def __init__(self, root: Path, specs: dict, pins: dict, state, sweep=None, all_overrides=None):
+        self.sweep = sweep
+        self.specs = dict(specs)
+        self.runs: dict[int, tuple[Mlflow, str, str]] = {}  # job number -> (server, its MLflow run, experiment id)
+        self.parents: dict[tuple[str, str], tuple[Mlflow, str]] = {}  # (URI, experiment id) -> (server, sweep's run)
+        self.made: list[tuple[Mlflow, str]] = []  # runs this launch created (discard() deletes them)
+        self.ended_as: dict[int, Status] = {}
+        self.worker: Worker | None = None
+        tracked = {num: spec for num, spec in specs.items() if spec.tracker != "none"}
+        check_installed(tracked.values())
+        group = sweep.id if sweep else next(iter(specs.values())).id
+        varying = varying_keys(all_overrides if all_overrides is not None else [s.overrides for s in specs.values()])
+        servers: dict[str, Mlflow] = {}
+        experiments: dict[tuple[str, str], str] = {}
+        to_make = []  # (num, server, experiment id, spec, pin, name) of each job with an MLflow run
+        try:
+            for num, spec in tracked.items():
+                pin, name = pins[spec.tool.name], run_name(spec, varying)
+                if spec.tracker == "wandb":
+                    self.specs[num] = replace(spec, env={**spec.env, **wandb_variables(spec, pin, group, name)})
+                    continue
+                uri, experiment = mlflow_target(spec.tool, root)
+                server = servers.get(uri) or servers.setdefault(uri, Mlflow(uri))
+                if (uri, experiment) not in experiments:
+                    experiments[(uri, experiment)] = server.experiment_id(experiment)
+                    if sweep:  # the parent first: its children name it
+                        self._sweep_run(server, experiments[(uri, experiment)], state)
+                to_make.append((num, server, experiments[(uri, experiment)], spec, pin, name))
+            with ThreadPoolExecutor(max_workers=4) as pool:  # one run per call: a few calls at once
+                made = list(pool.map(lambda job: self._job_run(*job[1:], state), to_make))
+            for (num, server, experiment_id, spec, _, _), run_id in zip(to_make, made):
+                self.runs[num] = (server, run_id, experiment_id)
+                variables = {**user_free({"MLFLOW_TRACKING_URI": server.uri}), "MLFLOW_RUN_ID": run_id,
+                             "MLFLOW_EXPERIMENT_ID": experiment_id}  # the run we made: ours, whatever was set
+                self.specs[num] = replace(spec, env={**spec.env, **variables})
+        except StashError:
+            self.discard()
+            raise
+        except Exception as err:  # the server refused a run
+            self.discard()
+            raise StashError(f"MLflow did not take the runs of this launch ({_said(err)}). Nothing was started.") \
+                from None
+        if self.runs:
+            self.worker = Worker()
+
+    def _job_run(self, server: Mlflow, experiment_id: str, spec, pin, name: str, state) -> str:
+        tags = {
+            "mlflow.source.name": spec.tool.rel_path, "mlflow.source.git.commit": pin.commit,
+            TAG + "kind": "job" if self.sweep else "run", TAG + "run_id": spec.id, TAG + "run_dir": spec.run_dir,
+            TAG + "tool": spec.tool.name, TAG + "experiment": spec.experiment, TAG + "pin": pin_tag(spec, pin),
+            TAG + "tool_dirty": str(bool(pin.dirty)).lower(), TAG + "stash_commit": state.commit,
+        }
+        if self.sweep:
+            tags.update({"mlflow.parentRunId": self.parents[(server.uri, experiment_id)][1],
+                         TAG + "sweep": self.sweep.id, TAG + "job": spec.sweep["num"]})
+        run_id = server.create(experiment_id, name, tags, tool_params(spec.overrides))
+        self.made.append((server, run_id))
+        return run_id
+
+    def _sweep_run(self, server: Mlflow, experiment_id: str, state) -> None:
+        if (server.uri, experiment_id) not in self.parents:
+            found = server.find_sweep_run(experiment_id, self.sweep.id)
+            if found:
+                server.client.update_run(found, status="RUNNING")  # rerun: open again until this launch ends
+            else:
+                found = server.create(experiment_id, self.sweep.id, {
+                    TAG + "kind": "sweep", TAG + "sweep": self.sweep.id, TAG + "sweep_dir": self.sweep.dir,
+                    TAG + "stash_commit": state.commit, TAG + "command": " ".join(self.sweep.record.command_line)})
+                self.made.append((server, found))
+            self.parents[(server.uri, experiment_id)] = (server, found)
+
+    def ended(self, num: int, status: Status, result=None) -> None:
+        """A job ended (called from its thread): its MLflow run gets the result and the status, in the background."""
+        if num in self.runs:
+            self.ended_as[num] = status
+            self.worker.put(self.runs[num][0].end, self.runs[num][1], status, result)
+
+    def close(self, over: bool = True) -> None:
+        """The launch ends. `over`: no job goes on without this process (false: Slurm with wait=false, whose runs
+        `experimentstash status` ends later). Jobs that never ended are KILLED; the sweep's run gets its status."""
+        if not self.worker or not over:
+            return
+        for num in self.runs:
+            if num not in self.ended_as:
+                self.ended(num, Status.CANCELLED)
+        for (uri, experiment_id), (server, run_id) in self.parents.items():
+            statuses = [self.ended_as[n] for n, (s, _, e) in self.runs.items() if (s.uri, e) == (uri, experiment_id)]
+            self.worker.put(server.end, run_id, overall(statuses))
+        if not self.worker.drain(END_WAIT_S) or self.worker.failed:
+            said = self.worker.failed[0] if self.worker.failed else f"no answer within {END_WAIT_S}s"
+            later = f"; `experimentstash status {self.sweep.dir}` records it later" if self.sweep else ""
+            say(f"warning: MLflow did not take the end of every run ({said}){later}.")
+
+    def discard(self) -> None:
+        """Nothing of the launch started: the runs it made go (best effort)."""
+        for server, run_id in reversed(self.made):
+            try:
+                with quick():
+                    server.client.delete_run(run_id)
+            except Exception:
+                pass
+        self.made.clear()
+
+
+# --- runs that ended while no launcher watched -----------------------------------------------------------------
+
+def settle(stash, sweep) -> list[str]:
+    """For `experimentstash status`: end the MLflow runs of jobs that ended while no launcher watched them (Slurm
+    with wait=false, a launcher that was killed). Returns the lines to show."""
+    todo = []
+    for job in sweep.jobs.values():
+        status = Status(job["status"])
+        record = read_run_if_any(job_run_dir(sweep.dir, job)) if status.final else None
+        run_id = ((record.env or {}).get("variables") or {}).get("MLFLOW_RUN_ID") if record else None
+        if isinstance(run_id, str) and RUN_ID.fullmatch(run_id) and job["tool"] in stash.tools:
+            todo.append((stash.tools[job["tool"]], run_id, status, record.result))
+    if not todo:
+        return []
+    if importlib.util.find_spec("mlflow") is None:
+        return ["MLflow runs of this sweep are not updated: mlflow is not installed here "
+                "(pip install 'experimentstash[mlflow]')."]
+    servers: dict[str, Mlflow] = {}
+    parents: dict[tuple[str, str], list[Status]] = {}
+    settled = 0
+    try:
+        with quick():
+            for tool, run_id, status, result in todo:
+                uri = mlflow_target(tool, stash.root)[0]
+                server = servers.get(uri) or servers.setdefault(uri, Mlflow(uri))
+                tags = server.client.get_run(run_id).data.tags
+                if TAG + "status" not in tags:
+                    server.end(run_id, status, result)
+                    settled += 1
+                if RUN_ID.fullmatch(tags.get("mlflow.parentRunId", "")):
+                    parents.setdefault((uri, tags["mlflow.parentRunId"]), []).append(status)
+            if all(Status(job["status"]).final for job in sweep.jobs.values()):
+                for (uri, parent), statuses in parents.items():
+                    if TAG + "status" not in servers[uri].client.get_run(parent).data.tags:
+                        servers[uri].end(parent, overall(statuses))
+    except StashError as err:
+        return [f"warning: MLflow runs of this sweep are not updated: {err}"]
+    except Exception as err:
+        return [f"warning: MLflow runs of this sweep are not updated ({_said(err)})."]
+    return [f"MLflow: recorded the end of {settled} run(s) of this sweep."] if settled else []
