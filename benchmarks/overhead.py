@@ -8,7 +8,7 @@ Measures, interleaved, N times each (median reported):
   (b)  the same tool through `python -m experimentstash tool=noop experiment=noop`;
   (c)  a bare Hydra application (a trivial @hydra.main app, no config) starting and returning;
   (p)  `python -c pass`, the interpreter alone, for context.
-Target (issue 2): (b) - (a) <= (c), i.e. the launcher adds no more than one bare Hydra start-up (~0.3 s).
+Target: (b) - (a) <= (c), i.e. the launcher adds no more than one bare Hydra start-up (~0.3 s).
 
     python benchmarks/overhead.py            # N=10
     python benchmarks/overhead.py --quick    # N=3

@@ -9,7 +9,7 @@ one invocation:
     the stash sweeper, then with Hydra's basic sweeper (sweeping a launcher option, since the basic sweeper
     never sees tool keys); whatever happens is reported as is;
   - `xargs -P 16` running the same 64 tool commands directly, the baseline when joblib cannot run the app.
-Target (issue 3): the launcher's wall time within 1.1x of the ideal (jobs x sleep / max_parallel).
+Target: the launcher's wall time within 1.1x of the ideal (jobs x sleep / max_parallel).
 
     python benchmarks/parallel_efficiency.py             # 64 jobs x 1 s, 16 at once
     python benchmarks/parallel_efficiency.py --quick     # 32 jobs x 1 s, 16 at once

@@ -9,9 +9,9 @@ The tool is a plain Python script that ignores its arguments and exits at once (
   - xargs with the environment variables the launcher sets for its tools (from its run.json) on a subset, to
     tell the tool's own slower start apart from the launcher's work;
   - context: Hydra's basic sweeper + basic launcher on the same meta app for a smaller count.
-Targets (issue 3): launcher wall <= 1.5x xargs wall; (launcher wall - xargs wall) / N <= 10 ms; peak RSS < 200 MB.
+Targets: launcher wall <= 1.5x xargs wall; (launcher wall - xargs wall) / N <= 10 ms; peak RSS < 200 MB.
 
-    python benchmarks/sweep_overhead.py              # N=1000 (the issue's figure), basic launcher 30 jobs
+    python benchmarks/sweep_overhead.py              # N=1000, basic launcher 30 jobs
     python benchmarks/sweep_overhead.py --quick      # N=200, basic launcher 20 jobs, env subset 100
     python benchmarks/sweep_overhead.py -n 500 --basic-jobs 30 --env-jobs 100
 """

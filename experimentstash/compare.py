@@ -105,17 +105,22 @@ class Table:
     over: str | None = None
 
 
-def build(entries: list[Entry], base: Path) -> Table:
-    """One row per run; `run` is the run dir relative to `base`."""
-    parsed = [override_values(e.overrides) for e in entries]
-    results = [flatten(e.result) if e.result is not None else {} for e in entries]
+def varying(parsed: list[dict[str, str]]) -> list[str]:
+    """The override keys whose values differ between runs, or that some runs lack, in the order first seen."""
     seen: dict[str, set] = {}
     count: Counter = Counter()
     for values in parsed:
         for key, value in values.items():
             seen.setdefault(key, set()).add(value)
             count[key] += 1
-    keys = [k for k, values in seen.items() if len(values) > 1 or count[k] < len(entries)]
+    return [k for k, values in seen.items() if len(values) > 1 or count[k] < len(parsed)]
+
+
+def build(entries: list[Entry], base: Path) -> Table:
+    """One row per run; `run` is the run dir relative to `base`."""
+    parsed = [override_values(e.overrides) for e in entries]
+    results = [flatten(e.result) if e.result is not None else {} for e in entries]
+    keys = varying(parsed)
     numeric = {k for result in results for k, v in result.items() if is_number(v)}
     metrics = [k for k in dict.fromkeys(k for result in results for k in result) if k in numeric]
     # a column name is taken once: an override or a result key named like another column is told apart
@@ -136,7 +141,8 @@ def build(entries: list[Entry], base: Path) -> Table:
             row["duration"] = entry.duration_s
         rows.append(row)
     columns = [*FIXED, *key_cols.values(), *metric_cols.values(), *ENDING]
-    return Table(columns, list(key_cols.values()), list(metric_cols.values()), rows, set(seen))
+    return Table(columns, list(key_cols.values()), list(metric_cols.values()), rows,
+                 {k for values in parsed for k in values})
 
 
 def grouped(table: Table, over: str) -> Table:

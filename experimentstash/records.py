@@ -411,7 +411,7 @@ JOB_CHECKS: dict[str, tuple[Check, bool]] = {
     "num": (_count, True), "tool": (_name, True), "experiment": (_experiment, True),
     "overrides": (_strings, True), "run_dir": (_str, True), "status": (_status, True),
     "exit_code": (_opt(_int), False), "duration_s": (_opt(_num), False),
-    "launch_overrides": (_strings, True), "reused_from": (_opt(_str), False),
+    "launch_overrides": (_strings, True), "reused_from": (_opt(_relative), False),
 }
 
 

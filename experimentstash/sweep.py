@@ -25,7 +25,7 @@ from .job import JobSpec, base_config, plan_job, reuses, split_job
 from .pins import NO_GIT_WARNING, CheckoutWatch, StashState, ToolPin, apply_policy, inspect
 from .procs import owner_alive, run_processes, terminate
 from .records import (SWEEP_FILE, Reserve, RunRecord, Status, SweepRecord, encode_sweep, is_disk_full,
-                      job_dir_name, job_run_dir, now_iso, read_run_if_any, write_json, write_text)
+                      inside, job_dir_name, job_run_dir, now_iso, read_run_if_any, write_json, write_text)
 from .registry import Stash
 from .summary import Progress, print_summary
 
@@ -308,6 +308,10 @@ class Sweep:
         Returns a note when the backend could not say everything (Slurm's records gone)."""
         records = {}
         for num, job in self.jobs.items():
+            if job.get("reused_from"):  # the earlier run it reuses: its result is this job's
+                earlier = read_run_if_any(inside(self.stash.root, job["reused_from"], "sweep.json reused_from"))
+                self.results[num] = earlier.result if earlier else None
+                continue
             record = read_run_if_any(job_run_dir(self.dir, job))
             if record is None:
                 continue

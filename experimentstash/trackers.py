@@ -30,7 +30,8 @@ from pathlib import Path
 
 from . import StashError
 from .invocation import override_key, say
-from .records import Status, job_run_dir, read_run_if_any
+from .compare import override_values, varying
+from .records import Status, flatten, job_run_dir, read_run_if_any
 
 TAG = "experimentstash."  # our own MLflow tags
 MLFLOW_STATUS = {Status.SUCCEEDED: "FINISHED", Status.REUSED: "FINISHED", Status.FAILED: "FAILED",
@@ -45,12 +46,8 @@ RUN_ID = re.compile(r"[0-9a-f]{32}")
 
 def varying_keys(override_lists) -> set[str]:
     """The tool override keys whose values differ between jobs (every key, for a single run)."""
-    lists = [list(words) for words in override_lists]
-    keys = {override_key(w) for words in lists for w in words}
-    if len(lists) <= 1:
-        return keys
-    values = {k: {next((w for w in words if override_key(w) == k), None) for words in lists} for k in keys}
-    return {k for k, v in values.items() if len(v) > 1}
+    parsed = [override_values(list(words)) for words in override_lists]
+    return set(varying(parsed)) if len(parsed) > 1 else {k for values in parsed for k in values}
 
 
 def run_name(spec, varying: set[str]) -> str:
@@ -95,18 +92,14 @@ def tool_params(overrides) -> dict[str, str]:
     return params
 
 
-def numbers(value, key: str = "") -> dict[str, list[float]]:
+def numbers(result) -> dict[str, list[float]]:
     """The numeric values of a result file as metrics: nested keys joined by '.', a list of numbers as steps."""
-    if isinstance(value, dict):
-        out = {}
-        for k, v in value.items():
-            out.update(numbers(v, f"{key}.{k}" if key else str(k)))
-        return out
-    name = re.sub(r"[^\w./ -]", "_", key or "result")[:250]
-    values = value if isinstance(value, list) else [value]
-    if values and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values):
-        return {name: [float(v) for v in values]}
-    return {}
+    out = {}
+    for key, value in flatten(result).items():
+        values = value if isinstance(value, list) else [value]
+        if values and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values):
+            out[re.sub(r"[^\w./ -]", "_", key)[:250]] = [float(v) for v in values]
+    return out
 
 
 # --- checks ---------------------------------------------------------------------------------------------------

@@ -171,3 +171,13 @@ def test_the_lock_file_is_part_of_the_fingerprint(stash, tmp_path):
     assert out.returncode == 0 and "reused" not in out.stderr
     old, new = (r["fingerprint_parts"] for r in stash.runs())
     assert old["lock_sha256"] != new["lock_sha256"]
+
+
+def test_compare_of_a_resumed_sweep_shows_the_reused_results(stash, tmp_path):
+    marker = tmp_path / "starts"
+    sweep(stash, marker, "tool=fx", "experiment=a", "value=1,2")
+    out, jobs, starts = sweep(stash, marker, "tool=fx", "experiment=a", "value=1,2,3")
+    assert starts == 1
+    folder = sorted((stash.root / "multirun").iterdir())[-1]
+    table = json.loads(stash.run("compare", str(folder), "--format", "json").stdout)
+    assert sorted(row["score"] for row in table) == [2.0, 4.0, 6.0]
