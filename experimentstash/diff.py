@@ -225,7 +225,8 @@ def render(cmp: dict, a_name: str, b_name: str) -> str:
 def run(args, root: Path) -> int:
     from .runs import found_at
     from .status import sweep_dir
-    from .summary import quiet_when_closed, shown_path
+    from .invocation import shown_path
+    from .summary import quiet_when_closed
 
     a, b = (found_at(sweep_dir(root, given, "a run dir (holds run.json)")) for given in (args.run_a, args.run_b))
     cmp = compare_runs(a, b, root)

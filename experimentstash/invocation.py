@@ -6,6 +6,7 @@ parses the command line and handed to the tool as typed.
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 import sys
@@ -27,11 +28,24 @@ INFO_TOPICS = {"all", "config", "defaults", "defaults-tree", "plugins", "searchp
 def __getattr__(name: str):
     """`console` (rich, for tables and live progress on stderr) is made on first use: a single run needs none."""
     if name == "console":
-        from rich.console import Console
-
-        globals()["console"] = Console(stderr=True, highlight=False, soft_wrap=True)
+        globals()["console"] = output(stderr=True, soft_wrap=True)
         return globals()["console"]
     raise AttributeError(name)
+
+
+def output(**options):
+    """A rich Console for which a closed pipe (`... | head`) ends the output, not the launcher: what follows goes
+    nowhere, and the exit code stays the runs' (rich's own default exits with 1)."""
+    from rich.console import Console
+
+    class Output(Console):
+        def on_broken_pipe(self) -> None:
+            self.quiet = True
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, (sys.stderr if self.stderr else sys.stdout).fileno())
+            os.close(devnull)
+
+    return Output(highlight=False, **options)
 
 
 def say(text: str) -> None:

@@ -19,14 +19,15 @@ def _checkout_state(pin) -> str:
 
 
 def run(args, root: Path) -> int:
-    from rich.console import Console
     from rich.table import Table
+
+    from .invocation import output
 
     from .pins import inspect
     from .registry import Stash
 
     stash = Stash.load(root)
-    out = Console(highlight=False)
+    out = output()
     table = Table(title=f"tools of the stash {stash.root}", title_justify="left")
     for column in ("tool", "pinned commit", "checkout", "experiments"):
         table.add_column(column, overflow="fold")

@@ -22,7 +22,7 @@ import yaml
 
 from . import StashError
 from .gitcmd import GitError, git, git_bytes, is_repo, ok
-from .invocation import console, shown_path
+from .invocation import console, output, shown_path
 from .job import JobSpec, job_cwd, new_run_id, prepare_tool, tool_command
 from .pins import ToolPin, inspect
 from .records import EXPERIMENT_COPY, PATCH_FILE, RUN_FILE, RunRecord, flatten, inside
@@ -363,7 +363,6 @@ def add_arguments(p) -> None:
 
 
 def run(args, root: Path) -> int:
-    from rich.console import Console
     from rich.markup import escape
 
     from .execute import exit_code_for
@@ -393,7 +392,7 @@ def run(args, root: Path) -> int:
     if not args.check:
         return 0
     rows, skipped = compare(record, run_dir, outcome, spec.run_dir)
-    out = Console(highlight=False)
+    out = output()
     for what, verdict, detail in rows:
         colour = "green" if verdict == "identical" else "red"
         out.print(f"[{colour}]{verdict:9}[/] {escape(what)}  [dim]{escape(detail)}[/]")

@@ -16,7 +16,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from .invocation import console, shown_path
+from .invocation import console, output, shown_path
 from .records import Status, job_run_dir
 
 FULL_TABLE_ROWS = 100  # above this, the table lists only the jobs that did not succeed
@@ -73,8 +73,7 @@ class Progress:
 
 def print_summary(root: Path, sweep_dir: Path, jobs: list[dict], out: Console | None = None) -> None:
     """The end-of-sweep table, the tail of every failed job's stderr, and the counts."""
-    with quiet_when_closed():
-        _print_summary(root, sweep_dir, jobs, out or Console(highlight=False, width=None if Console().is_terminal else 200))
+    _print_summary(root, sweep_dir, jobs, out or output(width=None if Console().is_terminal else 200))
 
 
 def _print_summary(root: Path, sweep_dir: Path, jobs: list[dict], out: Console) -> None:
@@ -152,6 +151,5 @@ def print_sweep_end(config) -> None:
         best = yaml.safe_load(results.read_text()) or {}
         if "best_value" in best:
             params = " ".join(f"{k}={v}" for k, v in (best.get("best_params") or {}).items())
-            with quiet_when_closed():
-                console.print(f"best value {best['best_value']} with {params or '(no parameters)'} "
-                              f"({shown_path(current.root, results)})", highlight=False)
+            console.print(f"best value {best['best_value']} with {params or '(no parameters)'} "
+                          f"({shown_path(current.root, results)})", highlight=False)

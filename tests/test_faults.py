@@ -223,3 +223,12 @@ def test_two_sweeps_into_one_dir_at_the_same_moment(stash):
     assert all("Traceback" not in err for _, err in results)
     data = json.loads((stash.root / "multirun/same/sweep.json").read_text())
     assert len(data["jobs"]) == 1 and data["jobs"][0]["status"] == "succeeded"
+
+
+def test_a_sweep_into_a_closed_stdout_keeps_its_exit_code(stash):
+    for experiments, code in (("a,b", 0), ("a,crash", 1)):
+        cmd = f"{sys.executable} -m experimentstash -m tool=fx experiment={experiments} | head -c 10"
+        out = subprocess.run(["bash", "-c", f"{cmd}; exit ${{PIPESTATUS[0]}}"], cwd=stash.root, capture_output=True,
+                             text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(REPO)})
+        assert out.returncode == code, out.stderr
+        assert "Traceback" not in out.stderr
