@@ -16,6 +16,7 @@ def refused(stash, *args, env=None):
 def test_unknown_tool_lists_the_registered_ones(stash):
     err = refused(stash, "tool=fz", "experiment=a")
     assert "Unknown tool 'fz'" in err and "available: fx" in err and "did you mean 'fx'" in err
+    assert "?." not in err and ".." not in err
 
 
 def test_unknown_experiment_lists_them_with_the_closest(stash):

@@ -232,3 +232,15 @@ def test_a_sweep_into_a_closed_stdout_keeps_its_exit_code(stash):
                              text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(REPO)})
         assert out.returncode == code, out.stderr
         assert "Traceback" not in out.stderr
+
+
+def test_a_stdout_nobody_reads_does_not_hold_up_the_tool(stash):
+    proc = stash.popen("tool=fx", "experiment=a", "print_lines=40000")  # ~4 MB, far more than a pipe holds
+    try:
+        code = proc.wait(timeout=60)  # nobody reads the launcher's stdout meanwhile
+    finally:
+        proc.stdout.close()
+    assert code == 0, proc.stderr.read()
+    (record,) = records(stash, "outputs")
+    assert record["status"] == "succeeded"
+    assert "line 39999 " in (stash.root / record["run_dir"] / "stdout.log").read_text()

@@ -54,6 +54,25 @@ def test_fail_fast_stops_the_rest(stash):
     statuses = [j["status"] for j in sweep_json(stash)["jobs"]]
     assert statuses[0] == "failed" and statuses[1:3] == ["interrupted", "interrupted"]
     assert statuses[3] in ("cancelled", "interrupted")
+    if statuses[3] == "cancelled":  # never started: no run dir, and the table says so
+        assert not (sweep_dir(stash) / "3_fx_a").exists()
+        (row,) = [line for line in out.stdout.splitlines() if "│ 3 " in line]
+        assert row.rstrip(" │").endswith("-")
+
+
+def test_rerun_uses_the_options_the_sweep_recorded(stash):
+    """The command line's options win over this machine's defaults, at launch and again at rerun."""
+    stash.write("configs/meta.local.yaml", "local:\n  timeout: 100\n")
+    stash.write("configs/fx/experiment/medium.yaml", "# @package _global_\ndefaults:\n  - /config\n  - _self_\n"
+                "sleep: 6\n")
+    out = stash.run("-m", "tool=fx", "experiment=medium", "hydra.launcher.timeout=2", "stash.grace=1")
+    assert out.returncode == 1
+    data = sweep_json(stash)
+    assert data["launcher"]["timeout"] == 2 and data["given"] == ["timeout"]
+    assert [j["status"] for j in data["jobs"]] == ["timeout"]
+    rerun = stash.run("rerun", str(sweep_dir(stash)))
+    assert rerun.returncode == 1  # timed out again after 2 s: not the 100 s of meta.local.yaml
+    assert [j["status"] for j in sweep_json(stash)["jobs"]] == ["timeout"]
 
 
 def test_timeout_per_job(stash):
