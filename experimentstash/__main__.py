@@ -31,9 +31,10 @@ def main(argv: list[str] | None = None) -> None:
         if HELP & set(argv):
             print(cli.help_text(), end="")
             sys.exit(0)
+        words = split_argv(argv)
         if "-sc" not in argv and "--shell-completion" not in argv:
-            check_command_line(*split_argv(argv))
-        hydra_words, tool_words = route_tool_overrides(*split_argv(argv))
+            check_command_line(*words)
+        hydra_words, tool_words = route_tool_overrides(*words)
         current.root = find_root()
         check_launcher_options(hydra_words, Stash.load(current.root))
     except StashError as err:

@@ -85,7 +85,7 @@ def pairs(a: dict, b: dict, every: bool = False) -> list[dict]:
 def _commits_between(root: Path, tool: str, a: str, b: str) -> tuple[list[dict], str | None]:
     """The commits of the tool's checkout that one side has and the other has not, with their subjects."""
     from .registry import Stash
-    from .summary import shown_path
+    from .invocation import shown_path
 
     try:
         folder = Stash.load(root).tools[tool].path

@@ -26,7 +26,7 @@ from . import StashError
 from .job import JobSpec
 from .pins import StashState, ToolPin
 from .procs import RUN_ID_VARIABLE, STOP_SIGNALS, owner, run_processes, terminate
-from .records import (EXPERIMENT_COPY, PATCH_FILE, RUN_FILE, Reserve, RunRecord, Status, is_disk_full, now_iso,
+from .records import (EXPERIMENT_COPY, PATCH_FILE, RUN_FILE, Reserve, RunRecord, Status, now_iso,
                       read_json, write_json)
 
 TAIL_BYTES = 16 * 1024  # of stderr, kept in memory for when the log cannot take it

@@ -55,10 +55,13 @@ def configs_digest(root: Path, tool: str, stash: StashState) -> str:
 def registration(spec: JobSpec) -> dict:
     tool = spec.tool
     return {"entrypoint": list(tool.entrypoint), "overrides": list(tool.overrides), "env": tool.env,
-            "search_packages": list(tool.search_packages), "workdir": getattr(tool, "workdir", "tool")}
+            "search_packages": list(tool.search_packages), "workdir": tool.workdir}
 
 
-def of_job(spec: JobSpec, pin: ToolPin, stash: StashState, configs: str) -> Fingerprint:
+def of_job(spec: JobSpec, pin: ToolPin, stash: StashState, configs: str) -> Fingerprint | None:
+    """None where nothing says what the tool's code was (a stash that is no git repository): never reused."""
+    if pin.commit is None:
+        return None
     interpreter = spec.interpreter
     # an in-tree tool is pinned by the stash's commit, which changes with every config: its folder's tree id
     # says whether the tool itself changed

@@ -33,7 +33,7 @@ class Interpreter:
         return platform.python_version() if self.kind == "current" else _python_version(self.executable)
 
     def lock_sha256(self) -> str | None:
-        return _file_sha256(self.lock_file) if self.lock_file else None
+        return file_sha256(self.lock_file) if self.lock_file else None
 
 
 @lru_cache(maxsize=None)
@@ -46,8 +46,9 @@ def _python_version(executable: str) -> str | None:
     return out.stdout.strip() or None
 
 
-@lru_cache(maxsize=64)
-def _file_sha256(path: Path) -> str:
+@lru_cache(maxsize=4096)
+def file_sha256(path: Path) -> str:
+    """sha256 of a file, read once per launch (an experiment file, a lock file)."""
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 

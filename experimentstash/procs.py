@@ -14,6 +14,7 @@ Elsewhere (macOS) runs are ended through their process group only.
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 import signal
 import socket
@@ -45,6 +46,7 @@ def _stat(pid: int) -> list[str] | None:
         return None
 
 
+@functools.cache
 def _boot_time() -> float:
     with open("/proc/stat") as f:
         return float(next(line.split()[1] for line in f if line.startswith("btime")))
@@ -90,7 +92,10 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)  # Ctrl-C, kill, a
 _keeper: int | None = None  # the keeper's pid, in the launcher
 
 
-def keep(grace: float = 5.0) -> None:
+KEEPER_GRACE = 5.0  # seconds between TERM and KILL for what a dead launcher left
+
+
+def keep() -> None:
     """Split into keeper (this process, which waits) and launcher (the child, which returns from this call).
 
     Only on Linux; elsewhere, or when it cannot be set up, the launcher simply goes on in this process."""
@@ -111,7 +116,7 @@ def keep(grace: float = 5.0) -> None:
     for sig in STOP_SIGNALS:  # the launcher handles them; Ctrl-C reaches it from the terminal too
         signal.signal(sig, lambda signum, _frame: _forward(child, signum))
     status = _wait_for(child)
-    end_descendants(os.getpid(), grace)
+    end_descendants(os.getpid(), KEEPER_GRACE)
     code = os.waitstatus_to_exitcode(status)
     os._exit(code if code >= 0 else 128 - code)
 
@@ -160,26 +165,26 @@ def descendants(root: int, parents: dict[int, int] | None = None) -> list[int]:
     return found
 
 
-def _carries(pid: int, marker: bytes) -> bool:
+def _carries(pid: int, markers: set[bytes]) -> bool:
     try:
         with open(f"/proc/{pid}/environ", "rb") as f:
-            return marker in f.read().split(b"\0")
+            return not markers.isdisjoint(f.read().split(b"\0"))
     except OSError:
         return False
 
 
-def run_processes(run_id: str, anywhere: bool = False) -> list[int]:
-    """The live processes that carry the run's id in their environment: below the keeper (or this process), or
-    `anywhere` on this machine (what a launcher that died without its keeper left)."""
+def run_processes(run_ids: str | set[str], anywhere: bool = False) -> list[int]:
+    """The live processes that carry one of these run ids in their environment: below the keeper (or this
+    process), or `anywhere` on this machine (what a launcher that died without its keeper left)."""
     if not LINUX:
         return []
-    marker = f"{RUN_ID_VARIABLE}={run_id}".encode()
+    markers = {f"{RUN_ID_VARIABLE}={run_id}".encode() for run_id in ({run_ids} if isinstance(run_ids, str) else run_ids)}
     kept = _keeper is not None and os.getppid() == _keeper
     if anywhere or (_keeper is not None and not kept):  # the keeper is gone: orphans went to init
         candidates = list(_table())
     else:
         candidates = descendants(_keeper if kept else os.getpid())
-    return [pid for pid in candidates if pid != os.getpid() and _carries(pid, marker)]
+    return [pid for pid in candidates if pid != os.getpid() and _carries(pid, markers)]
 
 
 def terminate(pids: list[int], grace: float) -> None:

@@ -17,7 +17,7 @@ import tempfile
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
 from enum import Enum
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any, Callable
 
 from . import StashError
@@ -26,6 +26,7 @@ RUN_SCHEMA = 2  # 2: owner, fingerprint, statuses lost and reused
 SWEEP_SCHEMA = 2  # 2: resolved launcher options and which were given; backend fields per job
 RUN_FILE = "run.json"
 SWEEP_FILE = "sweep.json"
+LOCK_FILE = ".experimentstash.lock"  # held by the launcher that runs jobs of a sweep
 PATCH_FILE = "tool.diff"
 EXPERIMENT_COPY = "experiment.yaml"  # the experiment file as it was when the run started
 _UMASK = os.umask(0)
@@ -486,6 +487,17 @@ def encode_sweep(head: dict, job_lines: list[str]) -> str:
     """sweep.json text with one line per job (jobs encoded by the caller, so that unchanged ones are reused)."""
     text = json.dumps(head, indent=2)
     return text[:-2] + ',\n  "jobs": [\n    ' + ",\n    ".join(job_lines) + "\n  ]\n}\n"
+
+
+def move_aside(run_dir: Path, kind: str) -> list[str]:
+    """An earlier attempt's run dir kept beside the new one, as <run dir>.<kind><k> (attempt: `rerun`, preempted:
+    a requeued Slurm task); the names of every earlier attempt of that kind."""
+    if run_dir.exists():
+        k = 1
+        while run_dir.with_name(f"{run_dir.name}.{kind}{k}").exists():
+            k += 1
+        run_dir.rename(run_dir.with_name(f"{run_dir.name}.{kind}{k}"))
+    return sorted(p.name for p in run_dir.parent.glob(f"{run_dir.name}.{kind}*"))
 
 
 def job_dir_name(num: int, tool: str, experiment: str) -> str:

@@ -29,7 +29,7 @@ TOOL_KEYS = {
     "result": ((str,), "a JSON file name inside the run dir"),
     "reuse": ((bool,), "true or false: skip jobs that succeeded before with the same fingerprint"),
     "workdir": ((str,), "'tool' (the tool's folder) or 'run_dir'"),
-    "tracker": ((str, type(None)), "'none', 'wandb' or 'mlflow'"),
+    "tracker": ((str,), "'none', 'wandb' or 'mlflow'"),
     "wandb": ((dict,), "a mapping of W&B settings"),
     "mlflow": ((dict,), "a mapping of MLflow settings"),
 }
@@ -62,7 +62,7 @@ def find_root(start: Path | None = None) -> Path:
 class Tool:
     name: str
     path: Path  # absolute
-    rel_path: str  # as written in meta.yaml, relative to the root
+    rel_path: str  # relative to the root, as git names it
     entrypoint: list[str]
     description: str = ""
     search_packages: tuple[str, ...] = ()
@@ -85,6 +85,14 @@ class Stash:
 
     @classmethod
     def load(cls, root: Path) -> "Stash":
+        """The stash of this root; read once per process while meta.yaml and meta.local.yaml stay as they are."""
+        key = (root, *(_mtime(root / name) for name in (META, META_LOCAL)))
+        if key not in _LOADED:
+            _LOADED[key] = cls._read(root)
+        return _LOADED[key]
+
+    @classmethod
+    def _read(cls, root: Path) -> "Stash":
         raw = read_yaml(root / META, root) or {}
         local_path = root / META_LOCAL
         if local_path.is_file():
@@ -177,6 +185,16 @@ class Stash:
         return _choices(ids)
 
 
+_LOADED: dict[tuple, "Stash"] = {}
+
+
+def _mtime(path: Path) -> int | None:
+    try:
+        return path.stat().st_mtime_ns
+    except OSError:
+        return None
+
+
 def read_yaml(path: Path, root: Path | None = None):
     """Parse a YAML file; a syntax error becomes a StashError naming the file and line."""
     shown = path.relative_to(root) if root and path.is_relative_to(root) else path
@@ -241,7 +259,7 @@ def _parse_tools(root: Path, raw, backend_keys: set[str], tracker: tuple[str, di
 
 def _parse_tool(root: Path, name: str, entry, stash_tracker: tuple[str, dict]) -> Tool:
     where = f"{META}: tools.{name}"
-    if not is_name(name) or name.startswith("-"):
+    if not is_name(name):
         raise StashError(
             f"{META}: tool name '{name}' is not allowed: use letters, digits, '-', '_' and '.', not starting with "
             "'.' or '-' (it names configs/<name>/ and outputs/<name>/)."
@@ -281,8 +299,8 @@ def _parse_tool(root: Path, name: str, entry, stash_tracker: tuple[str, dict]) -
     return Tool(
         name=name,
         path=path,
-        rel_path=str(entry["path"]),
-        entrypoint=_split_entrypoint(where, entry["entrypoint"], path),
+        rel_path=path.relative_to(root.resolve()).as_posix(),  # as git names it (no ./, no trailing /)
+        entrypoint=_split_entrypoint(where, entry["entrypoint"]),
         description=entry.get("description", ""),
         search_packages=packages,
         env=env,
@@ -295,7 +313,7 @@ def _parse_tool(root: Path, name: str, entry, stash_tracker: tuple[str, dict]) -
     )
 
 
-def _split_entrypoint(where: str, entrypoint: str, tool_path: Path) -> list[str]:
+def _split_entrypoint(where: str, entrypoint: str) -> list[str]:
     try:
         words = shlex.split(entrypoint)
     except ValueError:
@@ -303,7 +321,7 @@ def _split_entrypoint(where: str, entrypoint: str, tool_path: Path) -> list[str]
     if len(words) == 2 and words[0] == "-m" and re.fullmatch(r"[A-Za-z_][\w.]*", words[1]):
         return words
     if len(words) == 1 and not words[0].startswith("-"):
-        if Path(words[0]).is_absolute() or not (tool_path / words[0]).resolve().is_relative_to(tool_path):
+        if not plain_relative(words[0].removeprefix("./")):  # a link out of the folder: prepare_tool refuses it
             raise StashError(
                 f"{where}.entrypoint: '{entrypoint}' is outside the tool's folder: a script the tool's pin does not "
                 "cover. Give a path inside the tool, relative to its folder."

@@ -77,7 +77,7 @@ def run(args, root: Path) -> int:
     from .invocation import say
     from .registry import Stash
     from .status import sweep_dir
-    from .summary import shown_path
+    from .invocation import shown_path
     from .sweep import open_sweep
 
     sweep = open_sweep(Stash.load(root), sweep_dir(root, args.sweep_dir))

@@ -26,7 +26,7 @@ from .invocation import console, output, shown_path
 from .job import JobSpec, job_cwd, new_run_id, prepare_tool, tool_command
 from .pins import ToolPin, inspect
 from .records import EXPERIMENT_COPY, PATCH_FILE, RUN_FILE, RunRecord, flatten, inside
-from .registry import META, META_LOCAL, Stash, Tool, _deep_merge
+from .registry import META, META_LOCAL, Stash, Tool, _deep_merge, read_yaml
 from .runs import found_at
 
 RUNS_TOOLS = True
@@ -93,7 +93,7 @@ def recorded_tool(stash: Stash, record: RunRecord) -> Tool:
             raw = yaml.safe_load(text.decode()) or {}
             local = stash.root / META_LOCAL
             if local.is_file():
-                raw = _deep_merge(raw, yaml.safe_load(local.read_text()) or {}, META_LOCAL)
+                raw = _deep_merge(raw, read_yaml(local, stash.root) or {}, META_LOCAL)
             tools = Stash.from_raw(stash.root, raw).tools
             if record.tool in tools:
                 return tools[record.tool]

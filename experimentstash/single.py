@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
-from dataclasses import replace
 
 from . import StashError
 from .execute import Runner, exit_code_for, run_in_foreground
-from .fingerprint import configs_digest, of_job, succeeded_runs
+from .facts import gather
+from .fingerprint import succeeded_runs
 from .invocation import current, fail, say, shown_path
 from .job import base_config, new_run_id, plan_job, reuses, split_job
-from .pins import NO_GIT_WARNING, CheckoutWatch, apply_policy, inspect
 from .records import Status
 from .registry import Stash, find_root
 
@@ -35,15 +33,9 @@ def run_single(words, cfg) -> int:
     run_dir = stash.root / "outputs" / str(tool) / str(experiment) / run_id
     spec = plan_job(stash, tool, experiment, [*given, *current.tool_overrides], run_dir, run_id,
                     timeout=options["timeout"], tracker=options["tracker"])
-    state, pins = inspect(stash.root, [spec.tool])
-    if state.commit is None and state.dirty is None:
-        say(f"warning: {NO_GIT_WARNING.format(root=stash.root)}")
-    pin = pins[spec.tool.name]
-    warning = apply_policy(spec.tool, pin, options["pin"])
-    if warning:
-        say(f"warning: {warning}")
-    spec = replace(spec, fingerprint=of_job(spec, pin, state, configs_digest(stash.root, spec.tool.name, state)))
-    if reuses(spec, options) and (earlier := succeeded_runs(stash.root).get(spec.fingerprint.digest)):
+    facts, (spec,) = gather(stash.root, [(spec, options)], lambda text: say(f"warning: {text}"))
+    pin = facts.pins[spec.tool.name]
+    if reuses(spec, options) and spec.fingerprint and (earlier := succeeded_runs(stash.root).get(spec.fingerprint.digest)):
         say(f"reused: run {earlier.label} succeeded with the same fingerprint ({spec.fingerprint.digest[:12]}): "
             f"{shown_path(stash.root, earlier.folder)}")
         if earlier.record.result is not None:
@@ -53,14 +45,14 @@ def run_single(words, cfg) -> int:
     if spec.tracker != "none":  # W&B or MLflow (trackers.py, imported only then)
         from .trackers import Tracking
 
-        tracking = Tracking(stash.root, {0: spec}, pins, state)
+        tracking = Tracking(stash.root, {0: spec}, facts.pins, facts.stash)
         spec = tracking.specs[0]
     runner = Runner(stash.root, grace=float(options["grace"]))
-    sha = hashlib.sha256(spec.experiment_file.read_bytes()).hexdigest()
-    watch = CheckoutWatch(stash.root, spec.tool, pin, lambda text: say(f"warning: {text}"))
+    sha, watch = facts.sha[spec.experiment_file], facts.watches[spec.tool.name]
     record = None
     try:
-        record, signum = run_in_foreground(runner, lambda: runner.run(spec, pin, state, sha, stream=True, watch=watch))
+        record, signum = run_in_foreground(runner, lambda: runner.run(spec, pin, facts.stash, sha, stream=True,
+                                                                      watch=watch))
     finally:
         if tracking:
             tracking.ended(0, record.status if record else Status.CANCELLED, record.result if record else None)

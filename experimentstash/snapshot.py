@@ -48,7 +48,7 @@ def header(tool: str, experiment: str, tag: str, commit: str, pinned: str | None
     lines.append(f"# created_at: {datetime.now(timezone.utc).isoformat(timespec='seconds').replace('+00:00', 'Z')}")
     if overrides:
         lines.append(f"# overrides: {' '.join(overrides)}")
-    lines.append(f"# fully resolved by the tool's Hydra (--cfg job --resolve); run it with:")
+    lines.append("# fully resolved by the tool's Hydra (--cfg job --resolve); run it with:")
     lines.append(f"#   python -m experimentstash tool={tool} experiment={SNAPSHOTS}/{tag}/{experiment}")
     return "\n".join(lines) + "\n"
 

@@ -30,7 +30,8 @@ def run(args, root: Path) -> int:
     sweep = open_sweep(stash, sweep_dir(root, args.sweep_dir))
     note = sweep.refresh()
     try:
-        sweep.write(force=True)  # sweep.json in line with what the runs say
+        if sweep.lock():  # no launcher at work on it: sweep.json in line with what the runs say
+            sweep.write(force=True)
     except OSError:
         pass  # someone else's sweep: shown, not fixed
     print_summary(stash.root, sweep.dir, [sweep.jobs[n] for n in sorted(sweep.jobs)])

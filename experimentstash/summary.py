@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shlex
 import sys
+import threading
 import time
 from collections import Counter
 from contextlib import contextmanager
@@ -38,6 +39,7 @@ class Progress:
         self.total = total
         self.started = time.monotonic()
         self.done = 0
+        self._lock = threading.Lock()  # jobs end on their own threads
         self.live = Live(console=console, auto_refresh=False, transient=True) if console.is_terminal else None
 
     def __enter__(self):
@@ -59,12 +61,14 @@ class Progress:
                          refresh=True)
 
     def ended(self, job: dict, root: Path) -> None:
-        self.done += 1
+        with self._lock:
+            self.done += 1
+            done = self.done
         if self.live:
             return
         status = job["status"]
         console.print(
-            f"[{self.done}/{self.total}] {styled(status)} job {job['num']} "
+            f"[{done}/{self.total}] {styled(status)} job {job['num']} "
             f"{escape(job['tool'])} {escape(job['experiment'])} {escape(' '.join(job['overrides']))} "
             f"({_duration(job['duration_s'])}) {escape(str(shown_path(root, root / job['run_dir'])))}",
             highlight=False,

@@ -6,12 +6,13 @@ hears back through job_started() / job_ended() / update(). The core names no bac
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import socket
 import threading
-import time
 from collections import Counter
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
@@ -20,12 +21,12 @@ from rich.markup import escape
 from . import StashError, backends
 from .execute import Interrupted, raise_on_signals
 from .invocation import console, current
-from .fingerprint import configs_digest, of_job, succeeded_runs
+from .facts import Facts, gather
+from .fingerprint import succeeded_runs
 from .job import JobSpec, base_config, plan_job, reuses, split_job
-from .pins import NO_GIT_WARNING, CheckoutWatch, StashState, ToolPin, apply_policy, inspect
 from .procs import owner_alive, run_processes, terminate
-from .records import (SWEEP_FILE, Reserve, RunRecord, Status, SweepRecord, encode_sweep, is_disk_full,
-                      inside, job_dir_name, job_run_dir, now_iso, read_run_if_any, write_json, write_text)
+from .records import (LOCK_FILE, SWEEP_FILE, Reserve, RunRecord, Status, SweepRecord, encode_sweep, is_disk_full,
+                      inside, job_dir_name, job_run_dir, move_aside, now_iso, read_run_if_any, write_json, write_text)
 from .registry import Stash
 from .summary import Progress, print_summary
 
@@ -41,16 +42,6 @@ class Planned:
         return self.spec.sweep["num"]
 
 
-@dataclass
-class Facts:
-    """Looked up once per sweep: the stash's state, each tool's pin, each experiment file's sha256."""
-
-    stash: StashState
-    pins: dict[str, ToolPin]
-    sha: dict[Path, str] = field(default_factory=dict)
-    watches: dict[str, CheckoutWatch] = field(default_factory=dict)  # files the runs write into each checkout
-
-
 class Sweep:
     """One sweep dir with its sweep.json; launch() may be called more than once (optimizing sweepers)."""
 
@@ -59,7 +50,6 @@ class Sweep:
         self.stash = stash
         self.dir = sweep_dir
         self.base = base
-        self.backend_name = backend
         self.backend = backends.backend_class(backend)(options, stash)
         self.record = record or SweepRecord(
             id=sweep_dir.name, created_at=now_iso(), backend=backend, command_line=list(command_line),
@@ -72,12 +62,11 @@ class Sweep:
         self._lock = threading.Lock()
         self._dirty = False
         self._reserve: Reserve | None = None
+        self._lock_fd: int | None = None  # the sweep's lock file, while this process launches
         self.progress: Progress | None = None
         self.tracking = None  # trackers.Tracking, when a job reports to W&B or MLflow
-
-    @property
-    def options(self):
-        return self.backend.options
+        self.facts: Facts | None = None  # looked up by the first launch, kept for the next ones
+        self.earlier: dict | None = None  # succeeded runs by fingerprint, for stash.reuse
 
     # --- planning -------------------------------------------------------------------------------------------
     def plan(self, numbered) -> list[Planned]:
@@ -98,32 +87,21 @@ class Sweep:
 
     def inspect(self, planned: list[Planned]) -> Facts:
         """Pins once per tool per sweep; the pin policy may refuse the whole sweep before anything starts."""
-        tools = list({p.spec.tool.name: p.spec.tool for p in planned}.values())
-        state, pins = inspect(self.stash.root, tools)
-        if state.commit is None and state.dirty is None:
-            console.print(f"[yellow]warning:[/] {NO_GIT_WARNING.format(root=self.stash.root)}", markup=True)
         warn = lambda text: console.print(f"[yellow]warning:[/] {escape(text)}", markup=True, highlight=False)
-        facts = Facts(state, pins, watches={t.name: CheckoutWatch(self.stash.root, t, pins[t.name], warn) for t in tools})
-        warned = set()
-        configs = {t.name: configs_digest(self.stash.root, t.name, state) for t in tools}
-        for p in planned:
-            name = p.spec.tool.name
-            warning = apply_policy(p.spec.tool, pins[name], p.options["pin"])  # per job: its policy
-            if warning and name not in warned:
-                warned.add(name)
-                console.print(f"[yellow]warning:[/] {warning}", markup=True, highlight=False)
-            if p.spec.experiment_file not in facts.sha:
-                facts.sha[p.spec.experiment_file] = _sha256(p.spec.experiment_file)
-            p.spec = replace(p.spec, fingerprint=of_job(p.spec, pins[name], state, configs[name]))
-        return facts
+        self.facts, specs = gather(self.stash.root, [(p.spec, p.options) for p in planned], warn, self.facts)
+        for p, spec in zip(planned, specs):
+            p.spec = spec
+        return self.facts
 
     def reusable(self, planned: list[Planned]) -> dict[int, object]:
         """Job number -> the earlier run it reuses: one that succeeded with the same fingerprint (stash.reuse)."""
-        wanted = [p for p in planned if reuses(p.spec, p.options)]
+        wanted = [p for p in planned if reuses(p.spec, p.options) and p.spec.fingerprint]
         if not wanted:
             return {}
-        earlier = succeeded_runs(self.stash.root)
-        return {p.num: earlier[p.spec.fingerprint.digest] for p in wanted if p.spec.fingerprint.digest in earlier}
+        if self.earlier is None:  # read once per sweep: every record of the stash
+            self.earlier = succeeded_runs(self.stash.root)
+        return {p.num: self.earlier[p.spec.fingerprint.digest] for p in wanted
+                if p.spec.fingerprint.digest in self.earlier}
 
     # --- sweep.json -----------------------------------------------------------------------------------------
     def _entry(self, p: Planned) -> dict:
@@ -141,8 +119,11 @@ class Sweep:
             self._lines.pop(num, None)
             self._dirty = True
             now = self.jobs[num].get("status")
-        if self.tracking and now != was and Status(now).final:  # however it ended: its tracker run ends too
-            self.tracking.ended(num, Status(now), self.results.get(num))
+        if now != was and Status(now).final:  # however it ended: its line, and its tracker run ends too
+            if self.progress:
+                self.progress.ended(self.jobs[num], self.stash.root)
+            if self.tracking:
+                self.tracking.ended(num, Status(now), self.results.get(num))
 
     def job_started(self, num: int) -> None:
         self.update(num, status=Status.RUNNING)
@@ -150,8 +131,6 @@ class Sweep:
     def job_ended(self, num: int, record: RunRecord) -> None:
         self.results[num] = record.result
         self.update(num, status=record.status, exit_code=record.exit_code, duration_s=record.duration_s)
-        if self.progress:
-            self.progress.ended(self.jobs[num], self.stash.root)
 
     def write(self, force: bool = False) -> None:
         """sweep.json with one line per job; only the jobs that changed are encoded again, and the lock is
@@ -165,7 +144,6 @@ class Sweep:
                 if num not in self._lines:
                     self._lines[num] = json.dumps(job)
             lines = [self._lines[num] for num in sorted(self.jobs)]
-        self.record.jobs = [self.jobs[n] for n in sorted(self.jobs)]
         try:
             write_text(self.dir / SWEEP_FILE, encode_sweep(self.record.head(), lines))
         except OSError as err:
@@ -190,8 +168,9 @@ class Sweep:
         if to_run:
             self.backend.preflight()
         self._track(to_run, facts)
-        if keep_attempts:
-            _keep_earlier_attempts(to_run)
+        if keep_attempts:  # a job run again keeps its earlier attempt's run dir beside it
+            for p in to_run:
+                move_aside(p.spec.run_dir, "attempt")
         try:
             self._claim(len(planned))
         except StashError:
@@ -265,6 +244,7 @@ class Sweep:
                 self.dir.mkdir(parents=True, exist_ok=True)
                 if not self.jobs:
                     os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+                self.lock()
                 self._reserve = Reserve(self.dir, max(Reserve.SIZE, 2 * _size(path), 600 * (len(self.jobs) + new_jobs)))
             except FileExistsError:
                 raise StashError(
@@ -275,6 +255,35 @@ class Sweep:
             except OSError as err:
                 raise StashError(f"Cannot write the sweep dir {self.dir}: {err.strerror}. Make it writable (or free "
                                  "space) and run again; nothing was started.") from None
+
+    def lock(self, wait: bool = False) -> bool:
+        """Hold the sweep's lock while this process launches its jobs (an flock: it goes with the process, however
+        it ends). Another launcher of the same sweep (`rerun`) waits for it, saying so, with `wait`; without, False
+        when the lock is held elsewhere."""
+        if self._lock_fd is not None:
+            return True
+        fd = os.open(self.dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if not wait:
+                os.close(fd)
+                return False
+            holder = os.pread(fd, 200, 0).decode(errors="replace").split() or ["?"]
+            where = f"pid {holder[0]}" + (f" on {holder[1]}" if len(holder) > 1 else "")
+            console.print(f"another launcher ({where}) is running jobs of this sweep: waiting for it to end, so that "
+                          "no job runs twice at once.", highlight=False)
+            restore = raise_on_signals()
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            except Interrupted as stop:
+                raise SystemExit(128 + stop.signum) from None
+            finally:
+                restore()
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()} {socket.gethostname()}\n".encode(), 0)
+        self._lock_fd = fd
+        return True
 
     def _release(self) -> None:
         """Give back the reserved space for the last write of sweep.json."""
@@ -344,12 +353,6 @@ def _size(path: Path) -> int:
         return 0
 
 
-def _sha256(path: Path) -> str:
-    import hashlib
-
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def _objective(result, key, spec: JobSpec):
     """What the job returns to Hydra: the result file, or the value(s) named by stash.objective."""
     if not key:
@@ -364,29 +367,25 @@ def _objective(result, key, spec: JobSpec):
     return values[0] if len(values) == 1 else values
 
 
-def _keep_earlier_attempts(planned: list[Planned]) -> None:
-    """A job run again keeps its earlier attempt's run dir beside it, as <run dir>.attempt<k>."""
-    for p in planned:
-        if p.spec.run_dir.exists():
-            attempt = 1
-            while p.spec.run_dir.with_name(f"{p.spec.run_dir.name}.attempt{attempt}").exists():
-                attempt += 1
-            p.spec.run_dir.rename(p.spec.run_dir.with_name(f"{p.spec.run_dir.name}.attempt{attempt}"))
-
-
-def open_sweep(stash: Stash, sweep_dir: Path) -> Sweep:
-    """An existing sweep, from its validated sweep.json, with its recorded backend and options."""
+def open_sweep(stash: Stash, sweep_dir: Path, holding: Sweep | None = None) -> Sweep:
+    """An existing sweep, from its validated sweep.json, with its recorded backend and options (read again by the
+    process `holding` its lock, which keeps it)."""
     record = SweepRecord.read(sweep_dir)
     try:
         options = backends.recorded_options(record.backend, record.launcher)
     except StashError as err:
         raise StashError(f"{sweep_dir / SWEEP_FILE}: field 'launcher': {err} The record is damaged.") from None
-    return Sweep(stash, sweep_dir, record.backend, options, record.given, record.command_line, base_config(), record)
+    sweep = Sweep(stash, sweep_dir, record.backend, options, record.given, record.command_line, base_config(), record)
+    if holding is not None:
+        sweep._lock_fd, holding._lock_fd = holding._lock_fd, None
+    return sweep
 
 
 def rerun(stash: Stash, sweep_dir: Path) -> int:
     """Re-launch the jobs of a sweep that did not succeed, into the same sweep dir, with the same overrides."""
     sweep = open_sweep(stash, sweep_dir)
+    sweep.lock(wait=True)  # never two attempts of one job at once: a launcher still at work is waited for
+    sweep = open_sweep(stash, sweep_dir, sweep)  # what that launcher left
     sweep.refresh()  # sweep.json may be behind if its launcher was killed
     todo = [job for job in sweep.jobs.values() if not Status(job["status"]).ok]
     if not todo:
@@ -394,40 +393,20 @@ def rerun(stash: Stash, sweep_dir: Path) -> int:
         console.print(f"Every job of {sweep_dir.name} succeeded: nothing to rerun.", highlight=False)
         return 0
     sweep.backend.before_rerun(sweep, todo)
-    if _wait_for_earlier_attempts(sweep, todo):
-        sweep.refresh()  # what the other launcher left: done, or still to do
-        todo = [job for job in sweep.jobs.values() if not Status(job["status"]).ok]
-        if not todo:
-            sweep.write(force=True)
-            console.print(f"Every job of {sweep_dir.name} succeeded: nothing to rerun.", highlight=False)
-            return 0
+    _end_leftovers(sweep, todo)
     sweep.record.reruns.append({"at": now_iso(), "jobs": [job["num"] for job in todo]})
     sweep.launch([(job["num"], job["launch_overrides"]) for job in sorted(todo, key=lambda j: j["num"])],
                  keep_attempts=True)
     return current.exit_code
 
 
-def _wait_for_earlier_attempts(sweep: Sweep, todo: list[dict]) -> bool:
-    """Never two attempts of one job at once: wait for an attempt whose launcher still runs it, and end what a
-    dead launcher left of one. True when it waited."""
-    waited = False
-    for job in todo:
-        run_dir = job_run_dir(sweep.dir, job)
-        record = read_run_if_any(run_dir)
-        if record is None:
-            continue
-        if record.status == Status.RUNNING and owner_alive(record.owner):
-            console.print(f"job {job['num']} is still running (pid {record.owner['pid']} on this host): waiting "
-                          "for it to end before its rerun.", highlight=False)
-            while owner_alive(record.owner) and (again := read_run_if_any(run_dir)) and again.status == Status.RUNNING:
-                time.sleep(1)
-            waited = True
-        left = run_processes(record.id, anywhere=True)
-        if left:
-            console.print(f"job {job['num']}: ending {len(left)} process(es) its earlier attempt left running.",
-                          highlight=False)
-            terminate(left, float(sweep.base["stash"]["grace"]))
-    return waited
+def _end_leftovers(sweep: Sweep, todo: list[dict]) -> None:
+    """End what a launcher that died without its keeper left of the jobs' earlier attempts (their processes carry
+    the job's run id)."""
+    left = run_processes({f"{sweep.id}_{job['num']}" for job in todo}, anywhere=True)
+    if left:
+        console.print(f"ending {len(left)} process(es) that earlier attempts left running.", highlight=False)
+        terminate(left, float(sweep.base["stash"]["grace"]))
 
 
 def new_sweep(config: DictConfig, composed_options) -> Sweep:

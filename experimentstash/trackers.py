@@ -31,7 +31,7 @@ from pathlib import Path
 from . import StashError
 from .invocation import override_key, say
 from .compare import override_values, varying
-from .records import Status, flatten, job_run_dir, read_run_if_any
+from .records import Status, flatten
 
 TAG = "experimentstash."  # our own MLflow tags
 MLFLOW_STATUS = {Status.SUCCEEDED: "FINISHED", Status.REUSED: "FINISHED", Status.FAILED: "FAILED",
@@ -372,7 +372,7 @@ def settle(stash, sweep) -> list[str]:
     todo = []
     for job in sweep.jobs.values():
         status = Status(job["status"])
-        record = read_run_if_any(job_run_dir(sweep.dir, job)) if status.final else None
+        record = sweep.records.get(job["num"]) if status.final else None
         run_id = ((record.env or {}).get("variables") or {}).get("MLFLOW_RUN_ID") if record else None
         if isinstance(run_id, str) and RUN_ID.fullmatch(run_id) and job["tool"] in stash.tools:
             todo.append((stash.tools[job["tool"]], run_id, status, record.result))

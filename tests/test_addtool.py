@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 
 import pytest
 import yaml
@@ -158,6 +157,6 @@ def test_the_first_experiment_add_tool_writes_runs_as_it_is(stash, tmp_path):
     for name, repo in (("withconf", with_config), ("bare", bare)):
         out = stash.run("add-tool", name, str(repo))
         assert out.returncode == 0, out.stderr
-        assert "result:" in out.stderr and f"experiment=example" in out.stderr
+        assert "result:" in out.stderr and "experiment=example" in out.stderr
         run = stash.run(f"tool={name}", "experiment=example")
         assert run.returncode == 0, run.stderr

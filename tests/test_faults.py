@@ -119,9 +119,23 @@ def test_rerun_waits_for_an_attempt_that_still_runs(stash):
     second = stash.run("rerun", str(sweep))
     assert first.wait(timeout=60) == 0
     assert second.returncode == 0, second.stderr
-    assert "job 0 is still running" in second.stdout + second.stderr
+    assert "is running jobs of this sweep: waiting for it to end" in second.stdout + second.stderr
     assert "nothing to rerun" in second.stdout + second.stderr
     assert sorted(p.name for p in sweep.iterdir() if p.name.startswith("0_")) == ["0_fx_crash", "0_fx_crash.attempt1"]
+
+
+def test_rerun_while_the_sweep_itself_still_runs_waits_for_it(stash):
+    stash.write("configs/fx/experiment/medium.yaml", "# @package _global_\ndefaults:\n  - /config\n  - _self_\nsleep: 3\n")
+    first = stash.popen("-m", "tool=fx", "experiment=crash,medium,medium", "hydra.launcher.max_parallel=1")
+    sweep = wait_for(lambda: next((stash.root / "multirun").glob("*/1_fx_medium/seen.json"), None), what="job 1")
+    sweep = sweep.parent.parent
+    second = stash.run("rerun", str(sweep))  # job 2 is still pending in the first launcher: not run twice
+    assert first.wait(timeout=60) == 1
+    assert second.returncode == 1 and "waiting for it to end" in second.stderr
+    jobs = json.loads((sweep / "sweep.json").read_text())["jobs"]
+    assert [j["status"] for j in jobs] == ["failed", "succeeded", "succeeded"]
+    assert sorted(p.name for p in sweep.iterdir() if not p.name.startswith(".") and p.is_dir()) == [
+        "0_fx_crash", "0_fx_crash.attempt1", "1_fx_medium", "2_fx_medium"]
 
 
 # --- output and disk --------------------------------------------------------------------------------------------

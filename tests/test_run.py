@@ -107,7 +107,7 @@ def test_two_runs_in_the_same_second_get_their_own_dirs(stash):
 def test_run_from_a_subfolder_and_with_root_variable(stash, tmp_path):
     out = stash.run("tool=fx", "experiment=a", cwd=stash.root / "configs")
     assert out.returncode == 0
-    assert f"succeeded in" in out.stderr and f": {stash.root}/outputs/fx/a/" in out.stderr  # a path usable from there
+    assert "succeeded in" in out.stderr and f": {stash.root}/outputs/fx/a/" in out.stderr  # a path usable from there
     out = stash.run("tool=fx", "experiment=b", cwd=tmp_path, env={"EXPERIMENTSTASH_ROOT": str(stash.root)})
     assert out.returncode == 0, out.stderr
     assert len(stash.runs()) == 2

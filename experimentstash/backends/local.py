@@ -74,12 +74,6 @@ class Backend:
             raise StashError(f"hydra.launcher.timeout={o.timeout}: give a positive number of seconds (or null).")
         if o.gpus_per_job < 0:
             raise StashError(f"hydra.launcher.gpus_per_job={o.gpus_per_job}: give 0 or more.")
-        devices = visible_devices(o)
-        if o.gpus_per_job > len(devices):
-            raise StashError(
-                f"hydra.launcher.gpus_per_job={o.gpus_per_job} but only {len(devices)} device(s) to share out "
-                f"({', '.join(devices) or 'none'}): set hydra.launcher.gpus=[0,1,...] or CUDA_VISIBLE_DEVICES."
-            )
 
     def job_fields(self) -> dict:
         return {}
@@ -88,7 +82,13 @@ class Backend:
         return self.options.timeout
 
     def preflight(self) -> None:
-        pass
+        """This machine's devices: checked when jobs are about to run (a recorded sweep opens anywhere)."""
+        devices = visible_devices(self.options)
+        if self.options.gpus_per_job > len(devices):
+            raise StashError(
+                f"hydra.launcher.gpus_per_job={self.options.gpus_per_job} but only {len(devices)} device(s) to share "
+                f"out ({', '.join(devices) or 'none'}): set hydra.launcher.gpus=[0,1,...] or CUDA_VISIBLE_DEVICES."
+            )
 
     def refresh(self, sweep, records) -> str | None:
         return None
@@ -138,13 +138,14 @@ class Backend:
             while pending:
                 _, pending = wait(pending, timeout=0.25, return_when=FIRST_COMPLETED)
                 sweep.tick()
-        except Interrupted as stop:
-            console.print(f"\n{stop}: ending every running job", highlight=False)
+        except BaseException as stop:  # Ctrl-C, or anything that stops the wait: no job goes on without us
+            if isinstance(stop, Interrupted):
+                console.print(f"\n{stop}: ending every running job", highlight=False)
             runner.stop_all(Status.INTERRUPTED)
             wait(futures)
             raise
         finally:
             pool.shutdown(wait=True)
-            for future in futures:
-                if future.exception() is not None and not isinstance(future.exception(), Interrupted):
-                    raise future.exception()
+        for future in futures:  # a job's thread that failed (not the tool: the launcher's own error)
+            if future.exception() is not None:
+                raise future.exception()

@@ -316,7 +316,7 @@ class Backend:
                 self.update_job(sweep, p.num, p.spec.run_dir, None, record)  # it ended on its own before
                 continue
             sweep.update(p.num, status=Status.INTERRUPTED)
-            _mark(p.spec.run_dir, lambda r: True, status=Status.INTERRUPTED)
+            _mark(p.spec.run_dir, status=Status.INTERRUPTED)
 
     def update_job(self, sweep, num: int, run_dir: Path, slurm_state: str | None, record=None) -> str:
         """Bring one job's sweep.json entry (and its run.json, when Slurm ended it) up to date."""
@@ -330,11 +330,8 @@ class Backend:
             fields_.update(exit_code=record.exit_code, duration_s=record.duration_s)
             sweep.results[num] = record.result
             if Status(status).final and record.status.value != status:  # Slurm ended it: the record says so too
-                _mark(run_dir, lambda r: True, status=Status(status), slurm_state=slurm_state)
-        ended = Status(status).final and sweep.jobs[num]["status"] != status
+                _mark(run_dir, status=Status(status), slurm_state=slurm_state)
         sweep.update(num, **fields_)
-        if ended and sweep.progress:
-            sweep.progress.ended(sweep.jobs[num], sweep.stash.root)
         return status
 
     # --- later: `status`, `rerun`, wait=false -----------------------------------------------------------------
@@ -355,6 +352,9 @@ class Backend:
         """Never two attempts of one job at once: no rerun while Slurm still has a task of the sweep (squeue, which
         knows a task as soon as it is submitted; sacct may not yet)."""
         left = queued(job_name(sweep))
+        if left is None:
+            raise StashError("Slurm does not say (squeue) whether tasks of this sweep are still queued or running: "
+                             "rerun when it answers, so that no job runs twice at once.")
         if left:
             raise StashError(
                 f"{len(left)} task(s) of this sweep are still pending or running on Slurm ({', '.join(left[:3])}"
@@ -417,20 +417,17 @@ def wait_until_ended(name: str, limit: float = CANCEL_WAIT) -> None:
         time.sleep(0.5)
 
 
-def _mark(run_dir: Path, when, **fields) -> None:
-    """Update the run.json of a task from outside it (Slurm ended it), when `when(record)` holds."""
-    from ..records import read_run_if_any, write_json
+def _mark(run_dir: Path, **fields) -> None:
+    """Update the run.json of a task from outside it (Slurm ended it, or the task's signal handler)."""
+    from ..records import now_iso, read_run_if_any, write_json
 
     record = read_run_if_any(run_dir)
-    if record is None or not when(record):
+    if record is None:
         return
     for key, value in fields.items():
         if hasattr(record, key):
             setattr(record, key, value)
         else:
             record.extra[key] = value
-    if record.ended_at is None:
-        from ..records import now_iso
-
-        record.ended_at = now_iso()
+    record.ended_at = record.ended_at or now_iso()
     write_json(run_dir / "run.json", record.to_dict())

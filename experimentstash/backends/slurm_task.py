@@ -9,18 +9,8 @@ from pathlib import Path
 import submitit
 
 from ..execute import Runner, read_result
-from ..records import Status
+from ..records import Status, move_aside
 from .slurm import _mark
-
-
-def _keep_preempted_attempts(run_dir: Path) -> list[str]:
-    """A requeued task finds its earlier attempt's run dir: keep it beside, as <run dir>.preempted<k>."""
-    if run_dir.exists():
-        k = 1
-        while run_dir.with_name(f"{run_dir.name}.preempted{k}").exists():
-            k += 1
-        run_dir.rename(run_dir.with_name(f"{run_dir.name}.preempted{k}"))
-    return sorted(p.name for p in run_dir.parent.glob(f"{run_dir.name}.preempted*"))
 
 
 class NodeTask(submitit.helpers.Checkpointable):
@@ -43,7 +33,7 @@ class NodeTask(submitit.helpers.Checkpointable):
     def __call__(self, spec, pin, stash, experiment_sha: str):
         self._started = time.time()
         self._spec = spec
-        previous = _keep_preempted_attempts(spec.run_dir)
+        previous = move_aside(spec.run_dir, "preempted")  # a requeued task finds its earlier attempt's run dir
         env = submitit.JobEnvironment()
         extra = {"slurm_job_id": env.job_id, "node": socket.gethostname(), "requeued": len(previous),
                  "previous_attempts": previous}
@@ -79,4 +69,4 @@ class NodeTask(submitit.helpers.Checkpointable):
 
     def _finish(self, **fields) -> None:
         if self._spec is not None:
-            _mark(self._spec.run_dir, lambda r: True, duration_s=round(time.time() - self._started, 3), **fields)
+            _mark(self._spec.run_dir, duration_s=round(time.time() - self._started, 3), **fields)
