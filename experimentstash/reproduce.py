@@ -23,7 +23,7 @@ import yaml
 from . import StashError
 from .gitcmd import GitError, git, git_bytes, is_repo, ok
 from .invocation import console, output, shown_path
-from .job import JobSpec, job_cwd, new_run_id, prepare_tool, tool_command
+from .job import JobSpec, file_sha256, job_cwd, new_run_id, prepare_tool, tool_command
 from .pins import ToolPin, inspect
 from .records import EXPERIMENT_COPY, PATCH_FILE, RUN_FILE, RunRecord, flatten, inside
 from .registry import META, META_LOCAL, Stash, Tool, _deep_merge, read_yaml
@@ -303,7 +303,7 @@ def run_reproduction(stash: Stash, record: RunRecord, spec: JobSpec, pin: ToolPi
 
     runner = Runner(stash.root, grace=grace)
     extra = {"reproduces": record.id, "experiment_file": record.experiment_file}
-    sha = hashlib.sha256(spec.experiment_file.read_bytes()).hexdigest()
+    sha = file_sha256(spec.experiment_file)
     state, _ = inspect(stash.root, [])
     return run_in_foreground(runner, lambda: runner.run(spec, pin, state, sha, stream=True, extra=extra))
 
