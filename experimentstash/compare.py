@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from . import StashError
-from .invocation import override_key, say
+from .invocation import say, sweep_dir
+from .overrides import override_values, varying
 from .records import SWEEP_FILE, RunRecord, Status, flatten, job_run_dir
 from .runs import _duration_cell, _value, found_at, load_runs, select, write_aligned
 
@@ -36,15 +37,6 @@ def plain(text: str) -> str:
 
 def is_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def override_values(words: list[str]) -> dict[str, str]:
-    """Tool overrides by key, as typed: `seed=1`, `+a.b=2`, `++lr=0.1` give seed, a.b, lr; `~key` shows as `~`."""
-    values = {}
-    for word in words:
-        value = word.split("=", 1)[1] if "=" in word else ""
-        values[override_key(word)] = "~" + value if word.startswith("~") else value
-    return values
 
 
 @dataclass
@@ -103,17 +95,6 @@ class Table:
     rows: list[dict]  # column -> value; a missing value is absent
     all_keys: set[str] = field(default_factory=set)  # every override key, varying or not
     over: str | None = None
-
-
-def varying(parsed: list[dict[str, str]]) -> list[str]:
-    """The override keys whose values differ between runs, or that some runs lack, in the order first seen."""
-    seen: dict[str, set] = {}
-    count: Counter = Counter()
-    for values in parsed:
-        for key, value in values.items():
-            seen.setdefault(key, set()).add(value)
-            count[key] += 1
-    return [k for k, values in seen.items() if len(values) > 1 or count[k] < len(parsed)]
 
 
 def build(entries: list[Entry], base: Path) -> Table:
@@ -286,8 +267,6 @@ def add_arguments(p) -> None:
 
 def collect(args, root: Path) -> tuple[list[Entry], list[str]]:
     """(the runs asked for, notes for the user)."""
-    from .status import sweep_dir
-
     if args.paths and (args.tool or args.experiment or args.last is not None):
         raise StashError("Give a sweep dir or run dirs, or choose runs with --tool/--experiment/--last: not both.")
     if args.last is not None and args.last < 0:

@@ -16,7 +16,8 @@ from pathlib import Path
 import yaml
 
 from . import StashError
-from .compare import is_number, override_values, plain
+from .compare import is_number, plain
+from .overrides import override_values
 from .gitcmd import GitError, git, ok
 from .records import EXPERIMENT_COPY, flatten, inside
 from .runs import Found
@@ -224,8 +225,7 @@ def render(cmp: dict, a_name: str, b_name: str) -> str:
 
 def run(args, root: Path) -> int:
     from .runs import found_at
-    from .status import sweep_dir
-    from .invocation import shown_path
+    from .invocation import shown_path, sweep_dir
     from .summary import quiet_when_closed
 
     a, b = (found_at(sweep_dir(root, given, "a run dir (holds run.json)")) for given in (args.run_a, args.run_b))

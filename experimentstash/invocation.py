@@ -16,6 +16,7 @@ from pathlib import Path
 from . import StashError
 
 LAUNCHER_KEYS = ("tool", "experiment", "stash", "hydra")
+STASH_OPTIONS = ("pin", "timeout", "objective", "grace", "reuse", "tracker")
 # Hydra's flags that take the next word as their value
 FLAGS_WITH_VALUE = {
     "--cfg", "-c", "--package", "-p", "--config-path", "-cp", "--config-name", "-cn",
@@ -60,6 +61,15 @@ def shown_path(root: Path, path: Path) -> Path:
     except OSError:
         here = None
     return path.relative_to(root) if here == root and path.is_relative_to(root) else path
+
+
+def sweep_dir(root: Path, given: str, what: str = "a sweep dir (a folder under multirun/)") -> Path:
+    """A folder given on the command line: as typed, or relative to the stash root."""
+    path = Path(given).expanduser()
+    for candidate in (path, root / path):
+        if candidate.is_dir():
+            return candidate.resolve()
+    raise StashError(f"{given} does not exist: give {what}.")
 
 
 # a word of only these characters is read the same by Hydra's grammar and by override_value's shortcut
@@ -129,11 +139,16 @@ def split_argv(argv: list[str]) -> tuple[list[str], list[str]]:
     return hydra_words, tool_words
 
 
+def check_stash_option(key: str) -> None:
+    if key[len("stash."):] not in STASH_OPTIONS:
+        known = ", ".join("stash." + o for o in STASH_OPTIONS)
+        raise StashError(f"Unknown launcher option '{key}' (known: {known}).")
+
+
 def check_launcher_options(hydra_words: list[str], stash) -> None:
     """The launcher options and stash.* keys on the command line, checked before Hydra sees them (a single run's
     too): an unknown name or a value of the wrong type is one clear error, not Hydra's."""
     from . import backends
-    from .job import check_stash_option
 
     backend = backends.for_launcher(_chosen(hydra_words, "launcher"))
     values, given = {}, set()

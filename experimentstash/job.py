@@ -18,7 +18,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from . import StashError
-from .invocation import is_launcher_override, override_key, override_value
+from .invocation import STASH_OPTIONS, check_stash_option, is_launcher_override, override_key, override_value
 from .registry import TRACKERS, Stash, Tool
 
 
@@ -92,9 +92,6 @@ class JobSpec:
     tracker: str = "none"  # the experiment tracker the job reports to (trackers.py): none, wandb or mlflow
 
 
-STASH_OPTIONS = ("pin", "timeout", "objective", "grace", "reuse", "tracker")
-
-
 @lru_cache(maxsize=4096)
 def _meta_value(word: str):
     key, _, text = word.partition("=")
@@ -152,12 +149,6 @@ def base_config() -> dict:
 
     cfg = yaml.safe_load((Path(__file__).parent / "conf" / "stash.yaml").read_text())
     return {"tool": cfg["tool"], "experiment": cfg["experiment"], "stash": cfg["stash"]}
-
-
-def check_stash_option(key: str) -> None:
-    if key[len("stash."):] not in STASH_OPTIONS:
-        known = ", ".join("stash." + o for o in STASH_OPTIONS)
-        raise StashError(f"Unknown launcher option '{key}' (known: {known}).")
 
 
 def new_run_id() -> str:

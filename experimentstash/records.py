@@ -399,6 +399,20 @@ def read_run_if_any(run_dir: Path) -> RunRecord | None:
         return None
 
 
+def mark_ended(run_dir: Path, **fields) -> None:
+    """Update the run.json of a run from outside it (Slurm ended the task, or the task's signal handler)."""
+    record = read_run_if_any(run_dir)
+    if record is None:
+        return
+    for key, value in fields.items():
+        if hasattr(record, key):
+            setattr(record, key, value)
+        else:
+            record.extra[key] = value
+    record.ended_at = record.ended_at or now_iso()
+    write_json(run_dir / RUN_FILE, record.to_dict())
+
+
 # --- the sweep record -----------------------------------------------------------------------------------------
 
 def _sweep_schema(name, value):

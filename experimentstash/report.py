@@ -74,10 +74,8 @@ def add_arguments(p) -> None:
 def run(args, root: Path) -> int:
     if importlib.util.find_spec("plotly") is None:
         raise StashError(f"report draws its charts with plotly, which is not installed here: {INSTALL}")
-    from .invocation import say
     from .registry import Stash
-    from .status import sweep_dir
-    from .invocation import shown_path
+    from .invocation import say, shown_path, sweep_dir
     from .sweep import open_sweep
 
     sweep = open_sweep(Stash.load(root), sweep_dir(root, args.sweep_dir))

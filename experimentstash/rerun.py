@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .status import sweep_dir
+from .invocation import sweep_dir
 
 RUNS_TOOLS = True
 

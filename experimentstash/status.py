@@ -4,20 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import StashError
+from .invocation import sweep_dir
 
 
 def add_arguments(parser) -> None:
     parser.add_argument("sweep_dir", help="the sweep dir (a folder under multirun/ holding sweep.json)")
-
-
-def sweep_dir(root: Path, given: str, what: str = "a sweep dir (a folder under multirun/)") -> Path:
-    """A folder given on the command line: as typed, or relative to the stash root."""
-    path = Path(given).expanduser()
-    for candidate in (path, root / path):
-        if candidate.is_dir():
-            return candidate.resolve()
-    raise StashError(f"{given} does not exist: give {what}.")
 
 
 def run(args, root: Path) -> int:

@@ -18,6 +18,7 @@ from rich.table import Table
 from rich.text import Text
 
 from .invocation import console, output, shown_path
+from .overrides import override_values
 from .records import Status, job_run_dir
 
 FULL_TABLE_ROWS = 100  # above this, the table lists only the jobs that did not succeed
@@ -117,8 +118,6 @@ def _print_summary(root: Path, sweep_dir: Path, jobs: list[dict], out: Console) 
 
 def _over_hint(jobs: list[dict]) -> str:
     """` --over seed` when the jobs vary a seed: the mean ± std over it is what one looks at first."""
-    from .compare import override_values
-
     values: dict[str, set] = {}
     for job in jobs:
         for key, value in override_values(job["overrides"]).items():

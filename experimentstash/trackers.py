@@ -30,7 +30,7 @@ from pathlib import Path
 
 from . import StashError
 from .invocation import override_key, say
-from .compare import override_values, varying
+from .overrides import override_values, varying
 from .records import Status, flatten
 
 TAG = "experimentstash."  # our own MLflow tags

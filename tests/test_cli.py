@@ -33,67 +33,118 @@ def test_no_arguments_lists_the_tools(stash):
     assert out.returncode == 0 and "fx" in out.stdout and "--help" in out.stdout
 
 
-def _imports(path: Path, module: str) -> tuple[set[str], set[str]]:
-    """(modules of the package imported at module level, all modules of the package imported anywhere)."""
-    tree = ast.parse(path.read_text())
-    package = module.rsplit(".", 1)[0] if path.name != "__init__.py" else module
-    top, anywhere = set(), set()
-    for node in ast.walk(tree):
-        names = []
-        if isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:
-                parts = package.split(".")[: len(package.split(".")) - node.level + 1]
-                base = ".".join(parts + ([base] if base else []))
-            names = [base] + [f"{base}.{a.name}" for a in node.names]
-        elif isinstance(node, ast.Import):
-            names = [a.name for a in node.names]
-        found = {n for n in names if n.startswith("experimentstash") and _exists(n)}
-        anywhere |= found
-        if node in tree.body:
-            top |= found
-    return top - {module}, anywhere - {module}
-
-
-def _exists(name: str) -> bool:
-    rel = Path(*name.split(".")[1:])
-    return (PACKAGE / rel).with_suffix(".py").is_file() or (PACKAGE / rel / "__init__.py").is_file() or name == "experimentstash"
-
-
-def _modules() -> dict[str, Path]:
+def package_modules(package: Path) -> dict[str, Path]:
+    """Every module of a package folder by its dotted name (a package by its own name, not `.__init__`)."""
     found = {}
-    for path in PACKAGE.rglob("*.py"):
-        rel = path.relative_to(REPO).with_suffix("")
-        name = ".".join(rel.parts[:-1] if rel.name == "__init__" else rel.parts)
-        found[name] = path
+    for path in package.rglob("*.py"):
+        rel = path.relative_to(package.parent).with_suffix("")
+        found[".".join(rel.parts[:-1] if rel.name == "__init__" else rel.parts)] = path
     return found
 
 
-def test_no_import_cycle_in_the_package():
-    modules = _modules()
-    graph = {name: _imports(path, name)[0] for name, path in modules.items()}
-    state: dict[str, int] = {}
+def imports_of(path: Path, module: str, known: set[str]) -> set[str]:
+    """The modules of `known` that a module imports anywhere: at module level, in functions and classes, by
+    relative imports of any depth, `from . import x` of a submodule x, and `importlib.import_module("...")` of a
+    name given as text."""
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    found = set()
 
-    def visit(name, trail):
+    def add(name: str) -> None:
+        while name and name not in known:  # `from .records import Status`: the module is records
+            name = name.rpartition(".")[0]
+        if name and name != module:
+            found.add(name)
+
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                add(alias.name)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")
+                base = ".".join([*parts[: len(parts) - node.level + 1], *([base] if base else [])])
+            for alias in node.names:
+                add(f"{base}.{alias.name}" if f"{base}.{alias.name}" in known else base)
+        elif (isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant)
+              and isinstance(node.args[0].value, str)
+              and getattr(node.func, "attr", getattr(node.func, "id", None)) == "import_module"):
+            add(node.args[0].value)
+    return found
+
+
+def import_graph(package: Path) -> dict[str, set[str]]:
+    modules = package_modules(package)
+    return {name: imports_of(path, name, set(modules)) for name, path in modules.items()}
+
+
+def import_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One cycle of the graph as the modules along it (the first again at the end), or None."""
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+
+    def visit(name: str, trail: list[str]) -> list[str] | None:
         if state.get(name) == 1:
-            raise AssertionError("import cycle: " + " -> ".join(trail[trail.index(name):] + [name]))
+            return trail[trail.index(name):] + [name]
         if state.get(name) == 2:
-            return
+            return None
         state[name] = 1
-        for other in graph.get(name, ()):
-            visit(other, trail + [name])
+        for other in sorted(graph.get(name, ())):
+            cycle = visit(other, trail + [name])
+            if cycle:
+                return cycle
         state[name] = 2
+        return None
 
-    for name in graph:
-        visit(name, [])
+    for name in sorted(graph):
+        cycle = visit(name, [])
+        if cycle:
+            return cycle
+    return None
+
+
+def test_no_import_cycle_in_the_package():
+    cycle = import_cycle(import_graph(PACKAGE))
+    assert cycle is None, "import cycle: " + " -> ".join(cycle)
+
+
+def write_package(root: Path, files: dict[str, str]) -> Path:
+    for rel, text in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+    return root / "pkg"
+
+
+@pytest.mark.parametrize("files,cycle", [
+    ({"pkg/a.py": "def f():\n    from .b import g\n", "pkg/b.py": "from . import a\n"},
+     ["pkg.a", "pkg.b", "pkg.a"]),
+    ({"pkg/a.py": "import pkg.sub.c\n",
+      "pkg/sub/c.py": "class C:\n    def m(self):\n        from ..a import x\n"},
+     ["pkg.a", "pkg.sub.c", "pkg.a"]),
+    ({"pkg/a.py": "import importlib\ndef f():\n    return importlib.import_module('pkg.sub')\n",
+      "pkg/sub/__init__.py": "from .. import a\n"},
+     ["pkg.a", "pkg.sub", "pkg.a"]),
+    ({"pkg/__init__.py": "from .a import x\n", "pkg/a.py": "from pkg import y\n"},
+     ["pkg", "pkg.a", "pkg"]),
+])
+def test_the_cycle_check_finds_cycles_at_every_level(tmp_path, files, cycle):
+    package = write_package(tmp_path, files)
+    assert import_cycle(import_graph(package)) == cycle
+
+
+def test_the_cycle_check_passes_a_package_without_cycles(tmp_path):
+    package = write_package(tmp_path, {
+        "pkg/__init__.py": "", "pkg/a.py": "from . import b\nfrom .b import g\n",
+        "pkg/b.py": "def g():\n    from . import c\n", "pkg/c.py": "import os\nimport importlib\n"})
+    assert import_graph(package)["pkg.a"] == {"pkg.b"}
+    assert import_cycle(import_graph(package)) is None
 
 
 def test_the_core_never_imports_a_backend():
-    backends = {n for n in _modules() if n.startswith("experimentstash.backends.")}
-    for name, path in _modules().items():
-        if name.startswith("experimentstash.backends"):
-            continue
-        assert not (_imports(path, name)[1] & backends), f"{name} imports a backend by name"
+    graph = import_graph(PACKAGE)
+    backends = {n for n in graph if n.startswith("experimentstash.backends.")}
+    for name, imported in graph.items():
+        if not name.startswith("experimentstash.backends"):
+            assert not imported & backends, f"{name} imports a backend by name"
 
 
 @pytest.mark.parametrize("word", [

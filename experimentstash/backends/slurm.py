@@ -297,7 +297,7 @@ class Backend:
         """Ctrl-C: cancel every array of the sweep and wait for its tasks to end; every job that had not ended
         before is recorded `interrupted` (sweep.json and its run.json)."""
         from ..invocation import console
-        from ..records import Status, now_iso, read_run_if_any
+        from ..records import Status, mark_ended, now_iso, read_run_if_any
 
         stopped_at = now_iso()
         name = job_name(sweep)
@@ -316,11 +316,11 @@ class Backend:
                 self.update_job(sweep, p.num, p.spec.run_dir, None, record)  # it ended on its own before
                 continue
             sweep.update(p.num, status=Status.INTERRUPTED)
-            _mark(p.spec.run_dir, status=Status.INTERRUPTED)
+            mark_ended(p.spec.run_dir, status=Status.INTERRUPTED)
 
     def update_job(self, sweep, num: int, run_dir: Path, slurm_state: str | None, record=None) -> str:
         """Bring one job's sweep.json entry (and its run.json, when Slurm ended it) up to date."""
-        from ..records import Status, read_run_if_any
+        from ..records import Status, mark_ended, read_run_if_any
 
         if record is None and slurm_state not in ("PENDING", "REQUEUED", None):
             record = read_run_if_any(run_dir)
@@ -330,7 +330,7 @@ class Backend:
             fields_.update(exit_code=record.exit_code, duration_s=record.duration_s)
             sweep.results[num] = record.result
             if Status(status).final and record.status.value != status:  # Slurm ended it: the record says so too
-                _mark(run_dir, status=Status(status), slurm_state=slurm_state)
+                mark_ended(run_dir, status=Status(status), slurm_state=slurm_state)
         sweep.update(num, **fields_)
         return status
 
@@ -415,19 +415,3 @@ def wait_until_ended(name: str, limit: float = CANCEL_WAIT) -> None:
     deadline = time.monotonic() + limit
     while queued(name) and time.monotonic() < deadline:
         time.sleep(0.5)
-
-
-def _mark(run_dir: Path, **fields) -> None:
-    """Update the run.json of a task from outside it (Slurm ended it, or the task's signal handler)."""
-    from ..records import now_iso, read_run_if_any, write_json
-
-    record = read_run_if_any(run_dir)
-    if record is None:
-        return
-    for key, value in fields.items():
-        if hasattr(record, key):
-            setattr(record, key, value)
-        else:
-            record.extra[key] = value
-    record.ended_at = record.ended_at or now_iso()
-    write_json(run_dir / "run.json", record.to_dict())

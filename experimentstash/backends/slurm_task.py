@@ -9,8 +9,7 @@ from pathlib import Path
 import submitit
 
 from ..execute import Runner, read_result
-from ..records import Status, move_aside
-from .slurm import _mark
+from ..records import Status, mark_ended, move_aside
 
 
 class NodeTask(submitit.helpers.Checkpointable):
@@ -69,4 +68,4 @@ class NodeTask(submitit.helpers.Checkpointable):
 
     def _finish(self, **fields) -> None:
         if self._spec is not None:
-            _mark(self._spec.run_dir, duration_s=round(time.time() - self._started, 3), **fields)
+            mark_ended(self._spec.run_dir, duration_s=round(time.time() - self._started, 3), **fields)
