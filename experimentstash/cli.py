@@ -87,8 +87,9 @@ def main(argv: list[str]) -> int:
             print(help_text(), end="")
         return 0
     parser = _command_parser(argv[0])
-    try:  # options and positional words in any order (snapshot demo pca --tag t --commit n_components=3)
-        args = parser.parse_intermixed_args(argv[1:])
+    try:  # options and positional words in any order (snapshot demo pca --tag t --commit n_components=3); after
+        # `--` every word is positional (add-tool -- -x url), which parse_intermixed_args does not honour
+        args = parser.parse_args(argv[1:]) if "--" in argv else parser.parse_intermixed_args(argv[1:])
     except TypeError:  # a command that takes the rest of the line as it is (check)
         args = parser.parse_args(argv[1:])
     module = importlib.import_module(f"experimentstash.{args.module}")

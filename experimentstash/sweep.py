@@ -374,7 +374,8 @@ def open_sweep(stash: Stash, sweep_dir: Path, holding: Sweep | None = None) -> S
     try:
         options = backends.recorded_options(record.backend, record.launcher)
     except StashError as err:
-        raise StashError(f"{sweep_dir / SWEEP_FILE}: field 'launcher': {err} The record is damaged.") from None
+        field = "launcher" if record.backend in backends.BACKENDS else "backend"
+        raise StashError(f"{sweep_dir / SWEEP_FILE}: field '{field}': {err} The record is damaged.") from None
     sweep = Sweep(stash, sweep_dir, record.backend, options, record.given, record.command_line, base_config(), record)
     if holding is not None:
         sweep._lock_fd, holding._lock_fd = holding._lock_fd, None

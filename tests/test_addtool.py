@@ -69,18 +69,27 @@ def test_a_hard_coded_config_path_out_of_reach_is_warned_about(stash, tmp_path):
     assert "hard-codes config_path='/opt/elsewhere/conf'" in out.stderr
 
 
-@pytest.mark.parametrize("name", ["a b", "a/b", "../x", "tools", "-x"])
+NAME_RULE = ("is not allowed: use letters, digits, '_', '-' and '.', starting with a letter or digit, without "
+             "path separators or spaces (it names tools/<name> and configs/<name>).")
+
+
+@pytest.mark.parametrize("name", ["a b", "a/b", "../x", "-x", ".x", "tools/x"])
 def test_invalid_names_add_nothing(stash, tmp_path, name):
     repo = make_tool_repo(tmp_path / "repo")
     before = stash_state(stash)
-    out = stash.run("add-tool", name, str(repo))
-    if name == "tools":  # a valid name: it is added, and that is the control for this test
-        assert out.returncode == 0, out.stderr
-        assert stash_state(stash) != before
-        return
+    out = stash.run("add-tool", "--", name, str(repo))  # `--`: a name like -x reaches add-tool, not argparse
     assert out.returncode == 2, out.stderr
-    assert "not allowed" in out.stderr or "usage" in out.stderr
+    assert out.stderr == f"error: Tool name '{name}' {NAME_RULE}\n"
     assert stash_state(stash) == before
+
+
+def test_a_plain_name_is_added(stash, tmp_path):
+    """The control of the test above: the same command with a valid name adds the tool."""
+    repo = make_tool_repo(tmp_path / "repo")
+    before = stash_state(stash)
+    out = stash.run("add-tool", "--", "tools", str(repo))
+    assert out.returncode == 0, out.stderr
+    assert stash_state(stash) != before and (stash.root / "tools" / "tools" / "tool.py").is_file()
 
 
 def test_a_registered_name_is_refused(stash, tmp_path):

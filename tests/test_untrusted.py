@@ -102,26 +102,33 @@ def test_a_run_json_that_is_not_json(stash, tmp_path):
     assert "not valid JSON" in refused(stash, "reproduce", str(run_dir), outside=tmp_path)
 
 
-@pytest.mark.parametrize("change,needle", [
-    (lambda d: d["jobs"][1].update(num="../../../x"), "jobs[1].num"),
-    (lambda d: d["jobs"][1].update(num=-1), "jobs[1].num"),
-    (lambda d: d["jobs"][1].update(experiment="../../../../x"), "jobs[1].experiment"),
-    (lambda d: d["jobs"][1].update(tool="../../x"), "jobs[1].tool"),
-    (lambda d: d["jobs"][1].update(launch_overrides="tool=fx"), "jobs[1].launch_overrides"),
-    (lambda d: d.update(schema="2"), "field 'schema'"),
-    (lambda d: d.pop("jobs"), "field 'jobs'"),
-    (lambda d: d.update(backend="ray"), "Unknown backend 'ray'"),
-    (lambda d: d.update(launcher={"max_parallel": "many"}), "max_parallel"),
-    (lambda d: d.update(launcher={"shell": "rm -rf /"}), "hydra.launcher.shell"),
-    (lambda d: d["jobs"].append(dict(d["jobs"][0])), "same num"),
+@pytest.mark.parametrize("change,message", [
+    (lambda d: d["jobs"][1].update(num="../../../x"),
+     "field 'jobs[1].num': expected a whole number, got str '../../../x'."),
+    (lambda d: d["jobs"][1].update(num=-1), "field 'jobs[1].num': expected 0 or more, got -1."),
+    (lambda d: d["jobs"][1].update(experiment="../../../../x"),
+     "field 'jobs[1].experiment': expected an experiment id like figure1/pca, got '../../../../x'."),
+    (lambda d: d["jobs"][1].update(tool="../../x"),
+     "field 'jobs[1].tool': expected a plain name (letters, digits, '_', '-', '.'), got '../../x'."),
+    (lambda d: d["jobs"][1].update(launch_overrides="tool=fx"),
+     "field 'jobs[1].launch_overrides': expected a list of strings, got str 'tool=fx'."),
+    (lambda d: d.update(schema="2"), "field 'schema': expected a whole number, got str '2'."),
+    (lambda d: d.pop("jobs"), "field 'jobs': missing or not a list."),
+    (lambda d: d.update(backend="ray"), "field 'backend': Unknown backend 'ray' (known: local, slurm)"),
+    (lambda d: d.update(launcher={"max_parallel": "many"}),
+     "field 'launcher': hydra.launcher.max_parallel='many': expected a whole number (local backend)."),
+    (lambda d: d.update(launcher={"shell": "rm -rf /"}),
+     "field 'launcher': Unknown launcher option 'hydra.launcher.shell' recorded in sweep.json"),
+    (lambda d: d["jobs"].append(dict(d["jobs"][0])), "field 'jobs': two jobs have the same num."),
 ])
 @pytest.mark.parametrize("command", ["rerun", "status"])
-def test_tampered_sweep_json(stash, tmp_path, change, needle, command):
+def test_tampered_sweep_json(stash, tmp_path, change, message, command):
     sweep = one_sweep(stash)
     tamper(sweep / "sweep.json", change)
     before = (sweep / "sweep.json").read_text()
     err = refused(stash, command, str(sweep), outside=tmp_path)
-    assert needle in err and "sweep.json" in err or "Unknown backend" in err
+    assert err.startswith(f"error: {sweep / 'sweep.json'}: {message}"), err
+    assert err.rstrip().endswith("The record is damaged."), err
     assert (sweep / "sweep.json").read_text() == before
 
 
