@@ -104,33 +104,45 @@ def recorded_tool(stash: Stash, record: RunRecord) -> Tool:
 
 def experiment_text(stash: Stash, record: RunRecord, run_dir: Path) -> bytes:
     """The experiment file's contents when the run started: the run dir's copy, else the recorded stash commit's
-    file, else today's file, whichever matches the recorded sha256 (and is a YAML mapping)."""
+    file, else today's file, whichever matches the recorded sha256 and reads as an experiment (a YAML mapping, or
+    nothing at all: a file of comments only is an empty experiment)."""
     want = record.experiment_sha256
-    candidates: list[bytes] = []
     copy = run_dir / EXPERIMENT_COPY
-    if copy.is_file() and not copy.is_symlink():
-        candidates.append(copy.read_bytes())
+    sources = [(str(copy), copy.read_bytes() if copy.is_file() and not copy.is_symlink() else None,
+                "is missing (or not a file of the run dir)")]
     if record.stash_commit:
-        shown = _show(stash.root, record.stash_commit, record.experiment_file)
-        if shown is not None:
-            candidates.append(shown)
+        sources.append((f"stash commit {record.stash_commit[:10]}",
+                        _show(stash.root, record.stash_commit, record.experiment_file), "has no such file"))
     current = inside(stash.root, record.experiment_file, "run.json experiment_file")
-    if current.is_file():
-        candidates.append(current.read_bytes())
-    for data in candidates:
-        if (want is None or hashlib.sha256(data).hexdigest() == want) and _is_mapping(data):
+    sources.append((f"{record.experiment_file} today", current.read_bytes() if current.is_file() else None,
+                    "does not exist"))
+    why = []
+    for where, data, absent in sources:
+        if data is None:
+            why.append(f"{where} {absent}")
+            continue
+        sha = hashlib.sha256(data).hexdigest()
+        problem = _not_an_experiment(data) if want in (None, sha) else f"has sha256 {sha}"
+        if problem is None:
             return data
-    raise StashError(
-        f"The experiment file of run {record.id} ({record.experiment_file}, sha256 {str(want)[:12]}...) "
-        f"is not available: {copy} is missing or changed and no commit or file holds those contents."
-    )
+        why.append(f"{where} {problem}")
+    recorded = f", recorded sha256 {want}" if want else ""
+    raise StashError(f"The experiment file of run {record.id} ({record.experiment_file}{recorded}) is not available "
+                     f"as it was when the run started: {'; '.join(why)}.")
 
 
-def _is_mapping(data: bytes) -> bool:
+def _not_an_experiment(data: bytes) -> str | None:
+    """Why a file with the recorded contents cannot be an experiment, or None when it can."""
     try:
-        return isinstance(yaml.safe_load(data.decode()), dict)
-    except (UnicodeDecodeError, yaml.YAMLError):
-        return False
+        parsed = yaml.safe_load(data.decode())
+    except UnicodeDecodeError as err:
+        return f"is not UTF-8 text (byte {err.start})"
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        return f"is not YAML (line {mark.line + 1}: {err.problem})" if mark else f"is not YAML ({err})"
+    if parsed is not None and not isinstance(parsed, dict):
+        return f"holds {'a list' if isinstance(parsed, list) else 'a single value'}, not a mapping of config keys"
+    return None
 
 
 def _extract_configs(stash: Stash, tool: str, commit: str, target: Path) -> bool:
@@ -255,6 +267,7 @@ def _stash_configs(stash: Stash, record: RunRecord, tool: str, work: Path) -> No
 
 def plan_reproduction(stash: Stash, record: RunRecord, run_dir: Path, stack: ExitStack) -> tuple[JobSpec, ToolPin]:
     new_id = new_run_id()
+    text = experiment_text(stash, record, run_dir)  # checked before anything is made
     registered = recorded_tool(stash, record)
     out_dir = inside(stash.root / "outputs", Path(record.tool) / record.experiment / new_id, "run.json experiment")
     tool_root = Materialized(stash, registered, record, run_dir, new_id)
@@ -269,7 +282,7 @@ def plan_reproduction(stash: Stash, record: RunRecord, run_dir: Path, stack: Exi
     experiment_file = inside(config_dir, record.experiment_file[len(f"configs/{tool.name}/"):],
                              "run.json experiment_file")
     experiment_file.parent.mkdir(parents=True, exist_ok=True)
-    experiment_file.write_bytes(experiment_text(stash, record, run_dir))
+    experiment_file.write_bytes(text)
 
     prepared = prepare_tool(stash, tool)
     env = dict(prepared.env)

@@ -270,3 +270,87 @@ def test_reproduce_names_the_real_cause_and_compares_only_what_both_runs_have(de
     assert "not compared" in out.stdout and "result values" in out.stdout
     assert "<missing>" not in out.stdout and "result None" not in out.stdout
     assert "identical" in out.stdout and "table.csv" in out.stdout
+
+
+BARE_TOOL = '''
+import json
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+
+
+@hydra.main(version_base="1.3", config_path=None, config_name=None)
+def main(cfg):
+    out = Path(HydraConfig.get().runtime.output_dir)
+    (out / "result.json").write_text(json.dumps({"keys": len(cfg)}))
+
+
+if __name__ == "__main__":
+    main()
+'''
+
+
+@pytest.mark.parametrize("text", [None, "", "# nothing set yet\n"])
+def test_an_experiment_without_keys_is_reproduced(stash, tmp_path, text):
+    """add-tool writes a first experiment of comments only for a tool without configs: it runs, so it reproduces."""
+    repo = tmp_path / "bare-repo"
+    repo.mkdir()
+    git(repo, "init", "-q", "-b", "main")
+    (repo / "main.py").write_text(BARE_TOOL)
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "a tool without configs")
+    assert stash.run("add-tool", "bare", str(repo)).returncode == 0
+    example = stash.root / "configs/bare/experiment/example.yaml"
+    if text is not None:  # None: the file as add-tool wrote it
+        example.write_text(text)
+    stash.commit("add bare")
+    out = stash.run("tool=bare", "experiment=example")
+    assert out.returncode == 0, out.stderr
+    _, run_dir = only_run(stash, tool="bare")
+
+    out = stash.run("reproduce", str(run_dir), "--check")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "identical" in out.stdout and "result.json" in out.stdout and "differs" not in out.stdout
+    (repro,) = [r for r in stash.runs() if r.get("reproduces")]
+    assert (stash.root / repro["run_dir"] / "experiment.yaml").read_bytes() == (run_dir / "experiment.yaml").read_bytes()
+
+
+def sha256(data: bytes) -> str:
+    import hashlib
+
+    return hashlib.sha256(data).hexdigest()
+
+
+@pytest.mark.parametrize("copy,cause", [
+    (None, "{copy} is missing (or not a file of the run dir)"),
+    (b"# @package _global_\nvalue: 5\n", "{copy} has sha256 {sha}"),
+    (b"value: [1\nseed: 2\n", "{copy} is not YAML (line 2: expected ',' or ']', but got ':')"),
+    (b"- value: 1\n- seed: 2\n", "{copy} holds a list, not a mapping of config keys"),
+    (b"just text\n", "{copy} holds a single value, not a mapping of config keys"),
+])
+def test_an_unusable_experiment_copy_is_named_with_its_cause(stash, copy, cause):
+    # an experiment that was never committed: the run dir's copy is all there is of it once it is gone
+    stash.write("configs/fx/experiment/draft.yaml", experiment("value: 4\n"))
+    assert stash.run("tool=fx", "experiment=draft").returncode == 0
+    record, run_dir = only_run(stash, experiment="draft")
+    (stash.root / "configs/fx/experiment/draft.yaml").unlink()
+    saved = run_dir / "experiment.yaml"
+    if copy is None:
+        saved.unlink()
+    else:
+        saved.write_bytes(copy)
+    if copy is not None and "sha256" not in cause:  # the record agrees with the copy: its contents are the cause
+        record["experiment_sha256"] = sha256(copy)
+        (run_dir / "run.json").write_text(json.dumps(record))
+
+    out = stash.run("reproduce", str(run_dir))
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert "Traceback" not in out.stderr
+    expected = (f"error: The experiment file of run {record['id']} (configs/fx/experiment/draft.yaml, recorded sha256 "
+                f"{record['experiment_sha256']}) is not available as it was when the run started: "
+                + cause.format(copy=saved, sha=sha256(copy or b""))
+                + f"; stash commit {record['stash_commit'][:10]} has no such file"
+                + "; configs/fx/experiment/draft.yaml today does not exist.\n")
+    assert out.stderr == expected
+    assert len(stash.runs()) == 1  # nothing ran
