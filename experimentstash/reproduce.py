@@ -16,7 +16,7 @@ import shutil
 import tarfile
 from contextlib import ExitStack
 from dataclasses import replace
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import yaml
 
@@ -173,9 +173,6 @@ class Materialized:
         self.worktree: Path | None = None
         kind = record.tool_kind
         commit = record.tool_commit
-        cache = _ignore_cache(stash.root)
-        self.worktree = cache / "worktrees" / f"{tool.name}-{new_id}"
-        self.worktree.parent.mkdir(parents=True, exist_ok=True)
         if kind == "in-tree":
             self.repo_dir = stash.root
             what = "stash"
@@ -187,30 +184,24 @@ class Materialized:
                 )
             self.repo_dir = tool.path
             what = f"tool '{tool.name}'"
+        patch = inside(run_dir, record.tool_diff, "run.json tool_diff") if record.tool_diff else None
+        self.patch = _checked_patch(patch, self.repo_dir, tool.rel_path if kind == "in-tree" else None)
         _ensure_commit(self.repo_dir, commit, what)
+        cache = _ignore_cache(stash.root)
+        self.worktree = cache / "worktrees" / f"{tool.name}-{new_id}"
+        self.worktree.parent.mkdir(parents=True, exist_ok=True)
         try:
             git(self.repo_dir, "worktree", "add", "--detach", "--quiet", "--end-of-options", str(self.worktree), commit)
         except GitError as err:
             self.worktree = None
             raise StashError(f"Cannot check out {commit[:10]} of {what} in a worktree: {err.stderr}") from None
         self.tool_dir = inside(self.worktree, tool.rel_path, "the tool's path") if kind == "in-tree" else self.worktree
-        self.patch = b""
-        try:
-            self._apply(record, run_dir, commit)
-        except BaseException:
-            self.close()
-            raise
-
-    def _apply(self, record: RunRecord, run_dir: Path, commit: str) -> None:
-        if not record.tool_diff:
-            return
-        patch = run_dir / record.tool_diff
-        self.patch = inside(run_dir, record.tool_diff, "run.json tool_diff").read_bytes()
         if self.patch:
             try:
                 # git apply refuses paths outside the worktree ('..', absolute, through a symbolic link)
-                git(self.worktree, "apply", "--binary", "--whitespace=nowarn", "--end-of-options", str(patch.resolve()))
+                git(self.worktree, "apply", "--binary", "--whitespace=nowarn", "--end-of-options", str(patch))
             except GitError as err:
+                self.close()
                 raise StashError(f"{patch} does not apply to {commit[:10]}: {err.stderr}") from None
 
     def close(self) -> None:
@@ -221,6 +212,43 @@ class Materialized:
                 shutil.rmtree(self.worktree, ignore_errors=True)
                 git(self.repo_dir, "worktree", "prune", check=False)
             self.worktree = None
+
+
+def _checked_patch(patch: Path | None, repo_dir: Path, folder: str | None) -> bytes:
+    """The run's tool.diff, refused when it touches anything outside the tool: `folder` is an in-tree tool's
+    folder (the patch's paths are the stash's), None for a submodule (its paths are the tool repository's)."""
+    data = patch.read_bytes() if patch else b""
+    if not data:
+        return data
+    outside = next((path for path in patched_paths(repo_dir, patch) if not _in_tool(path, folder)), None)
+    if outside is not None:
+        where = f"the tool's folder {folder}/" if folder else "the tool's repository"
+        raise StashError(f"{patch} changes {outside!r}, outside {where}: a run saves only the tool's own changes "
+                         "there, so the file was altered since. Nothing was applied.")
+    return data
+
+
+def patched_paths(repo_dir: Path, patch: Path) -> list[str]:
+    """Every path a patch touches as git apply reads it at the top of a work tree (below it, git leaves out what
+    is outside the working dir): what it writes and, read in reverse, what it reads or removes (the source of a
+    rename or copy). Nothing is applied."""
+    paths = []
+    for reverse in ((), ("--reverse",)):
+        try:
+            out = git(repo_dir, "apply", "--numstat", "-z", *reverse, "--end-of-options", str(patch))
+        except GitError as err:
+            raise StashError(f"{patch} is not a patch git can read: {err.stderr}") from None
+        paths += [entry.split("\t", 2)[2] for entry in out.split("\0") if entry]
+    return paths
+
+
+def _in_tool(path: str, folder: str | None) -> bool:
+    """A patched path stays in the tool: below an in-tree tool's folder, or inside a submodule's repository; never
+    up (..), absolute, or into a .git folder."""
+    parts = PurePosixPath(path).parts
+    if path.startswith("/") or any(part == ".." or part.lower() == ".git" for part in parts):
+        return False
+    return folder is None or path.startswith(f"{folder}/")
 
 
 def _recorded_env(record: RunRecord, tool: Tool):

@@ -2,6 +2,7 @@
 writes anything outside the stash, nor reaches git as an option."""
 
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -150,3 +151,78 @@ def test_runs_skips_a_tampered_record_with_a_warning(stash):
     assert out.returncode == 0 and "1 unreadable or invalid run.json skipped" in out.stderr
     assert "b" in out.stdout
     git(stash.root, "status")  # the stash is untouched and still a repository
+
+
+def worktrees(repo: Path) -> list[str]:
+    return [line for line in git(repo, "worktree", "list", "--porcelain").splitlines() if line.startswith("worktree ")]
+
+
+def patch_refused(stash, run_dir: Path, outside: Path, path: str, where: str) -> None:
+    """reproduce refuses the run's tool.diff, naming it and the first path outside the tool; nothing is applied."""
+    repo = stash.root if "folder" in where else stash.tool
+    gitmodules = (stash.root / ".gitmodules").read_bytes()
+    err = refused(stash, "reproduce", str(run_dir), outside=outside)
+    assert err == (f"error: {run_dir / 'tool.diff'} changes {path!r}, outside {where}: a run saves only the tool's "
+                   "own changes there, so the file was altered since. Nothing was applied.\n")
+    assert (stash.root / ".gitmodules").read_bytes() == gitmodules
+    assert len(worktrees(repo)) == 1 and not (stash.root / ".cache").exists()  # nothing was checked out
+
+
+def new_file_patch(path: str) -> str:
+    return f"diff --git a/{path} b/{path}\nnew file mode 100644\n--- /dev/null\n+++ b/{path}\n@@ -0,0 +1 @@\n+x\n"
+
+
+@pytest.mark.parametrize("patch,path", [
+    (new_file_patch("../escape.txt"), "../escape.txt"),
+    (new_file_patch("/tmp/es-escape.txt"), "/tmp/es-escape.txt"),
+    ("diff --git a/.git/config b/.git/config\n--- a/.git/config\n+++ b/.git/config\n@@ -1 +1,2 @@\n a\n+b\n",
+     ".git/config"),
+    # a rename whose source lies outside: only the patch read in reverse names it
+    ("diff --git a/../.gitmodules b/VERSION2\nsimilarity index 100%\nrename from ../.gitmodules\n"
+     "rename to VERSION2\n", "../.gitmodules"),
+])
+def test_a_tool_diff_that_leaves_the_submodule_is_refused(stash, tmp_path, patch, path):
+    (stash.tool / "VERSION").write_text("dirty\n")
+    run_dir = one_run(stash)
+    (run_dir / "tool.diff").write_text((run_dir / "tool.diff").read_text() + patch)
+    patch_refused(stash, run_dir, tmp_path, path, "the tool's repository")
+    assert not Path("/tmp/es-escape.txt").exists()
+
+
+@pytest.mark.parametrize("change,path", [
+    (lambda root: (root / ".gitmodules").write_text("[submodule \"x\"]\n\turl = --upload-pack=touch\n"),
+     ".gitmodules"),
+    (lambda root: git(root, "mv", "configs/meta.yaml", "tools/local/meta.yaml"), "configs/meta.yaml"),
+    (lambda root: (root / "tools/localx.txt").write_text("next to the folder\n"), "tools/localx.txt"),
+    (lambda root: (root / "tools/local/more.txt").write_text("inside the folder\n"), None),  # the control
+])
+def test_a_tool_diff_of_an_in_tree_tool_stays_in_its_folder(stash, tmp_path, change, path):
+    from conftest import FIXTURE_CONFIG, FIXTURE_TOOL
+
+    stash.write("tools/local/tool.py", FIXTURE_TOOL)
+    stash.write("tools/local/conf/config.yaml", FIXTURE_CONFIG)
+    stash.write("configs/local/experiment/a.yaml", "# @package _global_\ndefaults:\n  - /config\n  - _self_\n")
+    meta = stash.root / "configs/meta.yaml"
+    meta.write_text(meta.read_text() + "  local:\n    path: tools/local\n    entrypoint: tool.py\n    env: current\n")
+    stash.commit("an in-tree tool")
+    stash.write("tools/local/VERSION", "dirty\n")
+    out = stash.run("tool=local", "experiment=a")
+    assert out.returncode == 0, out.stderr
+    (run_dir,) = [p.parent for p in (stash.root / "outputs").rglob("run.json")]
+    patch = run_dir / "tool.diff"
+    assert patch.read_text().startswith("diff --git a/tools/local/VERSION")  # what the run saved: its folder only
+    (stash.root / "tools/local/VERSION").unlink()
+
+    change(stash.root)  # a patch of the stash that reaches beyond the tool's folder
+    git(stash.root, "add", "-A")
+    staged = subprocess.run(["git", "diff", "--cached", "-M", "--binary", "HEAD"], cwd=stash.root,
+                            capture_output=True, check=True).stdout
+    patch.write_bytes(patch.read_bytes() + staged)
+    git(stash.root, "reset", "-q", "--hard")
+    if path is None:
+        out = stash.run("reproduce", str(run_dir))
+        assert out.returncode == 0, out.stderr
+        (repro,) = [r for r in stash.runs() if r.get("reproduces")]
+        assert repro["tool_dirty"] and (stash.root / repro["run_dir"] / "tool.diff").read_bytes() == patch.read_bytes()
+    else:
+        patch_refused(stash, run_dir, tmp_path, path, "the tool's folder tools/local/")
