@@ -32,6 +32,7 @@ TOOL_KEYS = {
     "tracker": ((str,), "'none', 'wandb' or 'mlflow'"),
     "wandb": ((dict,), "a mapping of W&B settings"),
     "mlflow": ((dict,), "a mapping of MLflow settings"),
+    "check_ignore": ((list,), "a list of globs of run dir paths that `reproduce --check` does not compare"),
 }
 REQUIRED_KEYS = ("path", "entrypoint")
 WORKDIRS = ("tool", "run_dir")
@@ -73,6 +74,7 @@ class Tool:
     workdir: str = "tool"  # where the tool starts: its folder, or its run dir
     tracker: str = "none"  # the tool's, else the stash-wide `tracker:`
     tracker_settings: dict = field(default_factory=dict)  # {wandb: {...}, mlflow: {...}}: the tool's over the stash's
+    check_ignore: tuple[str, ...] = ()  # globs of run dir paths (** for any depth): bookkeeping, not output
 
 
 @dataclass
@@ -296,6 +298,11 @@ def _parse_tool(root: Path, name: str, entry, stash_tracker: tuple[str, dict]) -
     if workdir not in WORKDIRS:
         raise StashError(f"{where}.workdir: expected 'tool' or 'run_dir', got '{workdir}'.")
     tracker, tracker_settings = _tracker(f"{where}.", entry, stash_tracker)
+    check_ignore = entry.get("check_ignore") or ()
+    for glob in check_ignore:
+        if not isinstance(glob, str) or not plain_relative(glob):
+            raise StashError(f"{where}.check_ignore: {glob!r} must be a glob of paths inside the run dir, like "
+                             "'profiles/**' or '**/*.ckpt' (no leading '/', no '..').")
     return Tool(
         name=name,
         path=path,
@@ -310,6 +317,7 @@ def _parse_tool(root: Path, name: str, entry, stash_tracker: tuple[str, dict]) -
         workdir=workdir,
         tracker=tracker,
         tracker_settings=tracker_settings,
+        check_ignore=tuple(check_ignore),
     )
 
 

@@ -8,12 +8,14 @@ stash commit. The reproduction is a new run under outputs/ whose run.json says `
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import io
 import json
 import os
 import shutil
 import tarfile
+from collections import Counter
 from contextlib import ExitStack
 from dataclasses import replace
 from pathlib import Path, PurePosixPath
@@ -31,9 +33,12 @@ from .runs import found_at
 
 RUNS_TOOLS = True
 CACHE = Path(".cache") / "experimentstash"
-# files of a run dir that describe the run rather than being its output
-BOOKKEEPING = {RUN_FILE, "stdout.log", "stderr.log", PATCH_FILE, EXPERIMENT_COPY, ".hydra/hydra.yaml",
-               ".experimentstash.reserve"}
+# files of a run dir that the launcher and Hydra write about the run, never compared
+RUN_FILES = {RUN_FILE, "stdout.log", "stderr.log", PATCH_FILE, EXPERIMENT_COPY, ".hydra/hydra.yaml",
+             ".experimentstash.reserve"}
+# what tools write beside their output about the run: logs, and the files of experiment trackers (W&B, MLflow,
+# TensorBoard); a tool's meta.yaml `check_ignore` adds its own globs
+BOOKKEEPING = ("wandb/**", "mlruns/**", "**/events.out.tfevents.*", "**/*.log")
 
 
 def load_run(run_dir: Path) -> RunRecord:
@@ -357,22 +362,42 @@ def _normalized(path: Path, run_dir: Path) -> bytes:
     return data
 
 
-def output_files(run_dir: Path) -> dict[str, str]:
-    """sha256 of every file a run wrote, bookkeeping (logs, run.json, tool.diff, Hydra's hydra.yaml) excluded;
-    links are not followed (a run dir from elsewhere could point anywhere)."""
-    hashes = {}
+def glob_match(rel: str, glob: str) -> bool:
+    """A path relative to the run dir against a glob: `*`, `?` and `[...]` within one part, `**` for any number
+    of parts (`wandb/**`, `**/*.log`)."""
+    return _parts_match(rel.split("/"), glob.split("/"))
+
+
+def _parts_match(parts: list[str], globs: list[str]) -> bool:
+    if not globs:
+        return not parts
+    if globs[0] == "**":
+        return any(_parts_match(parts[i:], globs[1:]) for i in range(len(parts) + 1))
+    return bool(parts) and fnmatch.fnmatchcase(parts[0], globs[0]) and _parts_match(parts[1:], globs[1:])
+
+
+def output_files(run_dir: Path, bookkeeping: tuple[str, ...]) -> tuple[dict[str, str], dict[str, str]]:
+    """(sha256 of every file a run wrote, {file: the bookkeeping glob that left it out}); the launcher's own
+    files (logs, run.json, tool.diff, Hydra's hydra.yaml) are neither. Links are not followed (a run dir from
+    elsewhere could point anywhere)."""
+    hashes, left_out = {}, {}
     for path in sorted(run_dir.rglob("*")):
         if path.is_symlink() or not path.is_file():
             continue
         rel = path.relative_to(run_dir).as_posix()
-        if rel in BOOKKEEPING or path.suffix == ".log" or path.name.startswith(f".{RUN_FILE}."):
+        if rel in RUN_FILES or path.name.startswith(f".{RUN_FILE}."):
             continue
-        hashes[rel] = hashlib.sha256(_normalized(path, run_dir)).hexdigest()
-    return hashes
+        glob = next((g for g in bookkeeping if glob_match(rel, g)), None)
+        if glob is not None:
+            left_out[rel] = glob
+        else:
+            hashes[rel] = hashlib.sha256(_normalized(path, run_dir)).hexdigest()
+    return hashes, left_out
 
 
-def compare(original: RunRecord, original_dir: Path, new: RunRecord, new_dir: Path) -> tuple[list, list[str]]:
-    """([(what, identical|differs, detail)] for what both runs have, [what could not be compared and why])."""
+def compare(original: RunRecord, original_dir: Path, new: RunRecord, new_dir: Path,
+            check_ignore: tuple[str, ...]) -> tuple[list, list[str]]:
+    """([(what, identical|differs, detail)] for what both runs have, [what was not compared and why])."""
     rows, skipped = [], []
     if original.result is None or new.result is None:
         side = "the original run" if original.result is None else "the reproduction"
@@ -383,7 +408,8 @@ def compare(original: RunRecord, original_dir: Path, new: RunRecord, new_dir: Pa
             a, b = old_result.get(key, "<missing>"), new_result.get(key, "<missing>")
             same = json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
             rows.append((f"result {key}", "identical" if same else "differs", repr(a) if same else f"{a!r} -> {b!r}"))
-    old_files, new_files = output_files(original_dir), output_files(new_dir)
+    bookkeeping = (*BOOKKEEPING, *check_ignore)
+    (old_files, old_left), (new_files, new_left) = (output_files(d, bookkeeping) for d in (original_dir, new_dir))
     for rel in sorted(set(old_files) | set(new_files)):
         if rel not in new_files:
             rows.append((rel, "differs", "only in the original run"))
@@ -393,6 +419,11 @@ def compare(original: RunRecord, original_dir: Path, new: RunRecord, new_dir: Pa
             rows.append((rel, "identical", f"sha256 {old_files[rel][:12]}"))
         else:
             rows.append((rel, "differs", f"sha256 {old_files[rel][:12]} -> {new_files[rel][:12]}"))
+    counts = Counter({**old_left, **new_left}.values())  # each file once, wherever it was
+    if counts:
+        groups = (f"{glob.removeprefix('**/').removesuffix('**')} ({counts[glob]} file{'s' if counts[glob] > 1 else ''})"
+                  for glob in bookkeeping if counts[glob])
+        skipped.append("(bookkeeping): " + ", ".join(groups))
     return rows, skipped
 
 
@@ -432,8 +463,9 @@ def run(args, root: Path) -> int:
         return exit_code_for(status, outcome.exit_code if outcome else None, signum)
     if not args.check:
         return 0
-    rows, skipped = compare(record, run_dir, outcome, spec.run_dir)
-    out = output()
+    rows, skipped = compare(record, run_dir, outcome, spec.run_dir,
+                            (stash.tools.get(record.tool) or spec.tool).check_ignore)  # as meta.yaml says now
+    out = output(soft_wrap=True)  # one line per item, whatever the width: paths stay whole for grep
     for what, verdict, detail in rows:
         colour = "green" if verdict == "identical" else "red"
         out.print(f"[{colour}]{verdict:9}[/] {escape(what)}  [dim]{escape(detail)}[/]")

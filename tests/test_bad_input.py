@@ -73,6 +73,14 @@ def test_malformed_experiment_yaml_names_file_and_line(stash):
      "inside the run dir"),
     ("tools:\n  fx:\n    path: tools/fx\n    entrypoint: tool.py\n    result: /etc/passwd\n", "inside the run dir"),
     ("tools:\n  fx:\n    path: .\n    entrypoint: tools/fx/tool.py\n", "outside the stash"),
+    ("tools:\n  fx:\n    path: tools/fx\n    entrypoint: tool.py\n    check_ignore: wandb/**\n",
+     "tools.fx.check_ignore: expected a list of globs of run dir paths"),
+    ("tools:\n  fx:\n    path: tools/fx\n    entrypoint: tool.py\n    check_ignore: [../**]\n",
+     "tools.fx.check_ignore: '../**' must be a glob of paths inside the run dir"),
+    ("tools:\n  fx:\n    path: tools/fx\n    entrypoint: tool.py\n    check_ignore: [/tmp/x]\n",
+     "tools.fx.check_ignore: '/tmp/x' must be a glob of paths inside the run dir"),
+    ("tools:\n  fx:\n    path: tools/fx\n    entrypoint: tool.py\n    check_ignore: [[a]]\n",
+     "tools.fx.check_ignore: ['a'] must be a glob of paths inside the run dir"),
 ])
 def test_bad_meta_yaml(stash, meta, needle):
     stash.write("configs/meta.yaml", meta)

@@ -354,3 +354,74 @@ def test_an_unusable_experiment_copy_is_named_with_its_cause(stash, copy, cause)
                 + "; configs/fx/experiment/draft.yaml today does not exist.\n")
     assert out.stderr == expected
     assert len(stash.runs()) == 1  # nothing ran
+
+
+# a tool that logs to experiment trackers: their files differ between any two runs, its result does not
+TRACKED_TOOL = '''
+import json, uuid
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+
+
+@hydra.main(version_base="1.3", config_path=None, config_name=None)
+def main(cfg):
+    out = Path(HydraConfig.get().runtime.output_dir)
+    stamp = uuid.uuid4().hex
+    (out / "result.json").write_text(json.dumps({"score": 1}))
+    files = out / "wandb" / f"run-{stamp}" / "files"
+    files.mkdir(parents=True)
+    (files / "wandb-summary.json").write_text(stamp)
+    (out / "wandb" / "debug-internal.log").write_text(stamp)
+    (out / "mlruns" / "0" / stamp).mkdir(parents=True)
+    (out / "mlruns" / "0" / stamp / "meta.yaml").write_text(f"run_id: {stamp}\\n")
+    (out / "tb").mkdir()
+    (out / "tb" / f"events.out.tfevents.{stamp}.host").write_text(stamp)
+    (out / "timing.json").write_text(json.dumps({"stamp": stamp}))
+    (out / "table.csv").write_text("1,2\\n")
+
+
+if __name__ == "__main__":
+    main()
+'''
+
+
+@pytest.mark.parametrize("check_ignore", [None, "[timing.json]", "['*.json']"])
+def test_check_leaves_out_tracker_files_and_says_so(stash, tmp_path, check_ignore):
+    repo = tmp_path / "tracked-repo"
+    repo.mkdir()
+    git(repo, "init", "-q", "-b", "main")
+    (repo / "main.py").write_text(TRACKED_TOOL)
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "a tool that logs to trackers")
+    git(stash.root, "submodule", "add", "-q", str(repo), "tools/tracked")
+    entry = "  tracked:\n    path: tools/tracked\n    entrypoint: main.py\n    env: current\n    result: result.json\n"
+    meta = stash.root / "configs" / "meta.yaml"
+    meta.write_text(meta.read_text() + entry)
+    stash.write("configs/tracked/experiment/e.yaml", "# @package _global_\n")
+    stash.commit("add the tracked tool")
+    assert stash.run("tool=tracked", "experiment=e").returncode == 0
+    _, run_dir = only_run(stash, tool="tracked")
+    if check_ignore:  # said after the run: --check reads the tool's entry as meta.yaml has it now
+        meta.write_text(meta.read_text() + f"    check_ignore: {check_ignore}\n")
+
+    out = stash.run("reproduce", str(run_dir), "--check")
+    lines = out.stdout.splitlines()
+    # verdict by item ("result" for the value `result score`)
+    compared = {line.split()[1]: line.split()[0] for line in lines if line.startswith(("identical ", "differs "))}
+    left_out = "not compared (bookkeeping): wandb/ (3 files), mlruns/ (2 files), events.out.tfevents.* (2 files), " \
+               "*.log (1 file)"
+    same = {".hydra/config.yaml": "identical", ".hydra/overrides.yaml": "identical", "table.csv": "identical"}
+    if check_ignore is None:
+        assert out.returncode == 1, out.stdout + out.stderr
+        assert compared == {**same, "result.json": "identical", "timing.json": "differs", "result": "identical"}
+        assert left_out in lines
+    elif check_ignore == "[timing.json]":
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert compared == {**same, "result.json": "identical", "result": "identical"}
+        assert f"{left_out}, timing.json (1 file)" in lines
+    else:  # *.json: timing.json and result.json (whose values are still compared)
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert compared == {**same, "result": "identical"}
+        assert f"{left_out}, *.json (2 files)" in lines
