@@ -19,7 +19,7 @@ from . import StashError
 from .compare import is_number, plain
 from .overrides import override_values
 from .gitcmd import GitError, git, ok
-from .records import EXPERIMENT_COPY, flatten, inside
+from .records import EXPERIMENT_COPY, flatten, inside, interpreter_identity
 from .runs import Found
 
 MAX_FILE = 1 << 20  # a recorded file larger than this is not compared
@@ -164,6 +164,8 @@ def compare_runs(a: Found, b: Found, root: Path) -> dict:
 
     keys = ("kind", "python", "executable", "lock_file", "lock_sha256")
     items = pairs(*({k: r.env.get(k) for k in keys} for r in (ra, rb)), every=True)
+    if interpreter_identity(ra.env) == interpreter_identity(rb.env):  # one interpreter reached by two paths
+        next(item for item in items if item["key"] == "executable")["same"] = True
     items += pairs(*(flatten(r.env.get("variables") or {}, "variables") for r in (ra, rb)))
     out["env"] = {"same": all(item["same"] for item in items), "items": items}
 

@@ -134,6 +134,19 @@ def flatten(value, prefix: str = "") -> dict[str, Any]:
     return {prefix or "result": value}
 
 
+def interpreter_identity(env: dict) -> tuple:
+    """What tells a run's interpreter (its record's `env`) from another's: the version, the file the executable
+    resolves to and the virtual environment it starts in (a venv's bin/python links to a base interpreter that
+    other venvs share). Two paths of one interpreter (.venv/bin/python, .venv/bin/python3) give one identity; a
+    path that does not exist on this machine stands for itself."""
+    executable = env.get("executable")
+    if not executable or not os.path.isfile(executable):
+        return env.get("python"), executable, None
+    path = Path(executable)
+    venv = next((d for d in (path.parent, path.parent.parent) if (d / "pyvenv.cfg").is_file()), None)
+    return env.get("python"), os.path.realpath(path), venv and os.path.realpath(venv)
+
+
 # --- validation -----------------------------------------------------------------------------------------------
 
 class Invalid(Exception):

@@ -3,9 +3,13 @@
 import json
 import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
-from conftest import experiment, git
+import pytest
+
+from conftest import REPO, experiment, git
 
 
 def run_dirs(stash) -> list[Path]:
@@ -108,3 +112,55 @@ def test_paths_that_are_no_run_dirs_are_refused(stash):
     assert out.returncode == 2 and "outputs/none does not exist: give a run dir" in out.stderr
     out = stash.run("diff", str(run), "configs")
     assert out.returncode == 2 and "holds no run.json" in out.stderr and "Traceback" not in out.stderr
+
+
+def new_venv(folder: Path) -> Path:
+    """A virtual environment over this interpreter's packages; its bin/ holds python and python3 (links)."""
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", "--system-site-packages", str(folder)],
+                   check=True)
+    return folder / "bin"
+
+
+def run_with(stash, python: Path, *args: str) -> Path:
+    """A single run started with this interpreter (env: current: the tool runs with it too); its run dir."""
+    before = set(run_dirs(stash))
+    out = subprocess.run([str(python), "-m", "experimentstash", *args], cwd=stash.root, capture_output=True,
+                         text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert out.returncode == 0, out.stderr
+    (run_dir,) = set(run_dirs(stash)) - before
+    assert json.loads((run_dir / "run.json").read_text())["env"]["executable"] == str(python)
+    return run_dir
+
+
+@pytest.mark.parametrize("second,same", [("python3", True), ("other", False)])
+def test_one_interpreter_reached_by_two_paths_is_no_difference(stash, tmp_path, second, same):
+    bin_dir = new_venv(tmp_path / "venv")
+    other = new_venv(tmp_path / "other-venv") / "python" if second == "other" else bin_dir / second
+    a = run_with(stash, bin_dir / "python", "tool=fx", "experiment=a")
+    b = run_with(stash, other, "tool=fx", "experiment=a")
+    assert os.path.realpath(bin_dir / "python") == os.path.realpath(other)  # a venv's python links to its base
+
+    out = stash.run("diff", str(a), str(b))
+    assert out.returncode == 0, out.stderr
+    env = out.stdout.split("\nenvironment: ")[1].split("\n\n")[0]
+    executable = next(line.split() for line in env.splitlines() if line.split()[:1] == ["executable"])
+    if same:
+        assert env.startswith("same\n") and executable == ["executable", str(bin_dir / "python")]
+        assert out.stdout.rstrip().endswith("No difference in what was compared.")
+    else:  # two virtual environments over one base interpreter: their packages may differ
+        assert env.startswith("differs\n") and executable == ["executable", str(bin_dir / "python"), "->", str(other)]
+        assert out.stdout.rstrip().endswith("The runs differ in: environment.")
+
+
+def test_interpreter_paths_that_do_not_exist_here_are_compared_as_recorded(stash):
+    assert stash.run("tool=fx", "experiment=a").returncode == 0
+    assert stash.run("tool=fx", "experiment=a").returncode == 0
+    a, b = run_dirs(stash)
+    for run_dir, name in ((a, "python"), (b, "python3")):
+        record = json.loads((run_dir / "run.json").read_text())
+        record["env"]["executable"] = f"/gone/venv/bin/{name}"
+        (run_dir / "run.json").write_text(json.dumps(record))
+    out = stash.run("diff", str(a), str(b))
+    assert out.returncode == 0, out.stderr
+    assert re.search(r"\n  executable +/gone/venv/bin/python -> /gone/venv/bin/python3\n", out.stdout)
+    assert out.stdout.rstrip().endswith("The runs differ in: environment.")
