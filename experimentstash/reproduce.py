@@ -421,8 +421,8 @@ def compare(original: RunRecord, original_dir: Path, new: RunRecord, new_dir: Pa
             rows.append((rel, "differs", f"sha256 {old_files[rel][:12]} -> {new_files[rel][:12]}"))
     counts = Counter({**old_left, **new_left}.values())  # each file once, wherever it was
     if counts:
-        groups = (f"{glob.removeprefix('**/').removesuffix('**')} ({counts[glob]} file{'s' if counts[glob] > 1 else ''})"
-                  for glob in bookkeeping if counts[glob])
+        groups = (f"{glob.removeprefix('**/').removesuffix('**')} ({n} file{'s' if n > 1 else ''})"
+                  for glob, n in ((g, counts[g]) for g in bookkeeping) if n)
         skipped.append("(bookkeeping): " + ", ".join(groups))
     return rows, skipped
 

@@ -291,15 +291,20 @@ if __name__ == "__main__":
 '''
 
 
+def script_repo(folder: Path, code: str) -> Path:
+    """A tool repository of one script, main.py, committed."""
+    folder.mkdir()
+    git(folder, "init", "-q", "-b", "main")
+    (folder / "main.py").write_text(code)
+    git(folder, "add", "-A")
+    git(folder, "commit", "-qm", "the tool")
+    return folder
+
+
 @pytest.mark.parametrize("text", [None, "", "# nothing set yet\n"])
 def test_an_experiment_without_keys_is_reproduced(stash, tmp_path, text):
     """add-tool writes a first experiment of comments only for a tool without configs: it runs, so it reproduces."""
-    repo = tmp_path / "bare-repo"
-    repo.mkdir()
-    git(repo, "init", "-q", "-b", "main")
-    (repo / "main.py").write_text(BARE_TOOL)
-    git(repo, "add", "-A")
-    git(repo, "commit", "-qm", "a tool without configs")
+    repo = script_repo(tmp_path / "bare-repo", BARE_TOOL)
     assert stash.run("add-tool", "bare", str(repo)).returncode == 0
     example = stash.root / "configs/bare/experiment/example.yaml"
     if text is not None:  # None: the file as add-tool wrote it
@@ -313,7 +318,8 @@ def test_an_experiment_without_keys_is_reproduced(stash, tmp_path, text):
     assert out.returncode == 0, out.stdout + out.stderr
     assert "identical" in out.stdout and "result.json" in out.stdout and "differs" not in out.stdout
     (repro,) = [r for r in stash.runs() if r.get("reproduces")]
-    assert (stash.root / repro["run_dir"] / "experiment.yaml").read_bytes() == (run_dir / "experiment.yaml").read_bytes()
+    assert (stash.root / repro["run_dir"] / "experiment.yaml").read_bytes() == \
+        (run_dir / "experiment.yaml").read_bytes()
 
 
 def sha256(data: bytes) -> str:
@@ -389,12 +395,7 @@ if __name__ == "__main__":
 
 @pytest.mark.parametrize("check_ignore", [None, "[timing.json]", "['*.json']"])
 def test_check_leaves_out_tracker_files_and_says_so(stash, tmp_path, check_ignore):
-    repo = tmp_path / "tracked-repo"
-    repo.mkdir()
-    git(repo, "init", "-q", "-b", "main")
-    (repo / "main.py").write_text(TRACKED_TOOL)
-    git(repo, "add", "-A")
-    git(repo, "commit", "-qm", "a tool that logs to trackers")
+    repo = script_repo(tmp_path / "tracked-repo", TRACKED_TOOL)
     git(stash.root, "submodule", "add", "-q", str(repo), "tools/tracked")
     entry = "  tracked:\n    path: tools/tracked\n    entrypoint: main.py\n    env: current\n    result: result.json\n"
     meta = stash.root / "configs" / "meta.yaml"
