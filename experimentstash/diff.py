@@ -17,8 +17,8 @@ import yaml
 
 from . import StashError
 from .compare import is_number, plain
-from .overrides import override_values
 from .gitcmd import GitError, git, ok
+from .overrides import override_values
 from .records import EXPERIMENT_COPY, flatten, inside, interpreter_identity
 from .runs import Found
 

@@ -74,8 +74,8 @@ def add_arguments(p) -> None:
 def run(args, root: Path) -> int:
     if importlib.util.find_spec("plotly") is None:
         raise StashError(f"report draws its charts with plotly, which is not installed here: {INSTALL}")
-    from .registry import Stash
     from .invocation import say, shown_path, sweep_dir
+    from .registry import Stash
     from .sweep import open_sweep
 
     sweep = open_sweep(Stash.load(root), sweep_dir(root, args.sweep_dir))

@@ -201,13 +201,16 @@ class Materialized:
             self.worktree = None
             raise StashError(f"Cannot check out {commit[:10]} of {what} in a worktree: {err.stderr}") from None
         self.tool_dir = inside(self.worktree, tool.rel_path, "the tool's path") if kind == "in-tree" else self.worktree
-        if self.patch:
-            try:
+        try:
+            if self.patch:
                 # git apply refuses paths outside the worktree ('..', absolute, through a symbolic link)
                 git(self.worktree, "apply", "--binary", "--whitespace=nowarn", "--end-of-options", str(patch))
-            except GitError as err:
-                self.close()
-                raise StashError(f"{patch} does not apply to {commit[:10]}: {err.stderr}") from None
+        except GitError as err:
+            self.close()
+            raise StashError(f"{patch} does not apply to {commit[:10]}: {err.stderr}") from None
+        except BaseException:
+            self.close()
+            raise
 
     def close(self) -> None:
         if self.worktree is not None and self.repo_dir is not None:

@@ -213,7 +213,7 @@ def test_a_tool_diff_of_an_in_tree_tool_stays_in_its_folder(stash, tmp_path, cha
     assert patch.read_text().startswith("diff --git a/tools/local/VERSION")  # what the run saved: its folder only
     (stash.root / "tools/local/VERSION").unlink()
 
-    change(stash.root)  # a patch of the stash that reaches beyond the tool's folder
+    change(stash.root)  # a patch of the stash: beyond the tool's folder, but for the control
     git(stash.root, "add", "-A")
     staged = subprocess.run(["git", "diff", "--cached", "-M", "--binary", "HEAD"], cwd=stash.root,
                             capture_output=True, check=True).stdout
