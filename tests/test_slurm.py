@@ -161,6 +161,22 @@ def test_submit_and_go_across_arrays_then_status_until_done(stash, max_array_siz
 
 
 @pytest.mark.slurm
+def test_the_follow_hint_speaks_of_the_arrays_this_launch_submitted(stash, max_array_size):
+    crash = ",".join(["false"] * max_array_size + ["true"])  # two arrays; the last job, alone in the second, fails
+    out = stash.run("-m", *SLURM, "hydra.launcher.wait=false", "tool=fx", "experiment=a", f"crash={crash}")
+    assert out.returncode == 0, out.stdout + out.stderr
+    first = sweep_json(stash)["backend_state"]["arrays"]
+    assert f"Submitted {max_array_size + 1} jobs as Slurm 2 arrays ({first[0]}, {first[1]})." in out.stderr
+    wait_for_status(stash, sweep_dir(stash), f"{max_array_size + 1} jobs: {max_array_size} succeeded, 1 failed")
+    rerun = stash.run("rerun", str(sweep_dir(stash)))
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    arrays = sweep_json(stash)["backend_state"]["arrays"]
+    assert arrays[:2] == first and len(arrays) == 3  # the record keeps every array
+    assert f"Submitted 1 job as Slurm array {arrays[2]}. Follow them with:" in rerun.stderr
+    wait_for_status(stash, sweep_dir(stash), f"{max_array_size} succeeded, 1 failed")
+
+
+@pytest.mark.slurm
 def test_ctrl_c_cancels_every_array_running_and_pending(stash, max_array_size):
     jobs = max_array_size + 1  # two arrays, each running one task at a time: the others are pending
     proc = stash.popen("-m", *SLURM, "hydra.launcher.array_parallelism=1", "tool=fx", "experiment=slow",

@@ -184,6 +184,8 @@ class Backend:
     def __init__(self, options: Options, stash):
         self.options = options
         self.stash = stash
+        self.launched: list = []  # (planned job, its task id) of the last run(): what follow_hint speaks of
+        self.arrays: list[str] = []  # the arrays that run() submitted (sweep.json keeps those of every launch)
 
     @property
     def waits(self) -> bool:
@@ -216,6 +218,7 @@ class Backend:
         from ..execute import Interrupted
 
         submitted: list = []  # (planned job, its Slurm task id), in the order of `planned`
+        self.launched, self.arrays = submitted, []
         try:
             self.submit(sweep, planned, facts, submitted)
             if self.options.wait:
@@ -247,6 +250,7 @@ class Backend:
             except Exception as err:  # sbatch refused
                 self._refused(sweep, planned, submitted, err, f"array {k + 1} of {len(parts)}")
             arrays.append(_array_of(jobs[0].job_id))
+            self.arrays.append(arrays[-1])
             for p, job in zip(part, jobs):
                 sweep.update(p.num, slurm_job_id=job.job_id)
                 submitted.append((p, job.job_id))
@@ -367,15 +371,16 @@ class Backend:
         from ..invocation import console
         from ..summary import print_summary
 
-        pending = [job for job in sweep.jobs.values() if job["status"] == "pending" and job.get("slurm_job_id")]
+        pending = [p for p, _ in self.launched if sweep.jobs[p.num]["status"] == "pending"]
         if not pending:  # interrupted while submitting: nothing to follow
             print_summary(sweep.stash.root, sweep.dir, [sweep.jobs[n] for n in sorted(sweep.jobs)])
             return
-        ids = sweep.record.backend_state.get("arrays") or []
+        ids = self.arrays
         shown = ", ".join(ids) if len(ids) <= 4 else f"{ids[0]}, {ids[1]}, ..., {ids[-1]}"
         kind = f"array {shown}" if len(ids) == 1 else f"{len(ids)} arrays ({shown})"
+        jobs = "1 job" if len(pending) == 1 else f"{len(pending)} jobs"
         console.print(
-            f"Submitted {len(pending)} jobs as Slurm {kind}. Follow them with:\n"
+            f"Submitted {jobs} as Slurm {kind}. Follow them with:\n"
             f"  experimentstash status {os.path.relpath(sweep.dir, sweep.stash.root)}\n"
             f"  squeue --name={job_name(sweep)}",
             highlight=False,
