@@ -8,15 +8,13 @@ from __future__ import annotations
 import sys
 
 from . import StashError
-from .invocation import (check_command_line, check_launcher_options, current, fail, override_key,
-                         route_tool_overrides, split_argv)
+from .invocation import (NO_RUN_FLAGS, check_command_line, check_launcher_options, chosen, current, fail,
+                         is_override, override_key, route_tool_overrides, say, split_argv)
 from .registry import Stash, find_root
 
 HELP = {"help", "-h", "--help"}
-# launcher words a single run needs no Hydra app for (launcher options are checked before, and unused by one run)
+# launcher words a single run needs no Hydra app for (launcher options are checked and resolved before)
 DIRECT = ("stash.", "hydra.launcher.", "hydra/launcher", "hydra/sweeper")
-# Hydra flags after which no tool runs: the launcher only prints something
-NO_RUN_FLAGS = {"--cfg", "-c", "--info", "-i", "--hydra-help", "--version", "-sc", "--shell-completion"}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -31,18 +29,26 @@ def main(argv: list[str] | None = None) -> None:
         if HELP & set(argv):
             print(cli.help_text(), end="")
             sys.exit(0)
+        if not argv[0].startswith("-") and not is_override(argv[0]):
+            raise StashError(cli.unknown_command(argv[0], argv[1:]))
         words = split_argv(argv)
-        if "-sc" not in argv and "--shell-completion" not in argv:
+        completing = "-sc" in argv or "--shell-completion" in argv
+        if not completing:
             check_command_line(*words)
         hydra_words, tool_words = route_tool_overrides(*words)
         current.root = find_root()
-        check_launcher_options(hydra_words, Stash.load(current.root))
+        stash = Stash.load(current.root)
+        current.launcher_options = check_launcher_options(hydra_words, stash)
+        if completing:
+            register_choices(stash)
     except StashError as err:
         fail(err)
     current.argv = list(argv)
     current.tool_overrides = tool_words
-    if "-sc" in argv or "--shell-completion" in argv:
-        register_choices(current.root)
+    if {"-m", "--multirun"} & set(hydra_words) and not NO_RUN_FLAGS & set(argv) and current.launcher_options is None:
+        say(f"warning: hydra/launcher={chosen(hydra_words, 'launcher')} runs every job as a single run under "
+            "outputs/: no sweep.json, no table at the end, no rerun, status or report of the sweep. The default "
+            "launcher (hydra/launcher=stash) gives them all.")
     if not NO_RUN_FLAGS & set(argv):
         from .procs import keep
 
@@ -58,12 +64,11 @@ def main(argv: list[str] | None = None) -> None:
     sys.exit(current.exit_code)
 
 
-def register_choices(root) -> None:
+def register_choices(stash: Stash) -> None:
     """For shell completion only: tools and experiment ids as config-group options Hydra can list."""
     from hydra.core.config_store import ConfigStore
 
     store = ConfigStore.instance()
-    stash = Stash.load(root)
     for name in stash.tools:
         store.store(group="tool", name=name, node={})
         for experiment in stash.experiments(name):  # an id with a '/' stays one option of the group

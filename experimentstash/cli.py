@@ -8,10 +8,12 @@ under the keeper (procs.keep), like a Hydra launch.
 from __future__ import annotations
 
 import argparse
+import difflib
 import importlib
+import shlex
 
-from . import StashError
-from .invocation import fail
+from . import StashError, stash_options
+from .invocation import fail, is_override
 from .registry import find_root
 
 # name -> (module, one line of help)
@@ -42,10 +44,7 @@ Every override other than tool, experiment, stash.* and hydra.* goes to the tool
   experimentstash -m hydra/launcher=stash_slurm tool=demo 'experiment=glob(*)'
 
 launcher options:
-  stash.pin=warn|strict|off   a tool that is dirty or not at its pin: warn and run, refuse, or say nothing
-  stash.timeout=SECONDS       end the run after this long (recorded as timeout)
-  stash.grace=5               seconds between TERM and KILL when a run is ended
-  stash.objective=KEY         the result value a sweep job returns to Hydra (optimizing sweepers)
+{options}
 {backends}
 commands:
 {commands}
@@ -67,7 +66,18 @@ def help_text() -> str:
             options.append(f"{f.name}={'null' if default is None else default}")
         lines.append(f"  hydra/launcher={launcher} ({name}): hydra.launcher." + ", ".join(options))
     commands = "\n".join(f"  {name:<10} {text}" for name, (_, text) in COMMANDS.items())
-    return USAGE.format(backends="\n".join(lines), commands=commands)
+    return USAGE.format(options="\n".join(stash_options.help_lines()), backends="\n".join(lines), commands=commands)
+
+
+def unknown_command(word: str, rest: list[str]) -> str:
+    """The message for a first word that is neither a command nor an override: the closest command, and the
+    Hydra form of a run (with the rest of the line when that is all overrides)."""
+    close = difflib.get_close_matches(word, [*COMMANDS, "help"], n=1, cutoff=0.5)
+    guess = f" (did you mean {close[0]}?)" if close else ""
+    overrides = rest and all(is_override(w) or w.startswith("-") for w in rest)
+    run = shlex.join(["experimentstash", *rest]) if overrides else "experimentstash tool=<tool> experiment=<id>"
+    return (f"Unknown command '{word}'{guess}. The commands: {', '.join(COMMANDS)}; a run is {run} "
+            "(experimentstash --help).")
 
 
 def _command_parser(name: str) -> argparse.ArgumentParser:

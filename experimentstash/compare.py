@@ -22,7 +22,7 @@ from . import StashError
 from .invocation import say, sweep_dir
 from .overrides import override_values, varying
 from .records import SWEEP_FILE, RunRecord, Status, flatten, job_run_dir
-from .runs import _duration_cell, _value, found_at, load_runs, select, write_aligned
+from .runs import _duration_cell, _value, check_tool, found_at, load_runs, select, write_aligned
 
 FORMATS = ("table", "csv", "json", "md")
 FIXED = ("run", "tool", "experiment")
@@ -216,7 +216,8 @@ def _csv_value(value) -> str:
     return str(json_value(value))
 
 
-def write(table: Table, fmt: str, out) -> None:
+def write(table: Table, fmt: str, out, empty: str) -> None:
+    """The table in a format; `empty`: what the table format says when there are no rows."""
     if fmt == "json":
         # one row per line: readable, and json's fast C encoder (an indent would make it the slow Python one)
         lines = ",\n".join(json.dumps({c: json_value(row.get(c)) for c in table.columns}) for row in table.rows)
@@ -243,7 +244,7 @@ def write(table: Table, fmt: str, out) -> None:
             out.write("| " + " | ".join(cell(row, c).replace("|", "\\|") for c in table.columns) + " |\n")
     else:
         if not table.rows:
-            out.write("No runs have ended here yet.\n" if table.over is None else "No runs to group.\n")
+            out.write(f"{empty}\n")
             return
         write_aligned(out, table.columns, [[cell(row, c) for c in table.columns] for row in table.rows],
                       None if table.over else table.columns.index("status"))
@@ -265,16 +266,18 @@ def add_arguments(p) -> None:
     p.add_argument("--format", choices=FORMATS, default="table", help="table (default), csv, json or md")
 
 
-def collect(args, root: Path) -> tuple[list[Entry], list[str]]:
-    """(the runs asked for, notes for the user)."""
+def collect(args, root: Path) -> tuple[list[Entry], list[str], str | None]:
+    """(the runs asked for, notes for the user, the filter that left no run when one did)."""
     if args.paths and (args.tool or args.experiment or args.last is not None):
         raise StashError("Give a sweep dir or run dirs, or choose runs with --tool/--experiment/--last: not both.")
     if args.last is not None and args.last < 0:
         raise StashError(f"--last {args.last}: give a number of runs, 0 or more.")
-    entries, notes = [], []
+    entries, notes, emptied = [], [], None
     if not args.paths:
         runs, bad = load_runs(root)
-        entries = [Entry.of(f.record, f.folder) for f in select(runs, args.tool, args.experiment, last=args.last)]
+        check_tool(root, runs, args.tool)
+        found, emptied = select(runs, args.tool, args.experiment, last=args.last)
+        entries = [Entry.of(f.record, f.folder) for f in found]
         if bad:
             notes.append(f"{len(bad)} unreadable or invalid run.json skipped (`experimentstash runs` names them).")
     stash = None
@@ -294,20 +297,24 @@ def collect(args, root: Path) -> tuple[list[Entry], list[str]]:
     waiting = sum(1 for e in entries if not e.status.final)
     if waiting:
         notes.append(f"{waiting} of {len(entries)} runs have not ended yet (pending or running): not shown.")
-    return [e for e in entries if e.status.final], notes
+    return [e for e in entries if e.status.final], notes, emptied
 
 
 def run(args, root: Path) -> int:
     from .summary import quiet_when_closed
 
-    entries, notes = collect(args, root)
+    entries, notes, emptied = collect(args, root)
     table = build(entries, root)
     if args.over:
         table = grouped(table, args.over)
     if args.sort:
         sort_rows(table, args.sort)
+    if emptied:
+        empty = f"No runs match {emptied}."
+    else:
+        empty = "No runs to group." if args.over else "No runs have ended here yet."
     with quiet_when_closed():
-        write(table, args.format, sys.stdout)
+        write(table, args.format, sys.stdout, empty)
         sys.stdout.flush()
     for note in notes:
         say(f"note: {note}")

@@ -27,7 +27,7 @@ from .job import JobSpec
 from .pins import StashState, ToolPin
 from .procs import RUN_ID_VARIABLE, STOP_SIGNALS, owner, run_processes, terminate
 from .records import (EXPERIMENT_COPY, PATCH_FILE, RUN_FILE, Reserve, RunRecord, Status, now_iso,
-                      read_json, write_json)
+                      read_json, recorded_path, write_json)
 
 TAIL_BYTES = 16 * 1024  # of stderr, kept in memory for when the log cannot take it
 
@@ -141,7 +141,7 @@ def start_record(spec: JobSpec, root: Path, pin: ToolPin, stash: StashState, exp
         tool_commit=pin.commit, tool_pinned_commit=pin.pinned, tool_kind=pin.kind, tool_dirty=pin.dirty,
         tool_diff=PATCH_FILE if pin.patch else None, tool_untracked=list(pin.untracked),
         stash_commit=stash.commit, stash_dirty=stash.dirty, env=env_record(spec), command=list(spec.argv),
-        cwd=os.path.relpath(spec.cwd, root), run_dir=os.path.relpath(spec.run_dir, root),
+        cwd=recorded_path(root, spec.cwd), run_dir=recorded_path(root, spec.run_dir),
         host=socket.gethostname(), started_at=now_iso(), logs={"stdout": "stdout.log", "stderr": "stderr.log"},
         sweep=spec.sweep, owner=owner(), fingerprint=spec.fingerprint.digest if spec.fingerprint else None,
         fingerprint_parts=spec.fingerprint.parts if spec.fingerprint else None,

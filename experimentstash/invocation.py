@@ -16,13 +16,14 @@ from pathlib import Path
 from . import StashError
 
 LAUNCHER_KEYS = ("tool", "experiment", "stash", "hydra")
-STASH_OPTIONS = ("pin", "timeout", "objective", "grace", "reuse", "tracker")
 # Hydra's flags that take the next word as their value
 FLAGS_WITH_VALUE = {
     "--cfg", "-c", "--package", "-p", "--config-path", "-cp", "--config-name", "-cn",
     "--config-dir", "-cd", "--experimental-rerun",
 }
 INFO_TOPICS = {"all", "config", "defaults", "defaults-tree", "plugins", "searchpath"}
+# Hydra's flags after which no tool runs: the launcher only prints something
+NO_RUN_FLAGS = {"--cfg", "-c", "--info", "-i", "--hydra-help", "--version", "-sc", "--shell-completion"}
 
 
 
@@ -73,7 +74,7 @@ def sweep_dir(root: Path, given: str, what: str = "a sweep dir (a folder under m
 
 
 # a word of only these characters is read the same by Hydra's grammar and by override_value's shortcut
-_PLAIN_WORD = re.compile(r"[~+]{0,2}[A-Za-z_][\w.\-/@]*(=[\w./:+\-@%]*)?")
+_PLAIN_WORD = re.compile(r"[~+]{0,2}[A-Za-z_][\w.\-/@]*(=[\w./:+\-@%]*)?", re.ASCII)
 _INT = re.compile(r"[+-]?(0|[1-9](_?[0-9])*)")
 _FLOAT = re.compile(r"[+-]?(([0-9]+\.[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?|[0-9]+[eE][+-]?[0-9]+|inf|nan)", re.I)
 
@@ -104,7 +105,22 @@ def parse_override(word: str):
     try:
         return OverridesParser.create().parse_override(word)
     except HydraException as err:
-        raise StashError(f"Cannot parse override '{word}': {err}") from None
+        raise unparsable(word, err) from None
+
+
+def unparsable(word: str, err: Exception) -> StashError:
+    """The error for an override Hydra's grammar refuses."""
+    if "Glob is incompatible" in str(err):  # Hydra's functions take no glob() inside
+        key = override_key(word)
+        return StashError(f"'{word}': glob() cannot go inside sort(), choice(), shuffle() or tag(). Give it alone (its "
+                          f"matches come sorted), {key}=glob(...), or in a list with names, {key}=a,glob(...).")
+    return StashError(f"Cannot parse override '{word}': {err}")
+
+
+def is_override(word: str) -> bool:
+    """`key=value`, `+key=value`, `++key=value`, `~key`, `~key=value`, `group@pkg=value`: a word Hydra reads as an
+    override (whether its grammar accepts it is checked by parsing it)."""
+    return "=" in word or word.startswith("~")
 
 
 def override_key(word: str) -> str:
@@ -132,6 +148,9 @@ def split_argv(argv: list[str]) -> tuple[list[str], list[str]]:
             )
             if takes_value and i + 1 < len(argv):
                 hydra_words.append(argv[next(words)])
+        elif not is_override(word):
+            raise StashError(f"'{word}' is neither an option nor key=value: a value goes after its key (seed=3), "
+                             "a flag starts with '-' (experimentstash --help lists them).")
         elif is_launcher_override(word):
             hydra_words.append(word)
         else:
@@ -139,23 +158,22 @@ def split_argv(argv: list[str]) -> tuple[list[str], list[str]]:
     return hydra_words, tool_words
 
 
-def check_stash_option(key: str) -> None:
-    if key[len("stash."):] not in STASH_OPTIONS:
-        known = ", ".join("stash." + o for o in STASH_OPTIONS)
-        raise StashError(f"Unknown launcher option '{key}' (known: {known}).")
-
-
-def check_launcher_options(hydra_words: list[str], stash) -> None:
+def check_launcher_options(hydra_words: list[str], stash):
     """The launcher options and stash.* keys on the command line, checked before Hydra sees them (a single run's
-    too): an unknown name or a value of the wrong type is one clear error, not Hydra's."""
-    from . import backends
+    too): an unknown name or a value of the wrong type is one clear error, not Hydra's. Returns the options of
+    the chosen backend (None for another launcher), which a single run uses too."""
+    from . import backends, stash_options
 
-    backend = backends.for_launcher(_chosen(hydra_words, "launcher"))
+    backend = backends.for_launcher(chosen(hydra_words, "launcher"))
+    runs_one = not ({"-m", "--multirun"} | NO_RUN_FLAGS) & set(hydra_words)
+    if backend not in (None, backends.DEFAULT) and runs_one:
+        raise StashError(f"hydra/launcher={backends.BACKENDS[backend][0]} runs the jobs of a sweep: add -m "
+                         "(--multirun) to run this one job there.")
     values, given = {}, set()
     for word in hydra_words:
         key = override_key(word)
         if key.startswith("stash.") and "=" in word:
-            check_stash_option(key)
+            stash_options.check_name(key)
         if backend is None or not key.startswith("hydra.launcher.") or "=" not in word:
             continue
         name, _, nested = key[len("hydra.launcher."):].partition(".")
@@ -163,8 +181,9 @@ def check_launcher_options(hydra_words: list[str], stash) -> None:
         if nested or word.startswith("~") or not is_plain(word) and parse_override(word).is_sweep_override():
             continue
         values[name] = override_value(word)
-    if backend is not None:
-        backends.resolve_options(backend, values, given, stash.machine.get(backend, {}))
+    if backend is None:
+        return None
+    return backends.resolve_options(backend, values, given, stash.machine.get(backend, {}))
 
 
 CONFIG_FLAGS = {"--config-dir", "-cd", "--config-path", "-cp", "--config-name", "-cn"}
@@ -172,7 +191,8 @@ PRINT_FLAGS = {"--cfg", "-c", "--resolve", "--package", "-p", "--info", "-i"}
 
 
 def check_command_line(hydra_words: list[str], tool_words: list[str]) -> None:
-    """Mistakes caught before anything runs: sweep syntax without -m, and Hydra's flags meant for the tool."""
+    """Mistakes caught before anything runs: Hydra's flags meant for the tool, hydra.* keys the launcher does not
+    act on, overrides Hydra's grammar refuses, and sweep syntax without -m."""
     flags = {w.split("=", 1)[0] for w in hydra_words if w.startswith("-")}
     named = any(override_key(w) in ("tool", "experiment") for w in hydra_words)
     how = ("`experimentstash check tool=<tool> experiment=<id> [tool overrides]` prints the experiment as the "
@@ -183,19 +203,58 @@ def check_command_line(hydra_words: list[str], tool_words: list[str]) -> None:
     if flags & PRINT_FLAGS and named:
         raise StashError(f"{sorted(flags & PRINT_FLAGS)[0]} is one of Hydra's own flags, which apply to the launcher's "
                          f"config, not the tool's: {how}.")
-    if flags & {"-m", "--multirun"}:
-        return
+    multirun = bool(flags & {"-m", "--multirun"})
+    check_hydra_keys(hydra_words, multirun)
     for word in [*hydra_words, *tool_words]:
-        if word.startswith("-") or ("=" not in word and not word.startswith("~")) or is_plain(word):
-            continue  # a plain word is one value
-        if parse_override(word).is_sweep_override():
+        if word.startswith("-") or not is_override(word) or is_plain(word):
+            continue  # a flag, a flag's value, or a plain word: one value
+        if parse_override(word).is_sweep_override() and not multirun:
             raise StashError(f"'{word}' is a sweep (several values): add -m (--multirun) to run one job per value, "
                              f"e.g. experimentstash -m {shlex.join([*hydra_words, *tool_words])}")
 
 
-def _chosen(hydra_words: list[str], group: str) -> str | None:
-    chosen = [w.split("=", 1)[1] for w in hydra_words if w.startswith(f"hydra/{group}=")]
-    return chosen[-1] if chosen else None
+# the hydra.* keys the launcher acts on, as a refusal lists them
+HYDRA_KEYS_TAKEN = ("hydra.run.dir (a single run's run dir), hydra.sweep.dir (-m), hydra/launcher, hydra.launcher.*, "
+                    "hydra/sweeper and hydra.sweeper.* (of another sweeper)")
+
+
+def check_hydra_keys(hydra_words: list[str], multirun: bool) -> None:
+    """Every hydra.* key given does what Hydra does with it, or is refused here: the others would change only the
+    launcher's own Hydra, which neither runs the tool nor writes its run dirs, so they would silently do nothing."""
+    sweeper = chosen(hydra_words, "sweeper")
+    for word in hydra_words:
+        key = override_key(word)
+        if not is_override(word) or not key.startswith(("hydra.", "hydra/")) and key != "hydra":
+            continue  # a flag, a flag's value, or not Hydra's
+        if word.startswith("~"):
+            raise StashError(f"'{word}': Hydra's settings cannot be deleted here.")
+        if key in ("hydra/launcher", "hydra/sweeper") or key.startswith("hydra.launcher."):
+            continue
+        if key.startswith("hydra.sweeper."):
+            if sweeper not in (None, "stash"):
+                continue
+            raise StashError(f"'{word}': the stash sweeper (the default) takes no options; hydra.sweeper.* belongs "
+                             "to another sweeper (hydra/sweeper=optuna, ...).")
+        if key == "hydra.run.dir":
+            if not multirun:
+                continue
+            raise StashError(f"'{word}' places a single run; with -m every job goes below hydra.sweep.dir.")
+        if key == "hydra.sweep.dir":
+            if multirun:
+                continue
+            raise StashError(f"'{word}' places a sweep (-m); a single run goes to hydra.run.dir.")
+        if key == "hydra.sweep.subdir":
+            raise StashError(f"'{word}': a job's run dir is always <num>_<tool>_<experiment> in its sweep dir, where "
+                             "the records find it; choose the sweep dir with hydra.sweep.dir.")
+        raise StashError(f"'{word}' would change only the launcher's own Hydra, which neither runs the tool nor "
+                         f"writes its run dirs. The launcher takes {HYDRA_KEYS_TAKEN}; a setting of the tool's Hydra "
+                         "goes into the experiment file, under hydra:.")
+
+
+def chosen(hydra_words: list[str], group: str) -> str | None:
+    """The option of hydra/<group> (launcher, sweeper) given on the command line, if any."""
+    given = [w.split("=", 1)[1] for w in hydra_words if w.startswith(f"hydra/{group}=")]
+    return given[-1] if given else None
 
 
 def route_tool_overrides(hydra_words: list[str], tool_words: list[str]) -> tuple[list[str], list[str]]:
@@ -207,9 +266,9 @@ def route_tool_overrides(hydra_words: list[str], tool_words: list[str]) -> tuple
     """
     from . import backends
 
-    if backends.for_launcher(_chosen(hydra_words, "launcher")) is None:
+    if backends.for_launcher(chosen(hydra_words, "launcher")) is None:
         shown = [w for w in tool_words if not w.startswith("~")]
-    elif _chosen(hydra_words, "sweeper") not in (None, "stash"):
+    elif chosen(hydra_words, "sweeper") not in (None, "stash"):
         shown = [w for w in tool_words if not w.startswith("~") and not is_plain(w)
                  and parse_override(w).is_sweep_override()]
     else:
@@ -223,6 +282,7 @@ class Invocation:
 
     root: Path | None = None
     argv: list[str] = field(default_factory=list)
+    launcher_options: object = None  # the chosen backend's options (backends.resolve_options), None for another
     tool_overrides: list[str] = field(default_factory=list)
     exit_code: int = 0
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import math
 import os
 import platform
 import re
@@ -17,9 +16,9 @@ from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
 
-from . import StashError
-from .invocation import STASH_OPTIONS, check_stash_option, is_launcher_override, override_key, override_value
-from .registry import TRACKERS, Stash, Tool
+from . import StashError, stash_options
+from .invocation import is_launcher_override, override_key, override_value
+from .registry import Stash, Tool
 
 
 @dataclass(frozen=True)
@@ -96,24 +95,20 @@ class JobSpec:
 def _meta_value(word: str):
     key, _, text = word.partition("=")
     value = override_value(word)
-    if key.startswith("stash.") or not isinstance(value, (int, float, bool)):
+    if key.startswith("stash."):
         return value
-    return text  # ids stay text as typed: experiment=2024 is the file 2024.yaml, not a number
-
-
-def _check_number(name: str, value, minimum: float, inclusive: bool) -> None:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and (
-        value >= minimum if inclusive else value > minimum) and value < 1e9
-    if not ok:
-        bound = f"{minimum} or more" if inclusive else f"more than {minimum}"
-        raise StashError(f"{name}={value}: give a finite number of seconds, {bound}.")
+    if isinstance(value, (dict, list)):  # a name is one word: `experiment=[a,b]` is no file, a sweep is `-m a,b`
+        raise StashError(f"'{word}': give one {key} (several, one job each: -m {key}=a,b).")
+    if isinstance(value, (int, float, bool)):
+        return text  # ids stay text as typed: experiment=2024 is the file 2024.yaml, not a number
+    return value
 
 
 def split_job(words, base) -> tuple[str | None, str | None, dict, list[str]]:
     """One job's overrides over the launcher's config -> (tool, experiment, stash options, tool overrides)."""
     tool = None if base["tool"] is None else str(base["tool"])
     experiment = None if base["experiment"] is None else str(base["experiment"])
-    options = {k: base["stash"].get(k) for k in STASH_OPTIONS}
+    options = {k: base["stash"].get(k) for k in stash_options.NAMES}
     tool_words = []
     for word in words:
         key = override_key(word)
@@ -122,18 +117,11 @@ def split_job(words, base) -> tuple[str | None, str | None, dict, list[str]]:
         elif key == "experiment":
             experiment = _meta_value(word)
         elif key.startswith("stash."):
-            name = key[len("stash."):]
-            check_stash_option(key)
-            options[name] = _meta_value(word)
+            stash_options.check_name(key)
+            options[key[len("stash."):]] = _meta_value(word)
         elif not is_launcher_override(word):
             tool_words.append(word)
-    if options["timeout"] is not None:
-        _check_number("stash.timeout", options["timeout"], 0, inclusive=False)
-    _check_number("stash.grace", options["grace"], 0, inclusive=True)
-    if options["reuse"] not in (None, True, False):
-        raise StashError(f"stash.reuse={options['reuse']}: give true or false.")
-    if options["tracker"] is not None and options["tracker"] not in TRACKERS:
-        raise StashError(f"stash.tracker={options['tracker']}: give one of {', '.join(TRACKERS)}.")
+    stash_options.check_values(options)
     return tool, experiment, options, tool_words
 
 
@@ -145,10 +133,7 @@ def reuses(spec: "JobSpec", options: dict) -> bool:
 def base_config() -> dict:
     """The launcher's defaults (tool, experiment, stash.*) without Hydra, for a single run started directly and
     for replaying recorded jobs: like Hydra's composed config, read by key."""
-    import yaml
-
-    cfg = yaml.safe_load((Path(__file__).parent / "conf" / "stash.yaml").read_text())
-    return {"tool": cfg["tool"], "experiment": cfg["experiment"], "stash": cfg["stash"]}
+    return {"tool": None, "experiment": None, "stash": stash_options.defaults()}
 
 
 def new_run_id() -> str:
@@ -222,14 +207,16 @@ def _check_entrypoint(tool: Tool, interpreter: Interpreter) -> tuple[str, ...]:
     return (str(tool.path / tool.entrypoint[0]),)
 
 
-_PLAIN = re.compile(r"[\w./+-]+")
+_PLAIN = re.compile(r"[\w./+-]+", re.ASCII)  # Hydra's grammar takes no other letters unquoted
 
 
 def hydra_value(text: str) -> str:
-    """Quote a value for a Hydra override when it holds characters the grammar treats specially."""
-    if _PLAIN.fullmatch(text):
+    """`text` as the value of an override that Hydra's grammar reads back as exactly this text: as it is when it
+    is plain text, else in single quotes. Inside quotes Hydra takes a backslash as it is, except in a run of them
+    before a quote or the closing quote: such a run is doubled."""
+    if _PLAIN.fullmatch(text) and override_value(f"k={text}") == text:  # not a number, true, null, ...
         return text
-    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    return "'" + re.sub(r"\\+(?='|$)", lambda run: run.group(0) * 2, text).replace("'", "\\'") + "'"
 
 
 def launcher_env(stash: Stash, tool: Tool) -> dict[str, str]:

@@ -166,8 +166,6 @@ class CheckoutWatch:
 
 def apply_policy(tool: Tool, pin: ToolPin, policy: str) -> str | None:
     """Refuse (strict) or return the one warning to show (warn) for a moved or dirty tool."""
-    if policy not in POLICIES:
-        raise StashError(f"stash.pin={policy}: expected one of {', '.join(POLICIES)}.")
     rel = tool.rel_path.rstrip("/")
     if pin.kind == "uninitialized":
         raise StashError(

@@ -183,6 +183,12 @@ def inside(base: Path, rel: str | Path, what: str) -> Path:
     return target
 
 
+def recorded_path(root: Path, path: Path) -> str:
+    """A path as records keep it: relative to the stash root when inside it, else absolute (a single run's
+    hydra.run.dir may lie anywhere, as Hydra allows)."""
+    return path.relative_to(root).as_posix() if path.is_relative_to(root) else str(path)
+
+
 Check = Callable[[str, Any], Any]
 
 

@@ -119,7 +119,7 @@ class Stash:
             raise StashError(f"No tool given: add tool=<name> ({_choices(sorted(self.tools))}).")
         if name not in self.tools:
             raise StashError(
-                f"Unknown tool '{name}'{_closest(name, self.tools)}; {_choices(sorted(self.tools))} "
+                f"Unknown tool '{name}'{closest(name, self.tools)}; {_choices(sorted(self.tools))} "
                 f"(registered in {META})."
             )
         return self.tools[name]
@@ -132,6 +132,13 @@ class Stash:
         if tool not in self._experiments:
             base = self.experiment_dir(tool)
             ids = [p.relative_to(base).with_suffix("").as_posix() for p in base.rglob("*.yaml")]
+            for experiment in ids:
+                if not plain_relative(experiment) or "${" in experiment:
+                    file = f"{base.relative_to(self.root)}/{experiment}.yaml"  # repr: control characters shown
+                    raise StashError(
+                        f"{file!r} cannot be run: its experiment id holds a control character, a backslash, '${{' or "
+                        "a part starting with '-', which Hydra cannot take as a name. Rename the file."
+                    )
             self._experiments[tool] = sorted(ids)
         return self._experiments[tool]
 
@@ -164,7 +171,7 @@ class Stash:
         elif not path.is_file():
             raise StashError(
                 f"Unknown experiment '{experiment}' for tool '{tool}'"
-                f"{_closest(experiment, self.experiments(tool))}; {self._list_experiments(tool)}."
+                f"{closest(experiment, self.experiments(tool))}; {self._list_experiments(tool)}."
             )
         if not path.resolve().is_relative_to(base.resolve()):
             raise StashError(f"Experiment '{experiment}' is a link that leads outside {base.relative_to(self.root)}/.")
@@ -346,6 +353,6 @@ def _choices(names: list[str], limit: int = 30) -> str:
     return f"available: {shown}{more}" if names else "none registered"
 
 
-def _closest(name: str, names) -> str:
+def closest(name: str, names) -> str:
     close = difflib.get_close_matches(name, list(names), n=1, cutoff=0.5)
     return f" (did you mean '{close[0]}'?)" if close else ""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import fnmatch
 import json
 import os
+import shlex
 import sys
 from dataclasses import dataclass
 from datetime import datetime
@@ -83,22 +84,42 @@ def found_at(run_dir: Path) -> Found:
 
 
 def select(runs: list[Found], tool: str | None = None, experiment: str | None = None,
-           status: str | None = None, last: int | None = None, fingerprint: str | None = None) -> list[Found]:
-    """Filter runs; `experiment` may be a glob pattern (figure1/*); `last` keeps the N most recent."""
-    if tool:
-        runs = [f for f in runs if f.record.tool == tool]
-    if experiment:
-        if any(c in experiment for c in "*?["):
-            runs = [f for f in runs if fnmatch.fnmatchcase(f.record.experiment, experiment)]
-        else:
-            runs = [f for f in runs if f.record.experiment == experiment]
-    if status:
-        runs = [f for f in runs if f.record.status == status]
-    if fingerprint:
-        runs = [f for f in runs if (f.record.fingerprint or "").startswith(fingerprint)]
+           status: str | None = None, last: int | None = None, fingerprint: str | None = None
+           ) -> tuple[list[Found], str | None]:
+    """Filter runs; `experiment` may be a glob pattern (figure1/*); `last` keeps the N most recent. Returns the runs
+    and, when runs were recorded but a filter left none, that filter (`--experiment 'x*'`)."""
+    if experiment and any(c in experiment for c in "*?["):
+        same_experiment = lambda f: fnmatch.fnmatchcase(f.record.experiment, experiment)
+    else:
+        same_experiment = lambda f: f.record.experiment == experiment
+    filters = [
+        ("--tool", tool, lambda f: f.record.tool == tool),
+        ("--experiment", experiment, same_experiment),
+        ("--status", status, lambda f: f.record.status == status),
+        ("--fingerprint", fingerprint, lambda f: (f.record.fingerprint or "").startswith(fingerprint)),
+    ]
+    emptied = None
+    for flag, value, keep in filters:
+        if value:
+            kept = [f for f in runs if keep(f)]
+            if runs and not kept:
+                emptied = f"{flag} {shlex.quote(value)}"
+            runs = kept
     if last is not None:
         runs = runs[-last:] if last > 0 else []
-    return runs
+    return runs, emptied
+
+
+def check_tool(root: Path, runs: list[Found], tool: str | None) -> None:
+    """A --tool that is neither registered nor named by any record is refused, with the closest name."""
+    if not tool or any(f.record.tool == tool for f in runs):
+        return
+    from .registry import Stash, closest
+
+    names = sorted(set(Stash.load(root).tools) | {f.record.tool for f in runs})
+    if tool not in names:
+        raise StashError(f"Unknown tool '{tool}'{closest(tool, names)}: the tools registered or with runs here are "
+                         f"{', '.join(names) or 'none'}.")
 
 
 def commit_cell(record: RunRecord) -> str:
@@ -175,13 +196,14 @@ def run(args, root: Path) -> int:
     if args.status and args.status not in STATUS_WORDS:
         raise StashError(f"--status {args.status}: expected one of {', '.join(STATUS_WORDS)}.")
     runs, bad = load_runs(root)
-    shown = select(runs, args.tool, args.experiment, args.status, args.last, args.fingerprint)
+    check_tool(root, runs, args.tool)
+    shown, emptied = select(runs, args.tool, args.experiment, args.status, args.last, args.fingerprint)
     if args.json:
         # one record per line: readable, and json's fast C encoder (an indent would make it the slow Python one)
         lines = ",\n".join(json.dumps(f.record.to_dict()) for f in shown)
         sys.stdout.write("[\n" + lines + ("\n]\n" if shown else "]\n"))
     else:
-        _print_table(shown, len(runs))
+        _print_table(shown, len(runs), emptied)
     if bad:
         from .invocation import console
 
@@ -192,11 +214,12 @@ def run(args, root: Path) -> int:
     return 0
 
 
-def _print_table(runs: list[Found], total: int) -> None:
+def _print_table(runs: list[Found], total: int, emptied: str | None) -> None:
     """Plain aligned columns (rich's Table takes seconds for thousands of rows); status coloured on a terminal."""
     out = sys.stdout
     if not runs:
-        out.write(f"No runs{' match' if total else ' yet'} ({total} recorded under outputs/ and multirun/).\n")
+        which = f"No runs match {emptied}" if emptied else f"No runs{' match' if total else ' yet'}"
+        out.write(f"{which} ({total} recorded under outputs/ and multirun/).\n")
         return
     rows = []
     for f in runs:

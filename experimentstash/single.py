@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
+from pathlib import Path
 
-from . import StashError
+from . import StashError, backends
 from .execute import Runner, exit_code_for, run_in_foreground
 from .facts import gather
 from .fingerprint import succeeded_runs
@@ -23,16 +25,27 @@ def run_direct(words: list[str]) -> int:
         fail(err)
 
 
-def run_single(words, cfg) -> int:
-    """Run one job in the foreground; returns its exit code (also kept for the process's own exit)."""
+def run_single(words, cfg, run_dir: Path | None = None) -> int:
+    """Run one job in the foreground; returns its exit code (also kept for the process's own exit). `run_dir`:
+    the one hydra.run.dir gave, else a new one under outputs/."""
     # another launcher (basic, joblib) may run this in a worker process: the root and the tool overrides it
     # was given through Hydra are found again there
     stash = Stash.load(current.root or find_root())
     tool, experiment, options, given = split_job(words, cfg)
+    # the default backend's options (hydra.launcher.*, this machine's defaults) apply as to a job of a sweep
+    launcher = current.launcher_options or backends.resolve_options(
+        backends.DEFAULT, {}, set(), stash.machine.get(backends.DEFAULT, {}))
+    backend = backends.backend_class(backends.DEFAULT)(launcher, stash)
+    backend.preflight()
     run_id = new_run_id()
-    run_dir = stash.root / "outputs" / str(tool) / str(experiment) / run_id
+    if run_dir is None:
+        run_dir = stash.root / "outputs" / str(tool) / str(experiment) / run_id
+    else:
+        _outside_tools(stash, run_dir)
+    timeout = options["timeout"] if options["timeout"] is not None else backend.job_timeout()
     spec = plan_job(stash, tool, experiment, [*given, *current.tool_overrides], run_dir, run_id,
-                    timeout=options["timeout"], tracker=options["tracker"])
+                    timeout=timeout, tracker=options["tracker"])
+    spec = replace(spec, env={**spec.env, **backend.foreground_env()})
     facts, (spec,) = gather(stash.root, [(spec, options)], lambda text: say(f"warning: {text}"))
     pin = facts.pins[spec.tool.name]
     if reuses(spec, options) and spec.fingerprint and (earlier := succeeded_runs(stash.root).get(spec.fingerprint.digest)):
@@ -65,3 +78,10 @@ def run_single(words, cfg) -> int:
     code = exit_code_for(status, record.exit_code if record else None, signum)
     current.worse(code)
     return code
+
+
+def _outside_tools(stash: Stash, run_dir: Path) -> None:
+    """hydra.run.dir as a run dir: outside the tools' checkouts."""
+    if any(run_dir.is_relative_to(tool.path) for tool in stash.tools.values()):
+        raise StashError(f"hydra.run.dir={shown_path(stash.root, run_dir)} is inside a tool's checkout, which the next "
+                         "run's pin would take for a change of the tool: give a folder outside tools/.")

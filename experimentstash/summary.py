@@ -68,12 +68,13 @@ class Progress:
         if self.live:
             return
         status = job["status"]
-        console.print(
-            f"[{done}/{self.total}] {styled(status)} job {job['num']} "
-            f"{escape(job['tool'])} {escape(job['experiment'])} {escape(' '.join(job['overrides']))} "
-            f"({_duration(job['duration_s'])}) {escape(str(shown_path(root, root / job['run_dir'])))}",
-            highlight=False,
-        )
+        run_dir = root / job["run_dir"]
+        words = [job["tool"], job["experiment"], *job["overrides"]]
+        if job["duration_s"] is not None:
+            words.append(f"({_duration(job['duration_s'])})")
+        words.append(str(shown_path(root, run_dir)) if run_dir.is_dir() else "-")  # a job that never started has none
+        console.print(f"[{done}/{self.total}] {styled(status)} job {job['num']} {escape(' '.join(words))}",
+                      highlight=False)
 
 
 def print_summary(root: Path, sweep_dir: Path, jobs: list[dict], out: Console | None = None) -> None:
@@ -114,6 +115,8 @@ def _print_summary(root: Path, sweep_dir: Path, jobs: list[dict], out: Console) 
     quoted = shlex.quote(str(where))
     out.print(escape(f"Compare: experimentstash compare {quoted}{_over_hint(jobs)}"))
     out.print(escape(f"Report:  experimentstash report {quoted}"))
+    if all(Status(job["status"]).final for job in jobs) and not all(Status(job["status"]).ok for job in jobs):
+        out.print(escape(f"Rerun:   experimentstash rerun {quoted}"))  # the jobs that did not succeed
 
 
 def _over_hint(jobs: list[dict]) -> str:

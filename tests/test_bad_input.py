@@ -117,6 +117,9 @@ def test_binary_files_are_named(stash):
     (["-m", "tool=fx", "experiment=a", "hydra.launcher.max_parallel=1.5"], "max_parallel=1.5"),
     (["tool=fx", "experiment=a", "hydra.launcher.max_parallel=0"], "max_parallel=0"),
     (["-m", "tool=fx", "experiment=a", "hydra.launcher.paralel=2"], "hydra.launcher.paralel"),
+    (["tool=fx", "experiment=a", "hydra.launcher.gpus_per_job=1"], "gpus_per_job=1 but only 0 device(s)"),
+    (["-m", "tool=fx", "experiment=a", "hydra.launcher.gpus_per_job=1"], "gpus_per_job=1 but only 0 device(s)"),
+    (["tool=fx", "experiment=a", "stash.reuse=1"], "stash.reuse=1: give one of true, false"),
 ])
 def test_bad_values_before_anything_runs(stash, args, needle):
     assert needle.lower() in refused(stash, *args).lower()
@@ -146,3 +149,67 @@ def test_outside_a_stash(stash, tmp_path):
 ])
 def test_sweep_syntax_without_m_and_hydra_flags_meant_for_the_tool(stash, args, needle):
     assert needle in refused(stash, *args)
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["lst"], "Unknown command 'lst' (did you mean list?)"),
+    (["raport", "multirun/x"], "Unknown command 'raport' (did you mean report?)"),
+    (["run", "tool=fx", "experiment=a"], "a run is experimentstash tool=fx experiment=a"),
+    (["fx", "a"], "Unknown command 'fx'"),
+    (["tool=fx", "experiment=a", "oops"], "'oops' is neither an option nor key=value"),
+    (["tool=fx", "experiment", "a"], "'experiment' is neither an option nor key=value"),
+    (["-m", "tool=fx", "experiment=a,b", "seed", "3"], "'seed' is neither an option nor key=value"),
+])
+def test_stray_words_are_refused_before_anything_runs(stash, args, needle):
+    assert needle in refused(stash, *args)
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["hydra.job.chdir=true"], "would change only the launcher's own Hydra"),
+    (["hydra.verbose=true"], "would change only the launcher's own Hydra"),
+    (["hydra.job.env_set.SECRET=1"], "would change only the launcher's own Hydra"),
+    (["hydra.output_subdir=.hydra"], "would change only the launcher's own Hydra"),
+    (["hydra/job_logging=default"], "would change only the launcher's own Hydra"),
+    (["hydra.mode=MULTIRUN"], "would change only the launcher's own Hydra"),
+    (["~hydra.run.dir"], "cannot be deleted"),
+    (["hydra.sweep.dir=multirun/mine"], "places a sweep (-m)"),
+    (["-m", "hydra.run.dir=outputs/mine"], "places a single run"),
+    (["-m", "hydra.sweep.subdir=x"], "a job's run dir is always <num>_<tool>_<experiment>"),
+    (["-m", "hydra.sweeper.n_trials=3"], "the stash sweeper (the default) takes no options"),
+    (["hydra/launcher=stash_slurm"], "add -m (--multirun) to run this one job there"),
+])
+def test_hydra_keys_the_launcher_does_not_act_on_are_refused(stash, args, needle):
+    err = refused(stash, *args, "tool=fx", "experiment=a")
+    assert needle in err
+    if "own Hydra" in needle:
+        assert "hydra.run.dir (a single run's run dir), hydra.sweep.dir (-m)" in err
+
+
+@pytest.mark.parametrize("expression,needle", [
+    ("experiment=sort(glob(*))", "glob() cannot go inside sort(), choice(), shuffle() or tag()"),
+    ("experiment=choice(glob(*))", "glob() cannot go inside"),
+    ("experiment=shuffle(a,glob(fig1/*))", "glob() cannot go inside"),
+    ("experiment=tag(t,glob(*))", "glob() cannot go inside"),
+    ("seed=sort(glob(*))", "glob() cannot go inside"),
+    ("seed=glob(*)", "glob() matches the names of tools (tool=) and experiments (experiment=)"),
+    ("seed=1,glob(*)", "glob() matches the names of tools"),
+    ("experiment=a,glob(zz*)", "'experiment=a,glob(zz*)': glob(zz*) matches none of the experiments of tool 'fx'"),
+    ("experiment=glob(zz*)", "glob(zz*) matches none"),
+    ("experiment=interval(0,1)", "interval() needs an optimizing sweeper"),
+    ("seed=tag(log,interval(0,1))", "interval() needs an optimizing sweeper"),
+    ("experiment=[a,b],c", "'experiment=[a,b]': give one experiment"),
+])
+def test_sweep_expressions_the_launcher_cannot_run_are_one_message(stash, expression, needle):
+    args = ["-m", "tool=fx", expression] + ([] if expression.startswith("experiment=") else ["experiment=a"])
+    assert needle in refused(stash, *args)
+
+
+def test_a_single_run_that_is_given_a_list_as_its_experiment(stash):
+    assert "'experiment=[a,b]': give one experiment" in refused(stash, "tool=fx", "experiment=[a,b]")
+
+
+@pytest.mark.parametrize("name", ["tab\there", "back\\slash", "price${x}", "-dash"])
+def test_experiment_files_hydra_cannot_name_are_refused_at_the_registry(stash, name):
+    stash.write(f"configs/fx/experiment/{name}.yaml", "value: 1\n")
+    err = refused(stash, "-m", "tool=fx", "experiment=glob(*)")
+    assert repr(f"configs/fx/experiment/{name}.yaml") in err and "Rename the file" in err

@@ -22,6 +22,25 @@ def test_help_lists_the_hydra_form_the_options_and_every_command(stash, flag):
         assert f"  {name} " in out.stdout
 
 
+def test_every_stash_option_is_in_help_and_in_the_launchers_config(stash):
+    """The stash.* options have one declaration: --help and the config Hydra composes both come from it."""
+    from dataclasses import fields
+
+    import yaml
+
+    from experimentstash.stash_options import StashOptions
+
+    out = stash.run("--help")
+    assert out.returncode == 0, out.stderr
+    for option in fields(StashOptions):
+        line = f"  stash.{option.name}={option.metadata['usage']}"
+        (shown,) = [text for text in out.stdout.splitlines() if text.startswith(line)]
+        assert option.metadata["help"] in shown
+    composed = stash.run("--cfg", "job")
+    assert composed.returncode == 0, composed.stderr
+    assert yaml.safe_load(composed.stdout)["stash"] == {f.name: f.default for f in fields(StashOptions)}
+
+
 def test_help_of_one_command(stash):
     for args in (["runs", "--help"], ["help", "runs"]):
         out = stash.run(*args)

@@ -127,6 +127,28 @@ def test_bad_options_are_one_message_and_exit_2(swept, args, says):
     assert out.returncode == 2 and says in out.stderr and "Traceback" not in out.stderr
 
 
+@pytest.mark.parametrize("command", [["compare"], ["runs"], ["runs", "--json"], ["compare", "--format", "csv"]])
+def test_an_unknown_tool_is_named_with_the_closest_one(swept, command):
+    stash, _ = swept
+    out = stash.run(*command, "--tool", "fz")
+    assert out.returncode == 2 and "Traceback" not in out.stderr and out.stdout == ""
+    assert "Unknown tool 'fz' (did you mean 'fx'?): the tools registered or with runs here are fx." in out.stderr
+
+
+@pytest.mark.parametrize("args, says", [
+    (["compare", "--experiment", "zz*"], "No runs match --experiment 'zz*'."),
+    (["compare", "--experiment", "nope", "--over", "seed"], "No runs match --experiment nope."),
+    (["runs", "--experiment", "nope"], "No runs match --experiment nope (12 recorded under outputs/ and multirun/)."),
+    (["runs", "--experiment", "a", "--status", "timeout"], "No runs match --status timeout (12 recorded"),
+    (["runs", "--fingerprint", "0000"], "No runs match --fingerprint 0000 (12 recorded"),
+])
+def test_a_filter_that_matches_no_run_is_named(swept, args, says):
+    stash, _ = swept
+    out = stash.run(*args)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith(says)
+
+
 def test_paths_that_are_no_runs_are_refused(swept):
     stash, folder = swept
     out = stash.run("compare", "multirun/none")

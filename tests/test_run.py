@@ -271,3 +271,48 @@ def test_files_a_run_writes_into_the_tools_checkout_are_named_and_recorded(stash
     assert out.stderr.count("wrote into the tool's checkout") == 1 and "hydra.runtime.output_dir" in out.stderr
     again = stash.run("tool=fx", "experiment=b")  # nothing new: nothing said
     assert again.returncode == 0 and "wrote into the tool's checkout" not in again.stderr
+
+
+def test_hydra_run_dir_places_a_single_run_where_hydra_would(stash, tmp_path):
+    sub = stash.root / "sub"
+    sub.mkdir()
+    out = stash.run("tool=fx", "experiment=a", "hydra.run.dir=mine/r1", cwd=sub)  # relative to where it is typed
+    assert out.returncode == 0, out.stderr
+    run_dir = sub / "mine" / "r1"
+    record = json.loads((run_dir / "run.json").read_text())
+    assert record["run_dir"] == "sub/mine/r1" and record["command"][-1] == f"hydra.run.dir={run_dir}"
+    assert seen(stash, record)["cfg"]["value"] == 1 and not (stash.root / "outputs").exists()
+
+    # outside the stash, with Hydra's interpolations: recorded by its absolute path, and read from there
+    out = stash.run("tool=fx", "experiment=b", f"hydra.run.dir={tmp_path}/elsewhere/${{now:%Y}}")
+    assert out.returncode == 0, out.stderr
+    (elsewhere,) = (tmp_path / "elsewhere").iterdir()
+    assert elsewhere.name.isdigit()
+    record = json.loads((elsewhere / "run.json").read_text())
+    assert record["run_dir"] == str(elsewhere) and record["result"]["score"] == 4.0
+    compare = stash.run("compare", str(elsewhere))
+    assert compare.returncode == 0 and "succeeded" in compare.stdout, compare.stderr
+    repro = stash.run("reproduce", str(elsewhere))
+    assert repro.returncode == 0, repro.stderr
+    (again,) = stash.runs()
+    assert again["reproduces"] == record["id"] and again["result"] == record["result"]
+
+    # a folder that holds files is never reused; none is made in a tool's checkout or left by a refused run
+    out = stash.run("tool=fx", "experiment=a", "hydra.run.dir=mine/r1", cwd=sub)
+    assert out.returncode == 2 and "holds files already, and a run dir is never reused" in out.stderr
+    out = stash.run("tool=fx", "experiment=a", "hydra.run.dir=tools/fx/out")
+    assert out.returncode == 2 and "is inside a tool's checkout" in out.stderr
+    out = stash.run("tool=fx", "experiment=nope", "hydra.run.dir=mine/r2", cwd=sub)
+    assert out.returncode == 2 and "Unknown experiment 'nope'" in out.stderr
+    assert not (stash.tool / "out").exists() and not (sub / "mine" / "r2").exists()
+    assert git(stash.tool, "status", "--porcelain", "--ignored") == ""
+
+
+def test_launcher_options_apply_to_a_single_run_as_to_a_job_of_a_sweep(stash):
+    stash.write("configs/meta.local.yaml", "local:\n  gpus: [3, 5]\n  gpus_per_job: 1\n")  # this machine's
+    out = stash.run("tool=fx", "experiment=a")
+    assert out.returncode == 0, out.stderr
+    (record,) = stash.runs()
+    assert seen(stash, record)["cuda"] == "3" and record["env"]["variables"]["CUDA_VISIBLE_DEVICES"] == "3"
+    out = stash.run("tool=fx", "experiment=slow", "hydra.launcher.timeout=2", "stash.grace=1")
+    assert out.returncode == 124 and "timeout in" in out.stderr

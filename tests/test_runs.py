@@ -30,7 +30,6 @@ def test_runs_lists_filters_and_marks(stash):
     assert {r["experiment"] for r in runs_json(stash, "--experiment", "a")} == {"a"}
     assert len(runs_json(stash, "--experiment", "a")) == 2
     assert [r["experiment"] for r in runs_json(stash, "--experiment", "fig1/*")] == ["fig1/x"]
-    assert runs_json(stash, "--tool", "nope") == []
     last = runs_json(stash, "--last", "2")
     assert last == every[-2:]
     assert runs_json(stash, "--tool", "fx", "--status", "succeeded", "--last", "1") == every[-1:]

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import git, pid_alive
+from conftest import experiment, git, pid_alive
 
 
 def sweep_dir(stash) -> Path:
@@ -38,6 +38,7 @@ def test_plugin_is_listed_by_hydra(stash):
 def test_experiments_run_in_parallel(stash):
     out = stash.run("-m", "tool=fx", "experiment=a,b,c", "sleep=1", "hydra.launcher.max_parallel=3")
     assert out.returncode == 0, out.stderr
+    assert "Rerun:" not in out.stdout  # every job succeeded
     records = stash.runs("multirun")
     assert len(records) == 3
     # overlap from the recorded times: every job started before any ended
@@ -75,6 +76,29 @@ def test_rerun_uses_the_options_the_sweep_recorded(stash):
     assert [j["status"] for j in sweep_json(stash)["jobs"]] == ["timeout"]
 
 
+def test_a_sweep_that_did_not_fully_succeed_ends_with_the_command_that_retries_it(stash):
+    out = stash.run("-m", "tool=fx", "experiment=a,crash")
+    assert out.returncode == 1
+    rerun = f"Rerun:   experimentstash rerun multirun/{sweep_json(stash)['id']}"
+    lines = out.stdout.splitlines()
+    assert lines[-3:] == [lines[-3], lines[-2], rerun] and lines[-3].startswith("Compare: ")
+    status = stash.run("status", str(sweep_dir(stash)))
+    assert status.stdout.splitlines()[-1] == rerun
+
+
+def test_jobs_that_never_started_show_no_duration_and_no_run_dir(stash):
+    out = stash.run("-m", "tool=fx", "experiment=crash,a,b", "hydra.launcher.fail_fast=true",
+                    "hydra.launcher.max_parallel=1")
+    assert out.returncode == 1
+    assert [j["status"] for j in sweep_json(stash)["jobs"]] == ["failed", "cancelled", "cancelled"]
+    progress = [line for line in out.stderr.splitlines() if line.startswith("[")]
+    assert progress[0].startswith("[1/3] failed job 0 fx crash (") and progress[0].endswith("/0_fx_crash")
+    assert sorted(progress[1:]) == ["[2/3] cancelled job 1 fx a -", "[3/3] cancelled job 2 fx b -"]
+    rows = [[cell.strip() for cell in line.split("│")[1:-1]] for line in out.stdout.splitlines()
+            if line.startswith("│") and "cancelled" in line]
+    assert [row[4:] for row in rows] == [["cancelled", "", "-"]] * 2  # status, duration, run dir
+
+
 def test_timeout_per_job(stash):
     out = stash.run("-m", "tool=fx", "experiment=slow,a", "hydra.launcher.timeout=4", "stash.grace=1")
     assert out.returncode == 1
@@ -110,6 +134,35 @@ def test_glob_with_exclude_and_tool_key_range(stash):
     jobs = sweep_json(stash)["jobs"]
     assert [(j["experiment"], j["overrides"]) for j in jobs] == [
         (e, [f"seed={s}"]) for e in ("a", "b", "c") for s in (0, 1)]
+
+
+def test_a_list_of_ids_and_globs_runs_each_experiment_once(stash):
+    out = stash.run("-m", "tool=fx", "experiment=c,glob(fig1/*),a,glob(?)")
+    assert out.returncode == 0, out.stderr
+    assert [j["experiment"] for j in sweep_json(stash)["jobs"]] == ["c", "fig1/x", "fig1/y", "a", "b"]
+
+
+def test_ids_that_hydra_reads_specially_reach_every_record_as_they_are(stash):
+    """glob() gives every id to Hydra's grammar quoted; the records, the tool and a rerun get it back exactly."""
+    names = ["a,b", "it's", 'say "x"', "with space", "1", "null", "café", "x]y"]
+    for value, name in enumerate(names, start=20):
+        crash = "true" if name == "it's" else "false"
+        stash.write(f"configs/fx/experiment/odd/{name}.yaml", experiment(f"value: {value}\ncrash: {crash}\n"))
+    out = stash.run("-m", "tool=fx", "experiment=glob(odd/*)")
+    assert out.returncode == 1, out.stderr  # odd/it's crashes
+    ids = sorted(f"odd/{name}" for name in names)
+    jobs = sweep_json(stash)["jobs"]
+    assert [j["experiment"] for j in jobs] == ids
+    for job in jobs:
+        record = json.loads((stash.root / job["run_dir"] / "run.json").read_text())
+        assert record["experiment"] == job["experiment"]
+        assert job["status"] == ("failed" if job["experiment"] == "odd/it's" else "succeeded")
+        assert seen(stash, job)["cfg"]["value"] == 20 + names.index(job["experiment"][len("odd/"):])
+    rerun = stash.run("rerun", str(sweep_dir(stash)))
+    assert rerun.returncode == 1, rerun.stderr
+    (job,) = [j for j in sweep_json(stash)["jobs"] if j["experiment"] == "odd/it's"]
+    assert json.loads((stash.root / job["run_dir"] / "run.json").read_text())["experiment"] == "odd/it's"
+    assert (stash.root / (job["run_dir"] + ".attempt1")).is_dir()
 
 
 def test_tool_key_sweep_gives_one_run_per_value(stash):
@@ -206,6 +259,9 @@ def test_shell_completion_lists_tools_and_experiments(stash):
 def test_another_launcher_runs_the_meta_app_with_tool_overrides(stash):
     out = stash.run("-m", "tool=fx", "experiment=a", "value=1,2", "+tag=x", "~seed", "hydra/launcher=basic")
     assert out.returncode == 0, out.stderr
+    assert out.stderr.startswith("warning: hydra/launcher=basic runs every job as a single run under outputs/: no "
+                                 "sweep.json, no table at the end, no rerun, status or report of the sweep. The "
+                                 "default launcher (hydra/launcher=stash) gives them all.\n")
     records = stash.runs()  # the basic launcher runs the task function: single runs under outputs/
     assert sorted(r["overrides"] for r in records) == [["++value=1", "++tag=x", "~seed"],
                                                        ["++value=2", "++tag=x", "~seed"]]
@@ -239,6 +295,7 @@ def test_what_a_finished_job_left_running_is_ended(stash):
 def test_a_failed_job_under_another_launcher_fails_the_sweep(stash):
     out = stash.run("-m", "tool=fx", "experiment=a,crash", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2")
     assert out.returncode != 0
+    assert out.stderr.count("warning: hydra/launcher=joblib runs every job as a single run under outputs/") == 1
     assert sorted(r["status"] for r in stash.runs()) == ["failed", "succeeded"]
 
 

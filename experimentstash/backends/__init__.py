@@ -20,6 +20,7 @@ BACKENDS = {
     "local": ("stash", "experimentstash.backends.local"),
     "slurm": ("stash_slurm", "experimentstash.backends.slurm"),
 }
+DEFAULT = "local"  # the backend of a single run, and of a sweep without hydra/launcher
 LAUNCHER_TARGET = "hydra_plugins.experimentstash_launcher.launcher.StashLauncher"
 
 
@@ -41,7 +42,7 @@ def options_class(name: str):
 def for_launcher(launcher: str | None) -> str | None:
     """The backend of `hydra/launcher=<launcher>` (none given: local), or None for another launcher (basic, ...)."""
     if launcher is None:
-        return "local"
+        return DEFAULT
     return next((name for name, (hydra_name, _) in BACKENDS.items() if hydra_name == launcher), None)
 
 

@@ -9,7 +9,8 @@ What a backend implements (the core calls nothing else):
   `sweep.job_started / job_ended / update / tick`; on Ctrl-C it ends its jobs, records them `interrupted` and lets
   the Interrupted exception through), `refresh(sweep, records)` (what it knows better than the run records, for
   `status` and `rerun`; returns a note or None), `before_rerun(sweep, jobs)` (raises a StashError when those jobs
-  cannot be run again yet) and `follow_hint(sweep)` (for backends that do not wait).
+  cannot be run again yet) and `follow_hint(sweep)` (for backends that do not wait). The default backend also
+  gives `foreground_env()`: what a single run gets of its options.
 """
 
 import os
@@ -89,6 +90,11 @@ class Backend:
                 f"hydra.launcher.gpus_per_job={self.options.gpus_per_job} but only {len(devices)} device(s) to share "
                 f"out ({', '.join(devices) or 'none'}): set hydra.launcher.gpus=[0,1,...] or CUDA_VISIBLE_DEVICES."
             )
+
+    def foreground_env(self) -> dict[str, str]:
+        """A single run's devices, as a job of a sweep gets them (preflight() checked there are enough)."""
+        devices = visible_devices(self.options)[:self.options.gpus_per_job]
+        return {"CUDA_VISIBLE_DEVICES": ",".join(devices)} if devices else {}
 
     def refresh(self, sweep, records) -> str | None:
         return None
