@@ -20,6 +20,7 @@ import sys
 import threading
 import time
 from collections import deque
+from dataclasses import replace
 from pathlib import Path
 
 from . import StashError
@@ -27,7 +28,7 @@ from .job import JobSpec
 from .pins import StashState, ToolPin
 from .procs import RUN_ID_VARIABLE, STOP_SIGNALS, owner, run_processes, terminate
 from .records import (EXPERIMENT_COPY, PATCH_FILE, RUN_FILE, Reserve, RunRecord, Status, now_iso,
-                      read_json, recorded_path, write_json)
+                      read_json, recorded_path, write_run)
 
 TAIL_BYTES = 16 * 1024  # of stderr, kept in memory for when the log cannot take it
 
@@ -166,7 +167,7 @@ def prepare_run_dir(spec: JobSpec, pin: ToolPin, record: RunRecord) -> Reserve:
         shutil.copyfile(spec.experiment_file, spec.run_dir / EXPERIMENT_COPY)  # what `reproduce` runs again
         if pin.patch:
             (spec.run_dir / PATCH_FILE).write_bytes(pin.patch)
-        write_json(spec.run_dir / RUN_FILE, record.to_dict())
+        write_run(spec.run_dir, record)
         return reserve
     except OSError as err:
         shutil.rmtree(spec.run_dir, ignore_errors=True)
@@ -217,11 +218,13 @@ class Runner:
             time.sleep(0.02)
 
     def run(self, spec: JobSpec, pin: ToolPin, stash: StashState, experiment_sha: str, *, stream: bool = False,
-            on_start=None, extra: dict | None = None, watch=None) -> RunRecord:
+            on_start=None, extra: dict | None = None, watch=None, prepare=None) -> RunRecord:
         """Run one job to its end and return its final record (also in run_dir/run.json).
 
         `extra` adds fields to the record (a Slurm task's job id and node, what a reproduction reproduces);
-        `watch` (pins.CheckoutWatch) records the files the run wrote into the tool's checkout.
+        `watch` (pins.CheckoutWatch) records the files the run wrote into the tool's checkout; `prepare(record)`,
+        called with the record of the run's start just before its run dir is written, returns variables to add
+        to the tool's environment (a tracker's run, made with the run's own start time).
         RunDirError when the run dir cannot be written: nothing was started."""
         record = start_record(spec, self.root, pin, stash, experiment_sha)
         for key, value in (extra or {}).items():
@@ -229,6 +232,10 @@ class Runner:
                 setattr(record, key, value)
             else:
                 record.extra[key] = value
+        added = prepare(record) if prepare else None
+        if added:
+            spec = replace(spec, env={**spec.env, **added})
+            record.env["variables"].update(added)
         reserve = prepare_run_dir(spec, pin, record)
         env = {**os.environ, **spec.env, RUN_ID_VARIABLE: spec.id}
         start = time.monotonic()
@@ -250,7 +257,8 @@ class Runner:
                             start_new_session=True,  # own process group: ended as a whole
                             preexec_fn=self._ignore_signals if self.ignore_signals else None,
                         )
-                    except OSError as error:  # the interpreter cannot be started: the job failed, say why
+                    except (OSError, ValueError) as error:  # cannot be started (ValueError: a NUL in an
+                        # argument): the job failed, say why
                         reserve.release()
                         return self._finish(spec, record, Status.FAILED, None, start,
                                             note=f"cannot start {spec.argv[0]}: {error}")
@@ -316,7 +324,7 @@ class Runner:
         if spec.interpreter.kind == "uv":  # uv may have created the environment during the run
             record.env = env_record(spec)
         try:
-            write_json(spec.run_dir / RUN_FILE, record.to_dict())
+            write_run(spec.run_dir, record)
         except OSError as err:
             # the record on disk still says running; the owner (this process) ends, so readers show it as lost
             print(f"experimentstash: cannot write the final record {spec.run_dir / RUN_FILE}: {err.strerror}",

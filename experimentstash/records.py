@@ -13,6 +13,7 @@ import functools
 import json
 import os
 import re
+import stat
 import tempfile
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
@@ -87,6 +88,57 @@ def now_iso() -> str:
 def write_json(path: Path, data: dict) -> None:
     """Replace `path` atomically: a reader sees the old or the new file, never half of one."""
     write_text(path, json.dumps(data, indent=2) + "\n")
+
+
+def write_run(run_dir: Path, record: "RunRecord") -> None:
+    """The one writer of run.json (the Runner at a run's start and end, a Slurm task's signal handler, and
+    Sweep.agree when a run's status is settled from outside it)."""
+    write_json(run_dir / RUN_FILE, record.to_dict())
+
+
+def _probe(folder: Path) -> None:
+    """Create and remove a file in `folder`: OSError when it takes none."""
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".experimentstash.", suffix=".probe")
+    os.close(fd)
+    os.unlink(tmp)
+
+
+def check_writable(path: Path) -> None:
+    """A StashError naming `path` when it cannot be written the way write_text() replaces it: a file created in
+    its folder, and the file itself opened for writing. Tried, not guessed from permission bits (root, read-only
+    file systems, `chattr +i`), and nothing is changed."""
+    try:
+        _probe(path.parent)
+        if path.exists():
+            os.close(os.open(path, os.O_WRONLY))
+    except OSError as err:
+        raise StashError(f"Cannot write {path}: {err.strerror}. Make it writable (or free space) and run the "
+                         "command again; nothing was changed.") from None
+
+
+def folder_problem(path: Path) -> str | None:
+    """Why `path` cannot be, or become, a folder to write into (a sweep dir), in words; None when it can."""
+    for at in (path, *path.parents):
+        try:
+            mode = os.stat(at).st_mode
+        except OSError as err:
+            if err.errno == errno.ENOENT and os.path.islink(at):
+                return f"{at} is a link that leads nowhere (to {os.readlink(at)})"
+            if err.errno == errno.ELOOP and os.path.islink(at):
+                return f"{at} is a link that leads round in a loop"
+            if err.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):
+                continue  # the cause is further up
+            return f"{at} cannot be looked at: {err.strerror}"
+        if stat.S_ISDIR(mode):
+            try:
+                _probe(at)
+            except OSError as err:
+                return f"{at} cannot be written: {err.strerror}"
+            return None
+        kind = ("a file" if stat.S_ISREG(mode) else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+                else "a named pipe" if stat.S_ISFIFO(mode) else "a socket")
+        return f"{at} is {kind}, not a folder"
+    return None
 
 
 def write_text(path: Path, text: str) -> None:
@@ -239,6 +291,22 @@ def _count(name, value):
     return value
 
 
+def _argv_word(name, value):
+    """A word given to a process (a command word, an interpreter): text without NUL, which no argument can hold."""
+    _str(name, value)
+    if "\0" in value:
+        raise Invalid(name, f"a NUL character in {value!r:.80}: no process can be given it")
+    return value
+
+
+def _override(name, value):
+    """A tool override as typed: an argument word whose key (before '=') has no control characters either."""
+    _argv_word(name, value)
+    if _CONTROL.search(value.partition("=")[0]):
+        raise Invalid(name, f"a control character in the key of {value!r:.80}")
+    return value
+
+
 _str = _type(str, what="text")
 _int = _type(int, what="a whole number")
 _num = _type(int, float, what="a number")
@@ -247,6 +315,8 @@ _dict = _type(dict, what="a mapping")
 _commit = _pattern(HEX, "a full commit id (40 hex digits)")
 _name = _pattern(NAME, "a plain name (letters, digits, '_', '-', '.')")
 _strings = _list_of(_str, "strings")
+_argv = _list_of(_argv_word, "strings")
+_overrides = _list_of(_override, "strings")
 
 
 def _experiment(name, value):
@@ -276,6 +346,7 @@ def _env(name, value):
     _dict(name, value)
     for key in ("kind", "python", "executable", "lock_file", "lock_sha256"):
         _opt(_str)(f"{name}.{key}", value.get(key))
+    _opt(_argv_word)(f"{name}.executable", value.get("executable"))
     if value.get("kind") not in ("current", "uv", "python"):
         raise Invalid(f"{name}.kind", f"expected current, uv or python, got {value.get('kind')!r:.40}")
     if value.get("lock_file") is not None:
@@ -316,7 +387,7 @@ class RunRecord:
     experiment: str = _f(_experiment, "", required=True)
     experiment_file: str = _f(_relative, "", required=True)
     experiment_sha256: str | None = _f(_opt(_pattern(re.compile(r"[0-9a-f]{64}"), "a sha256")))
-    overrides: list[str] = _fl(_strings, required=True)
+    overrides: list[str] = _fl(_overrides, required=True)
     tool_commit: str | None = _f(_opt(_commit))
     tool_pinned_commit: str | None = _f(_opt(_commit))
     tool_kind: str = _f(_pattern(re.compile(r"submodule|in-tree|untracked|uninitialized"), "submodule or in-tree"),
@@ -327,7 +398,7 @@ class RunRecord:
     stash_commit: str | None = _f(_opt(_commit))
     stash_dirty: bool | None = _f(_opt(_bool))
     env: dict = _f(_env, None, required=True)
-    command: list[str] = _fl(_strings)
+    command: list[str] = _fl(_argv)
     cwd: str | None = _f(_opt(_str))
     run_dir: str | None = _f(_opt(_str))
     host: str | None = _f(_opt(_str))
@@ -419,7 +490,7 @@ def read_run_if_any(run_dir: Path) -> RunRecord | None:
 
 
 def mark_ended(run_dir: Path, **fields) -> None:
-    """Update the run.json of a run from outside it (Slurm ended the task, or the task's signal handler)."""
+    """Say in a run's run.json how it ended, from beside the run (a Slurm task's signal handler)."""
     record = read_run_if_any(run_dir)
     if record is None:
         return
@@ -429,7 +500,7 @@ def mark_ended(run_dir: Path, **fields) -> None:
         else:
             record.extra[key] = value
     record.ended_at = record.ended_at or now_iso()
-    write_json(run_dir / RUN_FILE, record.to_dict())
+    write_run(run_dir, record)
 
 
 # --- the sweep record -----------------------------------------------------------------------------------------
@@ -443,9 +514,10 @@ def _sweep_schema(name, value):
 
 JOB_CHECKS: dict[str, tuple[Check, bool]] = {
     "num": (_count, True), "tool": (_name, True), "experiment": (_experiment, True),
-    "overrides": (_strings, True), "run_dir": (_str, True), "status": (_status, True),
+    "overrides": (_overrides, True), "run_dir": (_str, True), "status": (_status, True),
     "exit_code": (_opt(_int), False), "duration_s": (_opt(_num), False),
-    "launch_overrides": (_strings, True), "reused_from": (_opt(_relative), False),
+    "launch_overrides": (_overrides, True), "reused_from": (_opt(_relative), False),
+    "ended_at": (_opt(_str), False),
 }
 
 
@@ -529,7 +601,10 @@ def move_aside(run_dir: Path, kind: str) -> list[str]:
         k = 1
         while run_dir.with_name(f"{run_dir.name}.{kind}{k}").exists():
             k += 1
-        run_dir.rename(run_dir.with_name(f"{run_dir.name}.{kind}{k}"))
+        try:
+            run_dir.rename(run_dir.with_name(f"{run_dir.name}.{kind}{k}"))
+        except OSError as err:
+            raise StashError(f"Cannot move {run_dir} aside (to {run_dir.name}.{kind}{k}): {err.strerror}.") from None
     return sorted(p.name for p in run_dir.parent.glob(f"{run_dir.name}.{kind}*"))
 
 

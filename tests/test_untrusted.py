@@ -97,6 +97,23 @@ def test_wrong_shapes_of_run_json(stash, tmp_path, change, needle):
     assert needle in refused(stash, "reproduce", str(run_dir), outside=tmp_path)
 
 
+@pytest.mark.parametrize("change,message", [
+    (lambda d: d["overrides"].append("value=1\x00"),
+     "field 'overrides[0]': a NUL character in 'value=1\\x00': no process can be given it."),
+    (lambda d: d["overrides"].append("val\nue=1"), "field 'overrides[0]': a control character in the key of 'val\\nue=1'."),
+    (lambda d: d["command"].append("value=1\x00"), "a NUL character in 'value=1\\x00': no process can be given it."),
+    (lambda d: d["env"].update(kind="python", executable="/usr/bin/python3\x00"),
+     "field 'env.executable': a NUL character in '/usr/bin/python3\\x00': no process can be given it."),
+])
+def test_a_control_character_in_a_recorded_argument_is_refused_before_anything(stash, tmp_path, change, message):
+    run_dir = one_run(stash)
+    tamper(run_dir / "run.json", change)
+    before = snapshot_of(stash.root / "outputs")
+    err = refused(stash, "reproduce", str(run_dir), outside=tmp_path)
+    assert err.startswith(f"error: {run_dir / 'run.json'}: ") and message in err, err
+    assert snapshot_of(stash.root / "outputs") == before  # no run dir made
+
+
 def test_a_run_json_that_is_not_json(stash, tmp_path):
     run_dir = one_run(stash)
     (run_dir / "run.json").write_bytes(b"\xff\xfe{")
@@ -121,16 +138,24 @@ def test_a_run_json_that_is_not_json(stash, tmp_path):
     (lambda d: d.update(launcher={"shell": "rm -rf /"}),
      "field 'launcher': Unknown launcher option 'hydra.launcher.shell' recorded in sweep.json"),
     (lambda d: d["jobs"].append(dict(d["jobs"][0])), "field 'jobs': two jobs have the same num."),
+    (lambda d: d["jobs"][1]["launch_overrides"].append("seed=1\x00"),
+     "field 'jobs[1].launch_overrides[2]': a NUL character in 'seed=1\\x00': no process can be given it."),
+    (lambda d: d["jobs"][1]["launch_overrides"].append("se\ted=1"),
+     "field 'jobs[1].launch_overrides[2]': a control character in the key of 'se\\ted=1'."),
+    (lambda d: d["jobs"][1]["overrides"].append("seed=\x00"),
+     "field 'jobs[1].overrides[0]': a NUL character in 'seed=\\x00': no process can be given it."),
 ])
 @pytest.mark.parametrize("command", ["rerun", "status"])
 def test_tampered_sweep_json(stash, tmp_path, change, message, command):
     sweep = one_sweep(stash)
     tamper(sweep / "sweep.json", change)
-    before = (sweep / "sweep.json").read_text()
+    before = (sweep / "sweep.json").read_bytes()
+    folders = sorted(p.name for p in sweep.iterdir())
     err = refused(stash, command, str(sweep), outside=tmp_path)
     assert err.startswith(f"error: {sweep / 'sweep.json'}: {message}"), err
     assert err.rstrip().endswith("The record is damaged."), err
-    assert (sweep / "sweep.json").read_text() == before
+    assert (sweep / "sweep.json").read_bytes() == before
+    assert sorted(p.name for p in sweep.iterdir()) == folders  # no earlier attempt moved aside
 
 
 def test_a_run_dir_of_a_sweep_that_is_a_link_elsewhere(stash, tmp_path):
