@@ -1,9 +1,10 @@
 """Tracker overhead: a sweep of N no-op jobs with `tracker: none`, `wandb` and `mlflow`, in the same invocation.
 
 The tool is a plain script that exits at once and logs nothing itself (`env: current`), so the differences are the
-launcher's own tracker work: for W&B the variables of each job; for MLflow the parent and child runs it creates
-before the jobs start (a real `mlflow server`, sqlite backend store, on 127.0.0.1) and each run's end (metrics,
-status) while the jobs go on. Also: one single run with each tracker, and the launcher's import of mlflow.
+launcher's own tracker work: for W&B the variables of each job; for MLflow the parent run it creates before the
+jobs start, each job's run made just before its tool starts (a real `mlflow server`, sqlite backend store, on
+127.0.0.1) and each run's end (metrics, status) while the jobs go on. Also: one single run with each tracker, and
+the launcher's import of mlflow.
 
     python benchmarks/tracker_overhead.py            # N=200, max_parallel=2
     python benchmarks/tracker_overhead.py -n 50      # quicker

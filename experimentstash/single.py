@@ -62,20 +62,20 @@ def run_single(words, cfg, run_dir: Path | None = None) -> int:
         spec = tracking.specs[0]
     runner = Runner(stash.root, grace=float(options["grace"]))
     sha, watch = facts.sha[spec.experiment_file], facts.watches[spec.tool.name]
-    record = None
+    record = stopped = None
     try:
-        record, signum = run_in_foreground(runner, lambda: runner.run(spec, pin, facts.stash, sha, stream=True,
-                                                                      watch=watch))
+        record, signum = run_in_foreground(runner, lambda: runner.run(
+            spec, pin, facts.stash, sha, stream=True, watch=watch, prepare=tracking.prepare(0) if tracking else None))
     finally:
         if tracking:
-            tracking.ended(0, record.status if record else Status.CANCELLED, record.result if record else None)
-            tracking.close()
+            tracking.ended(0, record.status if record else Status.CANCELLED, record)
+            stopped = tracking.close()  # the signal that ended the wait for the tracker, if one did
     status = record.status if record else Status.INTERRUPTED
     rel = shown_path(stash.root, spec.run_dir)
     say(f"{status} in {(record.duration_s if record else 0) or 0:.1f}s: {rel}")
     if not status.ok:
         say(f"  logs: {rel}/stdout.log, {rel}/stderr.log")
-    code = exit_code_for(status, record.exit_code if record else None, signum)
+    code = 128 + stopped if stopped else exit_code_for(status, record.exit_code if record else None, signum)
     current.worse(code)
     return code
 

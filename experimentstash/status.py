@@ -20,11 +20,7 @@ def run(args, root: Path) -> int:
     stash = Stash.load(root)
     sweep = open_sweep(stash, sweep_dir(root, args.sweep_dir))
     note = sweep.refresh()
-    try:
-        if sweep.lock():  # no launcher at work on it: sweep.json in line with what the runs say
-            sweep.write(force=True)
-    except OSError:
-        pass  # someone else's sweep: shown, not fixed
+    sweep.commit()  # sweep.json and run.json in line with what is known, unless a launcher at work on it keeps them
     print_summary(stash.root, sweep.dir, [sweep.jobs[n] for n in sorted(sweep.jobs)])
     if note:
         print(note)

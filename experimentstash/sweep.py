@@ -25,8 +25,9 @@ from .facts import Facts, gather
 from .fingerprint import succeeded_runs
 from .job import JobSpec, base_config, plan_job, reuses, split_job
 from .procs import owner_alive, run_processes, terminate
-from .records import (LOCK_FILE, SWEEP_FILE, Reserve, RunRecord, Status, SweepRecord, encode_sweep, is_disk_full,
-                      inside, job_dir_name, job_run_dir, move_aside, now_iso, read_run_if_any, write_json, write_text)
+from .records import (LOCK_FILE, RUN_FILE, SWEEP_FILE, Reserve, RunRecord, Status, SweepRecord, check_writable,
+                      encode_sweep, folder_problem, inside, is_disk_full, job_dir_name, job_run_dir, move_aside,
+                      now_iso, read_run_if_any, write_run, write_text)
 from .registry import Stash
 from .summary import Progress, print_summary
 
@@ -57,7 +58,8 @@ class Sweep:
         self.id = self.record.id
         self.jobs: dict[int, dict] = {job["num"]: job for job in self.record.jobs}
         self.results: dict[int, object] = {}  # parsed result file of each job that ran
-        self.records: dict[int, RunRecord] = {}  # each job's run.json, as refresh() last read it
+        self.records: dict[int, RunRecord] = {}  # each job's run.json, as last read or written
+        self._deferred: dict[int, RunRecord] | None = None  # run.json rewrites refresh() found, until commit()
         self._lines: dict[int, str] = {}  # each job's entry encoded as one JSON line, until it changes
         self._lock = threading.Lock()
         self._dirty = False
@@ -108,29 +110,63 @@ class Sweep:
         return {
             "num": p.num, "tool": p.spec.tool.name, "experiment": p.spec.experiment,
             "overrides": list(p.spec.overrides), "run_dir": os.path.relpath(p.spec.run_dir, self.stash.root),
-            "status": Status.PENDING.value, "exit_code": None, "duration_s": None,
+            "status": Status.PENDING.value, "exit_code": None, "duration_s": None, "ended_at": None,
             "launch_overrides": list(p.words), **self.backend.job_fields(),
         }
 
     def update(self, num: int, **fields) -> None:
+        fields = {k: (v.value if isinstance(v, Status) else v) for k, v in fields.items()}
         with self._lock:
-            was = self.jobs[num].get("status")
-            self.jobs[num].update({k: (v.value if isinstance(v, Status) else v) for k, v in fields.items()})
+            job = self.jobs[num]
+            was = job.get("status")
+            if all(job.get(k) == v for k, v in fields.items()):
+                return
+            job.update(fields)
             self._lines.pop(num, None)
             self._dirty = True
-            now = self.jobs[num].get("status")
+            now = job.get("status")
         if now != was and Status(now).final:  # however it ended: its line, and its tracker run ends too
             if self.progress:
                 self.progress.ended(self.jobs[num], self.stash.root)
             if self.tracking:
-                self.tracking.ended(num, Status(now), self.results.get(num))
+                self.tracking.ended(num, Status(now), self.records.get(num))
 
     def job_started(self, num: int) -> None:
         self.update(num, status=Status.RUNNING)
 
     def job_ended(self, num: int, record: RunRecord) -> None:
-        self.results[num] = record.result
-        self.update(num, status=record.status, exit_code=record.exit_code, duration_s=record.duration_s)
+        self.agree(num, record, record.status)
+
+    def agree(self, num: int, record: RunRecord | None, status: Status | str, **fields) -> None:
+        """The one place that brings a job's run.json and its sweep.json entry into agreement. `status` is the
+        job's status from everything known: its record's own word, `lost` when the record's owner is gone, the
+        backend's (Slurm's CANCELLED, TIMEOUT, ...). When it is final and run.json says otherwise, run.json is
+        rewritten with it, an end time when it had none, and `fields` (slurm_state); the sweep.json entry then
+        carries the record's status, exit code, duration and end time, and `fields`."""
+        status = Status(status)
+        if record is not None:
+            if status.final and record.status != status:
+                record.status = status
+                record.ended_at = record.ended_at or now_iso()
+                record.extra.update(fields)
+                self._rewrite(num, record)
+            self.records[num] = record
+            self.results[num] = record.result
+            fields.update(exit_code=record.exit_code, duration_s=record.duration_s, ended_at=record.ended_at)
+        self.update(num, status=status, **fields)
+
+    def _rewrite(self, num: int, record: RunRecord) -> None:
+        """Write a job's settled record; while refresh() is at work, only once commit() has checked every write."""
+        if self._deferred is not None:
+            self._deferred[num] = record
+            return
+        run_dir = job_run_dir(self.dir, self.jobs[num])
+        try:
+            write_run(run_dir, record)
+        except OSError as err:
+            console.print(f"[yellow]warning:[/] cannot write {escape(str(run_dir / RUN_FILE))} ({err.strerror}): it "
+                          f"does not say {record.status} yet; `experimentstash status` writes it later.", markup=True,
+                          highlight=False)
 
     def write(self, force: bool = False) -> None:
         """sweep.json with one line per job; only the jobs that changed are encoded again, and the lock is
@@ -167,11 +203,14 @@ class Sweep:
         to_run = [p for p in planned if p.num not in reused]
         if to_run:
             self.backend.preflight()
+        problem = folder_problem(self.dir)
+        if problem:
+            raise StashError(f"hydra.sweep.dir: {problem}. Choose another hydra.sweep.dir; nothing was started.")
         self._track(to_run, facts)
-        if keep_attempts:  # a job run again keeps its earlier attempt's run dir beside it
-            for p in to_run:
-                move_aside(p.spec.run_dir, "attempt")
         try:
+            if keep_attempts:  # a job run again keeps its earlier attempt's run dir beside it
+                for p in to_run:
+                    move_aside(p.spec.run_dir, "attempt")
             self._claim(len(planned))
         except StashError:
             if self.tracking:
@@ -203,8 +242,6 @@ class Sweep:
             restore()
             self.progress = None
             self._release()
-            if self.tracking:
-                self.tracking.close(over=not submitted_only)
         jobs = [self.jobs[n] for n in sorted(self.jobs)]
         if not table:
             batch = Counter(self.jobs[p.num]["status"] for p in planned)
@@ -214,6 +251,8 @@ class Sweep:
             print_summary(self.stash.root, self.dir, jobs)
         else:
             self.backend.follow_hint(self)
+        if self.tracking:  # after the table: whatever the tracker does, the user has seen the sweep's outcome
+            signum = self.tracking.close(over=not submitted_only) or signum
         if signum is not None:
             raise SystemExit(128 + signum)
         for p in planned:
@@ -243,15 +282,15 @@ class Sweep:
             try:
                 self.dir.mkdir(parents=True, exist_ok=True)
                 if not self.jobs:
-                    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+                    try:
+                        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+                    except FileExistsError:
+                        raise StashError(
+                            f"{self.dir} holds a sweep already ({SWEEP_FILE}): a sweep dir is never overwritten. Use "
+                            f"`experimentstash rerun {self.dir}` for its jobs that did not succeed, or choose another "
+                            "hydra.sweep.dir.") from None
                 self.lock()
                 self._reserve = Reserve(self.dir, max(Reserve.SIZE, 2 * _size(path), 600 * (len(self.jobs) + new_jobs)))
-            except FileExistsError:
-                raise StashError(
-                    f"{self.dir} holds a sweep already ({SWEEP_FILE}): a sweep dir is never overwritten. Use "
-                    f"`experimentstash rerun {self.dir}` for its jobs that did not succeed, or choose another "
-                    "hydra.sweep.dir."
-                ) from None
             except OSError as err:
                 raise StashError(f"Cannot write the sweep dir {self.dir}: {err.strerror}. Make it writable (or free "
                                  "space) and run again; nothing was started.") from None
@@ -313,9 +352,11 @@ class Sweep:
 
     # --- the state of every job, from the records and the backend ---------------------------------------------
     def refresh(self) -> str | None:
-        """Bring every job up to date from its run.json and the backend; a run whose owner is gone is `lost`.
-        Returns a note when the backend could not say everything (Slurm's records gone)."""
-        records = {}
+        """Bring every job up to date from its run.json and the backend (a run whose owner is gone is `lost`);
+        what must be written is written by commit(). Returns a note when the backend could not say everything
+        (Slurm's records gone)."""
+        self._deferred = {}
+        records, statuses = {}, {}
         for num, job in self.jobs.items():
             if job.get("reused_from"):  # the earlier run it reuses: its result is this job's
                 earlier = read_run_if_any(inside(self.stash.root, job["reused_from"], "sweep.json reused_from"))
@@ -325,25 +366,29 @@ class Sweep:
             if record is None:
                 continue
             records[num] = record
-            status = record.status
-            if status == Status.RUNNING and owner_alive(record.owner) is False:
-                status = Status.LOST
-            self.update(num, status=status, exit_code=record.exit_code, duration_s=record.duration_s)
-            self.results[num] = record.result
-        self.records = records
-        note = self.backend.refresh(self, records)
-        for num, record in records.items():  # the run.json of a lost run says so too
-            if self.jobs[num]["status"] == Status.LOST and record.status == Status.RUNNING:
-                record.status = Status.LOST
-                _rewrite(job_run_dir(self.dir, self.jobs[num]), record)
+            gone = record.status == Status.RUNNING and owner_alive(record.owner) is False
+            statuses[num] = Status.LOST if gone else record.status
+        verdicts, note = self.backend.refresh(self, statuses)
+        for num in sorted(set(records) | set(verdicts)):
+            status, fields = verdicts.get(num) or (statuses[num], {})
+            self.agree(num, records.get(num), status, **fields)
         return note
 
-
-def _rewrite(run_dir: Path, record: RunRecord) -> None:
-    try:
-        write_json(run_dir / "run.json", record.to_dict())
-    except OSError:
-        pass
+    def commit(self) -> bool:
+        """Write what refresh() found: each run.json that must change, then sweep.json. Every write is tried first,
+        so that one that cannot be done stops the command (a StashError naming the file) with nothing changed.
+        False, with nothing written, while another launcher holds the sweep's lock: that one keeps them true."""
+        rewrites, self._deferred = self._deferred or {}, None
+        if not rewrites and not self._dirty:
+            return True
+        for path in [self.dir / SWEEP_FILE, *(job_run_dir(self.dir, self.jobs[num]) / RUN_FILE for num in rewrites)]:
+            check_writable(path)
+        if not self.lock():
+            return False
+        for num, record in rewrites.items():
+            write_run(job_run_dir(self.dir, self.jobs[num]), record)
+        self.write(force=True)
+        return True
 
 
 def _size(path: Path) -> int:
@@ -385,15 +430,20 @@ def open_sweep(stash: Stash, sweep_dir: Path, holding: Sweep | None = None) -> S
 def rerun(stash: Stash, sweep_dir: Path) -> int:
     """Re-launch the jobs of a sweep that did not succeed, into the same sweep dir, with the same overrides."""
     sweep = open_sweep(stash, sweep_dir)
+    check_writable(sweep.dir / SWEEP_FILE)
     sweep.lock(wait=True)  # never two attempts of one job at once: a launcher still at work is waited for
     sweep = open_sweep(stash, sweep_dir, sweep)  # what that launcher left
     sweep.refresh()  # sweep.json may be behind if its launcher was killed
     todo = [job for job in sweep.jobs.values() if not Status(job["status"]).ok]
     if not todo:
-        sweep.write(force=True)
+        sweep.commit()
         console.print(f"Every job of {sweep_dir.name} succeeded: nothing to rerun.", highlight=False)
         return 0
     sweep.backend.before_rerun(sweep, todo)
+    for job in todo:  # each earlier attempt is moved aside: checked before the first is
+        if job_run_dir(sweep.dir, job).exists():
+            check_writable(job_run_dir(sweep.dir, job) / RUN_FILE)
+    sweep.commit()
     _end_leftovers(sweep, todo)
     sweep.record.reruns.append({"at": now_iso(), "jobs": [job["num"] for job in todo]})
     sweep.launch([(job["num"], job["launch_overrides"]) for job in sorted(todo, key=lambda j: j["num"])],

@@ -2,7 +2,9 @@
 
 import json
 import os
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -11,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, pid_alive
+from test_backends import agreed
 
 ROOT = os.geteuid() == 0
 needs_root = pytest.mark.skipif(not ROOT, reason="mounts a small tmpfs: needs root")
@@ -86,8 +89,8 @@ def test_kill_9_of_the_launcher_process_itself_leaves_no_tool_and_shows_lost(sta
     status = stash.run("status", str(sweep))
     assert status.returncode == 0 and "2 jobs: 2 lost" in status.stdout
     data = json.loads((sweep / "sweep.json").read_text())
-    assert [j["status"] for j in data["jobs"]] == ["lost", "lost"]  # brought in line
-    assert {r["status"] for r in records(stash, "multirun")} == {"lost"}
+    assert [j["status"] for j in data["jobs"]] == ["lost", "lost"]  # brought in line, run.json and sweep.json alike
+    assert all(agreed(json.loads((stash.root / j["run_dir"] / "run.json").read_text()), j) for j in data["jobs"])
     stash.write("configs/fx/experiment/slow.yaml", "# @package _global_\ndefaults:\n  - /config\n  - _self_\n")
     rerun = stash.run("rerun", str(sweep))
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
@@ -204,6 +207,92 @@ def test_a_read_only_multirun_is_a_clear_error(stash, tmpfs):
     out = stash.run("-m", "tool=fx", "experiment=a,b")
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert "multirun" in out.stderr and "Read-only file system" in out.stderr
+
+
+@pytest.fixture
+def immutable():
+    """`chattr +i` on paths, undone afterwards; the test is skipped where the flag cannot be set."""
+    done = []
+
+    def make(path: Path) -> None:
+        out = subprocess.run(["chattr", "+i", str(path)], capture_output=True, text=True) if shutil.which("chattr") \
+            else None
+        if out is None or out.returncode != 0:
+            pytest.skip("the immutable flag cannot be set here (`chattr +i` needs root and a file system that has "
+                        f"it): {out.stderr.strip() if out else 'no chattr'}")
+        done.append(path)
+
+    yield make
+    for path in done:
+        subprocess.run(["chattr", "-i", str(path)], check=True)
+
+
+def lost_job(stash) -> Path:
+    """A sweep whose job 0 is recorded `running` by a launcher that is gone, and whose job 1 failed."""
+    out = stash.run("-m", "tool=fx", "experiment=a,crash")
+    assert out.returncode == 1, out.stderr
+    (sweep,) = (stash.root / "multirun").iterdir()
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    record = json.loads((sweep / "0_fx_a" / "run.json").read_text())
+    record.update(status="running", exit_code=None, ended_at=None, duration_s=None,
+                  owner={"pid": gone.pid, "host": socket.gethostname(), "started": 0})
+    (sweep / "0_fx_a" / "run.json").write_text(json.dumps(record))
+    return sweep
+
+
+@pytest.mark.parametrize("command", ["status", "rerun"])
+@pytest.mark.parametrize("unwritable, named", [("0_fx_a", "0_fx_a/run.json"), (".", "sweep.json")])
+def test_a_record_that_cannot_be_written_stops_the_command_and_changes_nothing(stash, immutable, command,
+                                                                               unwritable, named):
+    sweep = lost_job(stash)
+    records = lambda: {p: p.read_bytes() for p in sweep.rglob("*") if p.is_file() and p.name != ".experimentstash.lock"}
+    before = records()
+    immutable(sweep / unwritable)
+    out = stash.run(command, str(sweep))
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert "Traceback" not in out.stderr
+    assert f"Cannot write {sweep / named}: Operation not permitted" in out.stderr and "nothing was changed" in out.stderr
+    assert records() == before  # and no attempt was moved aside
+
+
+# --- hydra.sweep.dir ----------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kind, said", [
+    ("a file", "multirun/here is a file, not a folder"),
+    ("a file above it", "multirun/file is a file, not a folder"),
+    ("a dangling link", "multirun/here is a link that leads nowhere (to nowhere)"),
+    ("a link loop", "multirun/here is a link that leads round in a loop"),
+    ("a named pipe", "multirun/here is a named pipe, not a folder"),
+    ("a device", "/dev/null is a device, not a folder"),
+    ("an immutable folder", "multirun/here cannot be written: Operation not permitted"),
+])
+def test_a_sweep_dir_that_cannot_be_one_is_refused_with_the_reason(stash, request, kind, said):
+    folder = stash.root / "multirun"
+    folder.mkdir()
+    target = folder / "here"
+    if kind == "a file":
+        target.write_text("mine\n")
+    elif kind == "a file above it":
+        (folder / "file").write_text("mine\n")
+        target = folder / "file" / "here"
+    elif kind == "a dangling link":
+        target.symlink_to("nowhere")
+    elif kind == "a link loop":
+        target.symlink_to("here")
+    elif kind == "a named pipe":
+        os.mkfifo(target)
+    elif kind == "a device":
+        target = Path("/dev/null")
+    else:
+        target.mkdir()
+        request.getfixturevalue("immutable")(target)
+    before = sorted(folder.rglob("*"))
+    out = stash.run("-m", "tool=fx", "experiment=a", f"hydra.sweep.dir={target}")
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert said in out.stderr and "holds a sweep already" not in out.stderr
+    assert sorted(folder.rglob("*")) == before  # nothing written
+    assert not (stash.root / "outputs").exists()
 
 
 # --- what a run leaves behind -----------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ import pytest
 import submitit
 
 from conftest import experiment, new_stash, pid_alive
+from test_backends import agreed
 
 SLURM = ["hydra/launcher=stash_slurm", "hydra.launcher.signal_delay_s=5", "hydra.launcher.timeout_min=5"]
 
@@ -210,10 +211,28 @@ def test_scancel_of_running_and_pending_tasks_ends_the_wait(stash):
     assert proc.returncode == 1, stdout + stderr
     jobs = sweep_json(stash)["jobs"]
     assert [j["status"] for j in jobs] == ["cancelled", "cancelled"]
-    assert json.loads((stash.root / jobs[0]["run_dir"] / "run.json").read_text())["status"] == "cancelled"
+    record = json.loads((stash.root / jobs[0]["run_dir"] / "run.json").read_text())
+    assert record["slurm_state"] == "CANCELLED" and agreed(record, jobs[0])
     assert "2 jobs: 2 cancelled" in stdout
     status = stash.run("status", str(sweep_dir(stash)))
     assert status.returncode == 0 and "2 jobs: 2 cancelled" in status.stdout and "no record" not in status.stdout
+
+
+@pytest.mark.slurm
+def test_scancel_of_a_task_not_waited_for_is_cancelled_in_every_record(stash):
+    out = stash.run("-m", *SLURM, "hydra.launcher.wait=false", "tool=fx", "experiment=slow,a")
+    assert out.returncode == 0, out.stdout + out.stderr
+    first = sweep_json(stash)["jobs"][0]
+    wait_for_files(stash.root / first["run_dir"], "seen.json", 1, timeout=60)
+    subprocess.run(["scancel", first["slurm_job_id"]], check=True)  # while it runs
+    wait_for_status(stash, sweep_dir(stash), "2 jobs: 1 cancelled, 1 succeeded")
+    jobs = sweep_json(stash)["jobs"]
+    records = [json.loads((stash.root / j["run_dir"] / "run.json").read_text()) for j in jobs]
+    assert [r["status"] for r in records] == ["cancelled", "succeeded"]
+    assert records[0]["slurm_state"] == "CANCELLED"
+    assert all(agreed(record, job) for record, job in zip(records, jobs))
+    out = stash.run("runs", "--status", "cancelled", "--json")
+    assert out.returncode == 0 and [r["id"] for r in json.loads(out.stdout)] == [records[0]["id"]]
 
 
 @pytest.mark.slurm

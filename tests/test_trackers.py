@@ -9,13 +9,15 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 
-from conftest import META, experiment, git
+from conftest import META, REPO, experiment, git
 from test_slurm import SLURM, sweep_dir
 
 REQUIRED = os.environ.get("EXPERIMENTSTASH_REQUIRE_TRACKERS") == "1"
@@ -37,6 +39,11 @@ from hydra.core.hydra_config import HydraConfig
 def main(cfg):
     out = Path(HydraConfig.get().runtime.output_dir)
     seen = {"cwd": os.getcwd()}
+    if cfg.count_runs:  # the MLflow runs of jobs that exist when this one starts
+        from mlflow.tracking import MlflowClient
+
+        seen["runs_at_start"] = len(MlflowClient().search_runs([os.environ["MLFLOW_EXPERIMENT_ID"]],
+                                                               "tags.`experimentstash.kind` = 'job'"))
     if cfg.use_wandb:
         import wandb
 
@@ -63,7 +70,7 @@ def main(cfg):
 if __name__ == "__main__":
     main()
 '''
-TRACKED_CONFIG = "value: 1\ncrash: false\nuse_wandb: false\nuse_mlflow: false\nsave: false\n"
+TRACKED_CONFIG = "value: 1\ncrash: false\nuse_wandb: false\nuse_mlflow: false\nsave: false\ncount_runs: false\n"
 TR = """\
   tr:
     path: tools/tr
@@ -256,10 +263,8 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def mlflow_server(tmp_path_factory):
-    """A real MLflow tracking server (sqlite backend store) on 127.0.0.1, for the whole test session."""
-    folder = tmp_path_factory.mktemp("mlflow")
+def start_mlflow_server(folder: Path) -> tuple[subprocess.Popen, str]:
+    """A real MLflow tracking server (sqlite backend store) on 127.0.0.1 with its state in `folder`, and its URI."""
     port = free_port()
     log = open(folder / "server.log", "wb")
     proc = subprocess.Popen(
@@ -268,26 +273,37 @@ def mlflow_server(tmp_path_factory):
          "--workers", "1"],
         stdout=log, stderr=subprocess.STDOUT, start_new_session=True,  # its workers end with its group
         env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"})
+    log.close()
     uri = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 180
     while True:
         try:
             if urllib.request.urlopen(f"{uri}/health", timeout=2).status == 200:
-                break
+                return proc, uri
         except OSError:
             pass
         if proc.poll() is not None or time.monotonic() > deadline:
-            os.killpg(proc.pid, signal.SIGKILL) if proc.poll() is None else None
+            stop_mlflow_server(proc)
             pytest.fail(f"the MLflow server did not start: {(folder / 'server.log').read_text()[-2000:]}")
         time.sleep(0.5)
-    yield uri
-    os.killpg(proc.pid, signal.SIGTERM)
+
+
+def stop_mlflow_server(proc: subprocess.Popen, sig: int = signal.SIGTERM) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, sig)
     try:
         proc.wait(timeout=20)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
-    log.close()
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory):
+    """A real MLflow tracking server for the whole test session."""
+    proc, uri = start_mlflow_server(tmp_path_factory.mktemp("mlflow"))
+    yield uri
+    stop_mlflow_server(proc)
 
 
 def mlflow_meta(uri: str, experiment_name: str) -> str:
@@ -351,6 +367,23 @@ def test_mlflow_sweep_has_a_parent_run_and_a_child_run_per_job_with_results_and_
 
 
 @needs_mlflow
+def test_mlflow_runs_are_made_as_their_jobs_start_and_carry_the_jobs_own_times(stash, mlflow_server):
+    name = f"times-{os.getpid()}-{time.monotonic_ns()}"
+    add_tracked_tool(stash, top=mlflow_meta(mlflow_server, name))
+    out = stash.run("-m", "tool=tr", "experiment=a,b,crash", "count_runs=true", "hydra.launcher.max_parallel=1",
+                    timeout=300)
+    assert out.returncode == 1, out.stderr
+    # the first job started before the other jobs' runs were made: it saw its own alone
+    assert json.loads((job_dirs(stash)[0] / "seen.json").read_text())["runs_at_start"] == 1
+    children = {r.info.run_id: r for r in mlflow_runs(mlflow_server, name) if "mlflow.parentRunId" in r.data.tags}
+    assert len(children) == 3
+    for run_dir in job_dirs(stash):
+        record = json.loads((run_dir / "run.json").read_text())
+        child = children[record["env"]["variables"]["MLFLOW_RUN_ID"]]
+        assert (child.info.start_time, child.info.end_time) == (millis(record["started_at"]), millis(record["ended_at"]))
+
+
+@needs_mlflow
 def test_a_tool_that_starts_its_own_mlflow_run_logs_into_the_run_the_launcher_made(stash, mlflow_server):
     name = f"single-{os.getpid()}-{time.monotonic_ns()}"
     add_tracked_tool(stash, top=mlflow_meta(mlflow_server, name))
@@ -364,6 +397,7 @@ def test_a_tool_that_starts_its_own_mlflow_run_logs_into_the_run_the_launcher_ma
     assert run.info.run_name == "a use_mlflow=true"
     assert run.data.metrics == {"from_tool": 1.5, "score": 2.0, "eval.loss": 0.5}  # the tool's and the result's
     assert metric_history(mlflow_server, run.info.run_id, "eval.loss") == [0.9, 0.5]
+    assert (run.info.start_time, run.info.end_time) == (millis(record["started_at"]), millis(record["ended_at"]))
 
 
 @needs_mlflow
@@ -395,24 +429,126 @@ def test_wandb_variables_reach_the_slurm_tasks(stash, tmp_path):
 
 @pytest.mark.slurm
 @needs_mlflow
-def test_mlflow_runs_of_a_slurm_sweep_not_waited_for_are_ended_by_status(stash, mlflow_server):
+@pytest.mark.parametrize("wait", [False, True])
+def test_mlflow_runs_of_a_slurm_sweep_are_made_by_the_tasks_and_ended_by_the_launch_or_status(stash, mlflow_server,
+                                                                                               wait):
     name = f"slurm-{os.getpid()}-{time.monotonic_ns()}"
     stash.write("configs/meta.yaml", mlflow_meta(mlflow_server, name) + META)
     stash.commit("report to MLflow")
-    out = stash.run("-m", *SLURM, "hydra.launcher.wait=false", "tool=fx", "experiment=a,crash", timeout=300)
-    assert out.returncode == 0, out.stdout + out.stderr
-    runs = mlflow_runs(mlflow_server, name)
-    assert len(runs) == 3 and {r.info.status for r in runs} == {"RUNNING"}  # made by the submitting process
-    deadline, said = time.monotonic() + 180, ""
-    while time.monotonic() < deadline and "RUNNING" in {r.info.status for r in mlflow_runs(mlflow_server, name)}:
-        out = stash.run("status", str(sweep_dir(stash)))
-        assert out.returncode == 0, out.stderr
-        said += out.stdout
-        time.sleep(2)
-    assert "MLflow: recorded the end of" in said
+    out = stash.run("-m", *SLURM, f"hydra.launcher.wait={str(wait).lower()}", "tool=fx", "experiment=a,crash",
+                    timeout=300)
+    assert out.returncode == (1 if wait else 0), out.stdout + out.stderr
+    if not wait:
+        (parent,) = [r for r in mlflow_runs(mlflow_server, name) if "mlflow.parentRunId" not in r.data.tags]
+        assert parent.info.status == "RUNNING"  # made by the submitting process; the jobs' runs by the tasks
+        deadline, said = time.monotonic() + 180, ""
+        while time.monotonic() < deadline and (len(runs := mlflow_runs(mlflow_server, name)) < 3
+                                               or "RUNNING" in {r.info.status for r in runs}):
+            out = stash.run("status", str(sweep_dir(stash)))
+            assert out.returncode == 0, out.stderr
+            said += out.stdout
+            time.sleep(2)
+        assert "MLflow: recorded the end of" in said
+        assert "MLflow" not in stash.run("status", str(sweep_dir(stash))).stdout  # ended once
     runs = {r.data.tags.get("experimentstash.experiment", "sweep"): r for r in mlflow_runs(mlflow_server, name)}
     assert runs["a"].info.status == "FINISHED" and runs["a"].data.metrics == {"score": 2.0}
     assert runs["crash"].info.status == "FAILED"
     assert runs["sweep"].info.status == "FAILED"
-    again = stash.run("status", str(sweep_dir(stash)))
-    assert "MLflow" not in again.stdout  # ended once
+    for run_dir in job_dirs(stash):
+        record = json.loads((run_dir / "run.json").read_text())
+        run = runs[record["experiment"]]
+        assert run.info.run_id == record["env"]["variables"]["MLFLOW_RUN_ID"]
+        assert (run.info.start_time, run.info.end_time) == (millis(record["started_at"]), millis(record["ended_at"]))
+
+
+def watched(stash, *args) -> tuple[subprocess.Popen, list[str], threading.Thread]:
+    """The launcher with stdout and stderr in one pipe, in the order it wrote them, read into a list as it comes
+    (complete once the reading thread ends)."""
+    proc = subprocess.Popen([sys.executable, "-m", "experimentstash", *args], cwd=stash.root, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONPATH": str(REPO)})
+    lines: list[str] = []
+
+    def read() -> None:
+        for line in proc.stdout:
+            lines.append(line)
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    return proc, lines, reader
+
+
+def millis(iso: str) -> int:
+    return round(datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp() * 1000)
+
+
+def wait_until(predicate, what: str, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
+def reporting_to_a_server_of_its_own(stash, tmp_path: Path, experiment_name: str) -> subprocess.Popen:
+    """An MLflow server the test may stop, the stash reporting to it, and an experiment `later` that takes 2 s."""
+    proc, uri = start_mlflow_server(tmp_path)
+    stash.write("configs/meta.yaml", mlflow_meta(uri, experiment_name) + META)
+    stash.write("configs/fx/experiment/later.yaml", experiment("sleep: 2\n"))
+    stash.commit("report to MLflow")
+    return proc
+
+
+def ended(run_json: Path) -> bool:
+    return run_json.is_file() and json.loads(run_json.read_text())["status"] != "running"
+
+
+@needs_mlflow
+def test_an_mlflow_server_gone_during_the_sweep_never_holds_up_the_table(stash, tmp_path):
+    proc = reporting_to_a_server_of_its_own(stash, tmp_path, "gone")
+    try:
+        launcher, lines, reader = watched(stash, "-m", "tool=fx", "experiment=a,later,later",
+                                          "hydra.launcher.max_parallel=1")
+        wait_until(lambda: any(ended(p) for p in (stash.root / "multirun").rglob("0_fx_a/run.json")), "job 0 to end")
+        stop_mlflow_server(proc, signal.SIGKILL)  # gone after the first job
+        assert launcher.wait(timeout=240) == 0, "".join(lines)
+    finally:
+        stop_mlflow_server(proc)
+    reader.join(timeout=30)
+    said = "".join(lines)
+    folder = sweep_dir(stash).relative_to(stash.root)
+    # the table and its lines come first, then whatever is left to say about MLflow
+    table = said.index("3 jobs: 3 succeeded")
+    assert said.index(f"Compare: experimentstash compare {folder}") > table
+    assert said.index(f"Report:  experimentstash report {folder}") > table
+    assert said.index("MLflow did not take the end of every run") > table
+    assert f"`experimentstash status {stash.root / folder}` records them later" in said
+    assert "Traceback" not in said
+    assert "MLflow stopped answering" in said  # during the sweep: the jobs after it go without MLflow
+    assert [j["status"] for j in json.loads((stash.root / folder / "sweep.json").read_text())["jobs"]] \
+        == ["succeeded"] * 3
+
+
+@needs_mlflow
+def test_ctrl_c_while_waiting_for_mlflow_ends_the_wait_and_status_settles_the_runs(stash, tmp_path):
+    proc = reporting_to_a_server_of_its_own(stash, tmp_path, "waited")
+    try:
+        launcher, lines, reader = watched(stash, "-m", "tool=fx", "experiment=later")
+        wait_until(lambda: list((stash.root / "multirun").rglob("seen.json")), "the job to start")  # its run is made
+        stop_mlflow_server(proc, signal.SIGKILL)  # gone before the job's end reaches it
+        wait_until(lambda: any("waiting for MLflow" in line for line in lines), "the wait for MLflow to be said")
+        launcher.send_signal(signal.SIGINT)
+        assert launcher.wait(timeout=60) == 130, "".join(lines)
+        reader.join(timeout=30)
+        said = "".join(lines)
+        assert "Traceback" not in said and "KeyboardInterrupt" not in said
+        assert said.index("1 jobs: 1 succeeded") < said.index("waiting for MLflow")  # the table came first
+        folder = sweep_dir(stash)
+        assert f"stopped waiting for MLflow: `experimentstash status {folder}` records them later" in said
+
+        proc, again = start_mlflow_server(tmp_path)  # the same store, back on another port
+        out = stash.run("status", str(folder), env={"MLFLOW_TRACKING_URI": again})
+        assert out.returncode == 0 and "MLflow: recorded the end of 1 run(s) of this sweep." in out.stdout, out.stderr
+        (run,) = [r for r in mlflow_runs(again, "waited") if "mlflow.parentRunId" in r.data.tags]
+    finally:
+        stop_mlflow_server(proc)
+    record = json.loads(next(folder.rglob("run.json")).read_text())
+    assert run.info.status == "FINISHED" and run.data.metrics == {"score": 2.0}
+    assert (run.info.start_time, run.info.end_time) == (millis(record["started_at"]), millis(record["ended_at"]))

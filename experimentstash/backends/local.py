@@ -6,11 +6,13 @@ What a backend implements (the core calls nothing else):
 - `Backend(options, stash)` with `waits` (does run() return when every job has ended?), `job_fields()` (its own
   fields of a job in sweep.json, with their defaults), `job_timeout()`, `preflight()` (outside-world checks, before
   anything is written), `run(sweep, planned, facts)` (runs or submits the jobs, reporting through
-  `sweep.job_started / job_ended / update / tick`; on Ctrl-C it ends its jobs, records them `interrupted` and lets
-  the Interrupted exception through), `refresh(sweep, records)` (what it knows better than the run records, for
-  `status` and `rerun`; returns a note or None), `before_rerun(sweep, jobs)` (raises a StashError when those jobs
-  cannot be run again yet) and `follow_hint(sweep)` (for backends that do not wait). The default backend also
-  gives `foreground_env()`: what a single run gets of its options.
+  `sweep.job_started / job_ended / agree / update / tick`, and making each job's tracker run just before its tool
+  starts, `sweep.tracking.prepare(num)`; on Ctrl-C it ends its jobs, records them `interrupted` and lets the
+  Interrupted exception through), `refresh(sweep, statuses)` (for `status` and `rerun`: given what the run records
+  say, what it knows better, {job number: (status, its own fields)}, and a note or None; the core gives both to
+  `sweep.agree`), `before_rerun(sweep, jobs)` (raises a StashError when those jobs cannot be run again yet) and
+  `follow_hint(sweep)` (for backends that do not wait). The default backend also gives `foreground_env()`: what a
+  single run gets of its options.
 """
 
 import os
@@ -96,8 +98,8 @@ class Backend:
         devices = visible_devices(self.options)[:self.options.gpus_per_job]
         return {"CUDA_VISIBLE_DEVICES": ",".join(devices)} if devices else {}
 
-    def refresh(self, sweep, records) -> str | None:
-        return None
+    def refresh(self, sweep, statuses) -> tuple[dict, str | None]:
+        return {}, None
 
     def before_rerun(self, sweep, jobs) -> None:
         pass  # an attempt still running here is waited for by the core
@@ -122,7 +124,8 @@ class Backend:
             spec = replace(p.spec, env={**p.spec.env, "CUDA_VISIBLE_DEVICES": ",".join(gpus)}) if gpus else p.spec
             try:
                 record = runner.run(spec, facts.pins[spec.tool.name], facts.stash, facts.sha[spec.experiment_file],
-                                    on_start=lambda _: sweep.job_started(p.num), watch=facts.watches.get(spec.tool.name))
+                                    on_start=lambda _: sweep.job_started(p.num), watch=facts.watches.get(spec.tool.name),
+                                    prepare=sweep.tracking.prepare(p.num) if sweep.tracking else None)
             except RunDirError as err:  # this job's folder cannot be written (a full disk): it did not run
                 sweep.update(p.num, status=Status.FAILED, error=str(err))
                 console.print(f"[red]job {p.num} failed to start:[/] {err}", markup=True, highlight=False)

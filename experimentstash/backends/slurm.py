@@ -242,9 +242,11 @@ class Backend:
         written = time.monotonic()
         for k, part in enumerate(parts):
             specs = [p.spec for p in part]
+            children = [sweep.tracking.child(p.num) if sweep.tracking else None for p in part]  # made on the nodes
             try:
                 jobs = executor.map_array(task, specs, [facts.pins[s.tool.name] for s in specs],
-                                          [facts.stash] * len(specs), [facts.sha[s.experiment_file] for s in specs])
+                                          [facts.stash] * len(specs), [facts.sha[s.experiment_file] for s in specs],
+                                          children)
             except Interrupted:
                 raise
             except Exception as err:  # sbatch refused
@@ -301,7 +303,7 @@ class Backend:
         """Ctrl-C: cancel every array of the sweep and wait for its tasks to end; every job that had not ended
         before is recorded `interrupted` (sweep.json and its run.json)."""
         from ..invocation import console
-        from ..records import Status, mark_ended, now_iso, read_run_if_any
+        from ..records import Status, now_iso, read_run_if_any
 
         stopped_at = now_iso()
         name = job_name(sweep)
@@ -319,38 +321,34 @@ class Backend:
             if record is not None and record.status.final and record.ended_at and record.ended_at < stopped_at:
                 self.update_job(sweep, p.num, p.spec.run_dir, None, record)  # it ended on its own before
                 continue
-            sweep.update(p.num, status=Status.INTERRUPTED)
-            mark_ended(p.spec.run_dir, status=Status.INTERRUPTED)
+            sweep.agree(p.num, record, Status.INTERRUPTED)
 
     def update_job(self, sweep, num: int, run_dir: Path, slurm_state: str | None, record=None) -> str:
-        """Bring one job's sweep.json entry (and its run.json, when Slurm ended it) up to date."""
-        from ..records import Status, mark_ended, read_run_if_any
+        """Bring one job up to date from its run.json and Slurm's word (sweep.agree); its status."""
+        from ..records import read_run_if_any
 
         if record is None and slurm_state not in ("PENDING", "REQUEUED", None):
             record = read_run_if_any(run_dir)
         status = merged_status(record.status.value if record else None, slurm_state)
-        fields_ = {"status": status, "slurm_state": slurm_state}
-        if record is not None:
-            fields_.update(exit_code=record.exit_code, duration_s=record.duration_s)
-            sweep.results[num] = record.result
-            if Status(status).final and record.status.value != status:  # Slurm ended it: the record says so too
-                mark_ended(run_dir, status=Status(status), slurm_state=slurm_state)
-        sweep.update(num, **fields_)
+        sweep.agree(num, record, status, slurm_state=slurm_state)
         return status
 
     # --- later: `status`, `rerun`, wait=false -----------------------------------------------------------------
-    def refresh(self, sweep, records) -> str | None:
-        """Slurm's word for every job (`status`, `rerun`); a note when Slurm's records cannot be had."""
-        jobs = list(sweep.jobs.values())
-        ids = [job["slurm_job_id"] for job in jobs if isinstance(job.get("slurm_job_id"), str)]
-        states = task_states(ids, job_name(sweep)) or {}
-        for job in jobs:
-            task_id = job.get("slurm_job_id")
-            slurm_state = states.get(task_id) if isinstance(task_id, str) else None
-            sweep.update(job["num"], status=merged_status(job["status"], slurm_state), slurm_state=slurm_state)
-        if any(states.get(i) is None for i in ids):
-            return "Slurm has no record of some jobs: their status is what run.json says."
-        return None
+    def refresh(self, sweep, statuses) -> tuple[dict, str | None]:
+        """Slurm's word on every submitted job (`status`, `rerun`), merged with what its record says (`statuses`),
+        and a note when Slurm's records cannot be had."""
+        from ..records import Status
+
+        submitted = {job["num"]: job["slurm_job_id"] for job in sweep.jobs.values()
+                     if isinstance(job.get("slurm_job_id"), str)}
+        states = task_states(list(submitted.values()), job_name(sweep)) or {}
+        verdicts = {}
+        for num, task_id in submitted.items():
+            own = statuses.get(num, Status(sweep.jobs[num]["status"]))
+            verdicts[num] = (merged_status(own.value, states.get(task_id)), {"slurm_state": states.get(task_id)})
+        if any(states.get(i) is None for i in submitted.values()):
+            return verdicts, "Slurm has no record of some jobs: their status is what run.json says."
+        return verdicts, None
 
     def before_rerun(self, sweep, jobs: list[dict]) -> None:
         """Never two attempts of one job at once: no rerun while Slurm still has a task of the sweep (squeue, which

@@ -3,6 +3,7 @@ submitit takes long to import)."""
 
 import os
 import socket
+import sys
 import time
 from pathlib import Path
 
@@ -29,7 +30,7 @@ class NodeTask(submitit.helpers.Checkpointable):
     def __setstate__(self, state):
         self.__init__(**state)
 
-    def __call__(self, spec, pin, stash, experiment_sha: str):
+    def __call__(self, spec, pin, stash, experiment_sha: str, child=None):
         self._started = time.time()
         self._spec = spec
         previous = move_aside(spec.run_dir, "preempted")  # a requeued task finds its earlier attempt's run dir
@@ -37,7 +38,8 @@ class NodeTask(submitit.helpers.Checkpointable):
         extra = {"slurm_job_id": env.job_id, "node": socket.gethostname(), "requeued": len(previous),
                  "previous_attempts": previous}
         self._runner = Runner(self.root, grace=self.grace, ignore_signals=(submitit.JobEnvironment._usr_sig(),))
-        return self._runner.run(spec, pin, stash, experiment_sha, extra=extra).status.value
+        return self._runner.run(spec, pin, stash, experiment_sha, extra=extra,
+                                prepare=_mlflow_run(child) if child else None).status.value
 
     def checkpoint(self, *args, **kwargs):
         # the same rule as submitit: a signal late in the time limit is the limit, earlier it is a preemption
@@ -69,3 +71,17 @@ class NodeTask(submitit.helpers.Checkpointable):
     def _finish(self, **fields) -> None:
         if self._spec is not None:
             mark_ended(self._spec.run_dir, duration_s=round(time.time() - self._started, 3), **fields)
+
+
+def _mlflow_run(child):
+    """The job's MLflow run (trackers.ChildRun), made here on the node just before its tool starts: the task
+    cannot wait for the submitting process. A server that does not answer costs the job its run, not its start."""
+    def start(record) -> dict:
+        from ..trackers import Mlflow, said
+
+        try:
+            return child.start(Mlflow(child.uri), record.started_at)
+        except Exception as err:
+            print(f"experimentstash: no MLflow run for this job ({said(err)})", file=sys.stderr, flush=True)
+            return {}
+    return start
