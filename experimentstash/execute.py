@@ -153,7 +153,7 @@ class RunDirError(StashError):
     """The run dir or its first files cannot be written: nothing ran."""
 
 
-def prepare_run_dir(spec: JobSpec, pin: ToolPin, record: RunRecord) -> Reserve:
+def prepare_run_dir(root: Path, spec: JobSpec, pin: ToolPin, record: RunRecord) -> Reserve:
     """The run dir with the experiment's copy, tool.diff, the running record and the space reserve; all or nothing."""
     try:
         spec.run_dir.mkdir(parents=True, exist_ok=False)
@@ -167,7 +167,7 @@ def prepare_run_dir(spec: JobSpec, pin: ToolPin, record: RunRecord) -> Reserve:
         shutil.copyfile(spec.experiment_file, spec.run_dir / EXPERIMENT_COPY)  # what `reproduce` runs again
         if pin.patch:
             (spec.run_dir / PATCH_FILE).write_bytes(pin.patch)
-        write_run(spec.run_dir, record)
+        write_run(root, spec.run_dir, record)
         return reserve
     except OSError as err:
         shutil.rmtree(spec.run_dir, ignore_errors=True)
@@ -236,7 +236,7 @@ class Runner:
         if added:
             spec = replace(spec, env={**spec.env, **added})
             record.env["variables"].update(added)
-        reserve = prepare_run_dir(spec, pin, record)
+        reserve = prepare_run_dir(self.root, spec, pin, record)
         env = {**os.environ, **spec.env, RUN_ID_VARIABLE: spec.id}
         start = time.monotonic()
         try:
@@ -324,7 +324,7 @@ class Runner:
         if spec.interpreter.kind == "uv":  # uv may have created the environment during the run
             record.env = env_record(spec)
         try:
-            write_run(spec.run_dir, record)
+            write_run(self.root, spec.run_dir, record)
         except OSError as err:
             # the record on disk still says running; the owner (this process) ends, so readers show it as lost
             print(f"experimentstash: cannot write the final record {spec.run_dir / RUN_FILE}: {err.strerror}",

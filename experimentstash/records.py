@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from . import StashError
+from .signing import record_key, refusal, sign
 
 RUN_SCHEMA = 2  # 2: owner, fingerprint, statuses lost and reused
 SWEEP_SCHEMA = 2  # 2: resolved launcher options and which were given; backend fields per job
@@ -90,10 +91,19 @@ def write_json(path: Path, data: dict) -> None:
     write_text(path, json.dumps(data, indent=2) + "\n")
 
 
-def write_run(run_dir: Path, record: "RunRecord") -> None:
+def write_run(root: Path, run_dir: Path, record: "RunRecord", signed: bool = True) -> None:
     """The one writer of run.json (the Runner at a run's start and end, a Slurm task's signal handler, and
-    Sweep.agree when a run's status is settled from outside it)."""
-    write_json(run_dir / RUN_FILE, record.to_dict())
+    Sweep.agree when a run's status is settled from outside it): signed with the stash's key (signing.py), unless
+    `signed` is False (a record read back that was not this stash's stays unsigned when it is updated)."""
+    data = record.to_dict()
+    data.pop("signature", None)
+    key = record_key(root, create=True) if signed else None
+    write_json(run_dir / RUN_FILE, sign(data, key) if key else data)
+
+
+def is_signed(root: Path, record: "RunRecord") -> bool:
+    """A record read back carries this stash's signature over what it says (asked before it is changed)."""
+    return refusal(record.to_dict(), root) is None
 
 
 def _probe(folder: Path) -> None:
@@ -489,18 +499,19 @@ def read_run_if_any(run_dir: Path) -> RunRecord | None:
         return None
 
 
-def mark_ended(run_dir: Path, **fields) -> None:
+def mark_ended(root: Path, run_dir: Path, **fields) -> None:
     """Say in a run's run.json how it ended, from beside the run (a Slurm task's signal handler)."""
     record = read_run_if_any(run_dir)
     if record is None:
         return
+    signed = is_signed(root, record)
     for key, value in fields.items():
         if hasattr(record, key):
             setattr(record, key, value)
         else:
             record.extra[key] = value
     record.ended_at = record.ended_at or now_iso()
-    write_run(run_dir, record)
+    write_run(root, run_dir, record, signed)
 
 
 # --- the sweep record -----------------------------------------------------------------------------------------

@@ -26,8 +26,8 @@ from .fingerprint import succeeded_runs
 from .job import JobSpec, base_config, plan_job, reuses, split_job
 from .procs import owner_alive, run_processes, terminate
 from .records import (LOCK_FILE, RUN_FILE, SWEEP_FILE, Reserve, RunRecord, Status, SweepRecord, check_writable,
-                      encode_sweep, folder_problem, inside, is_disk_full, job_dir_name, job_run_dir, move_aside,
-                      now_iso, read_run_if_any, write_run, write_text)
+                      encode_sweep, folder_problem, inside, is_disk_full, is_signed, job_dir_name, job_run_dir,
+                      move_aside, now_iso, read_run_if_any, write_run, write_text)
 from .registry import Stash
 from .summary import Progress, print_summary
 
@@ -59,7 +59,8 @@ class Sweep:
         self.jobs: dict[int, dict] = {job["num"]: job for job in self.record.jobs}
         self.results: dict[int, object] = {}  # parsed result file of each job that ran
         self.records: dict[int, RunRecord] = {}  # each job's run.json, as last read or written
-        self._deferred: dict[int, RunRecord] | None = None  # run.json rewrites refresh() found, until commit()
+        # run.json rewrites refresh() found, until commit(), each with whether it is signed
+        self._deferred: dict[int, tuple[RunRecord, bool]] | None = None
         self._lines: dict[int, str] = {}  # each job's entry encoded as one JSON line, until it changes
         self._lock = threading.Lock()
         self._dirty = False
@@ -146,23 +147,24 @@ class Sweep:
         status = Status(status)
         if record is not None:
             if status.final and record.status != status:
+                signed = is_signed(self.stash.root, record)  # a record that was not this stash's stays unsigned
                 record.status = status
                 record.ended_at = record.ended_at or now_iso()
                 record.extra.update(fields)
-                self._rewrite(num, record)
+                self._rewrite(num, record, signed)
             self.records[num] = record
             self.results[num] = record.result
             fields.update(exit_code=record.exit_code, duration_s=record.duration_s, ended_at=record.ended_at)
         self.update(num, status=status, **fields)
 
-    def _rewrite(self, num: int, record: RunRecord) -> None:
+    def _rewrite(self, num: int, record: RunRecord, signed: bool) -> None:
         """Write a job's settled record; while refresh() is at work, only once commit() has checked every write."""
         if self._deferred is not None:
-            self._deferred[num] = record
+            self._deferred[num] = record, signed
             return
         run_dir = job_run_dir(self.dir, self.jobs[num])
         try:
-            write_run(run_dir, record)
+            write_run(self.stash.root, run_dir, record, signed)
         except OSError as err:
             console.print(f"[yellow]warning:[/] cannot write {escape(str(run_dir / RUN_FILE))} ({err.strerror}): it "
                           f"does not say {record.status} yet; `experimentstash status` writes it later.", markup=True,
@@ -385,8 +387,8 @@ class Sweep:
             check_writable(path)
         if not self.lock():
             return False
-        for num, record in rewrites.items():
-            write_run(job_run_dir(self.dir, self.jobs[num]), record)
+        for num, (record, signed) in rewrites.items():
+            write_run(self.stash.root, job_run_dir(self.dir, self.jobs[num]), record, signed)
         self.write(force=True)
         return True
 

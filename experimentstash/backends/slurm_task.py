@@ -70,7 +70,7 @@ class NodeTask(submitit.helpers.Checkpointable):
 
     def _finish(self, **fields) -> None:
         if self._spec is not None:
-            mark_ended(self._spec.run_dir, duration_s=round(time.time() - self._started, 3), **fields)
+            mark_ended(self.root, self._spec.run_dir, duration_s=round(time.time() - self._started, 3), **fields)
 
 
 def _mlflow_run(child):
