@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from .fingerprint import configs_digest, of_job
+from .fingerprint import configs_digest, experiment_files, named_by_overrides, of_job
 from .job import JobSpec, file_sha256
 from .pins import NO_GIT_WARNING, CheckoutWatch, StashState, ToolPin, apply_policy, inspect
 
@@ -17,6 +17,8 @@ class Facts:
     stash: StashState
     pins: dict[str, ToolPin] = field(default_factory=dict)
     configs: dict[str, str] = field(default_factory=dict)  # each tool's configs/<tool>/ digest (fingerprints)
+    composed: dict[Path, dict] = field(default_factory=dict)  # experiment files each experiment file names
+    groups: dict[tuple, list] = field(default_factory=dict)  # folders of experiment files an override key names
     sha: dict[Path, str] = field(default_factory=dict)
     watches: dict[str, CheckoutWatch] = field(default_factory=dict)  # files the runs write into each checkout
 
@@ -34,9 +36,11 @@ def gather(root: Path, jobs: list[tuple[JobSpec, dict]], warn, known: Facts | No
             facts = Facts(state)
             if state.commit is None and state.dirty is None:
                 warn(NO_GIT_WARNING.format(root=root))
+        facts.stash.trees.update(state.trees)  # the tools new to this launch, for an earlier launch's facts
+        facts.stash.entries.update(state.entries)
         for tool in new:
             facts.pins[tool.name] = pins[tool.name]
-            facts.configs[tool.name] = configs_digest(root, tool.name, facts.stash)
+            facts.configs[tool.name] = configs_digest(root, tool.name, state)
             facts.watches[tool.name] = CheckoutWatch(root, tool, pins[tool.name], warn)
     warned, specs = set(), []
     for spec, options in jobs:
@@ -47,5 +51,10 @@ def gather(root: Path, jobs: list[tuple[JobSpec, dict]], warn, known: Facts | No
             warn(warning)
         if spec.experiment_file not in facts.sha:
             facts.sha[spec.experiment_file] = file_sha256(spec.experiment_file)
-        specs.append(replace(spec, fingerprint=of_job(spec, facts.pins[name], facts.stash, facts.configs[name])))
+        files = {}
+        chosen = named_by_overrides(root, name, spec.experiment_file, spec.overrides, facts.groups)
+        for start in (spec.experiment_file, *chosen):
+            files.update(experiment_files(root, name, start, facts.composed))
+        fingerprint = of_job(spec, facts.pins[name], facts.stash, facts.configs[name], dict(sorted(files.items())))
+        specs.append(replace(spec, fingerprint=fingerprint))
     return facts, specs

@@ -21,23 +21,24 @@ class GitError(Exception):
 _ENV = {"GIT_TERMINAL_PROMPT": "0", "GIT_PAGER": "cat", "LC_ALL": "C"}
 
 
-def start(cwd: Path, *args: str, env: dict | None = None) -> subprocess.Popen:
-    """Start `git ARGS` in cwd; finish() collects it (several may run at once)."""
+def start(cwd: Path, *args: str, env: dict | None = None, stdin: bool = False) -> subprocess.Popen:
+    """Start `git ARGS` in cwd; finish() collects it (several may run at once). `stdin`: finish() feeds it input."""
     return subprocess.Popen(
-        ["git", "-c", "core.quotePath=false", *args], cwd=cwd, stdin=subprocess.DEVNULL,
+        ["git", "-c", "core.quotePath=false", *args], cwd=cwd, stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, **_ENV, **(env or {})},
     )
 
 
-def finish(proc: subprocess.Popen, check: bool = True) -> bytes:
-    out, err = proc.communicate()
+def finish(proc: subprocess.Popen, check: bool = True, input: bytes | None = None) -> bytes:
+    out, err = proc.communicate(input)
     if check and proc.returncode != 0:
         raise GitError(tuple(proc.args[3:]), err.decode(errors="replace"))
     return out
 
 
-def git(cwd: Path, *args: str, env: dict | None = None, check: bool = True) -> str:
-    return finish(start(cwd, *args, env=env), check).decode(errors="surrogateescape")
+def git(cwd: Path, *args: str, env: dict | None = None, check: bool = True, input: bytes | None = None) -> str:
+    proc = start(cwd, *args, env=env, stdin=input is not None)
+    return finish(proc, check, input).decode(errors="surrogateescape")
 
 
 def git_bytes(cwd: Path, *args: str, env: dict | None = None) -> bytes:

@@ -22,7 +22,8 @@ class StashState:
     commit: str | None
     dirty: bool | None
     changed: tuple[str, ...] = ()  # paths with uncommitted changes (untracked files included)
-    trees: dict = field(default_factory=dict)  # configs/<tool> -> its tree id at HEAD
+    trees: dict = field(default_factory=dict)  # an in-tree tool's folder -> its tree id at HEAD
+    entries: dict = field(default_factory=dict)  # configs/<tool> -> its entries at HEAD (`git mktree -z` lines)
 
 
 @dataclass(frozen=True)
@@ -67,22 +68,26 @@ def _parse_status(out: bytes, ignored: list | None = None) -> tuple[str | None, 
     return head, changed, untracked
 
 
-def _entries(root: Path, rels: list[str], folders: list[str]) -> tuple[dict[str, str], dict[str, str]]:
+def _entries(root: Path, rels: list[str], folders: list[str]) -> tuple[dict[str, str], dict[str, str], dict]:
     """(the commit recorded for each submodule path, in HEAD or else in the index (added, not yet committed);
-    the tree id of each folder at HEAD), from one `git ls-tree` (and `git ls-files` for staged gitlinks)."""
-    links, trees = {}, {}
-    for args in (("ls-tree", "--end-of-options", "HEAD", "--"), ("ls-files", "-s", "--")):
-        todo = [r for r in rels if r not in links] + (folders if args[0] == "ls-tree" else [])
+    the tree id of each folder at HEAD; the entries of each of `folders` at HEAD, as `git mktree -z` takes them),
+    from one `git ls-tree` (and `git ls-files` for staged gitlinks)."""
+    links, trees, entries = {}, {}, {folder: [] for folder in folders}
+    for args in (("ls-tree", "-z", "--end-of-options", "HEAD", "--"), ("ls-files", "-s", "-z", "--")):
+        todo = [r for r in rels if r not in links] + ([f + "/" for f in folders] if args[0] == "ls-tree" else [])
         if not todo:
             break
-        for line in finish(start(root, *args, *todo), check=False).decode(errors="surrogateescape").splitlines():
+        for line in finish(start(root, *args, *todo), check=False).decode(errors="surrogateescape").split("\0"):
             meta, _, path = line.partition("\t")
             words = meta.split()
+            parent, _, name = path.rpartition("/")
+            if args[0] == "ls-tree" and parent in entries:
+                entries[parent].append(f"{meta}\t{name}")
             if words and words[0] == "160000" and path not in links:
                 links[path] = next(w for w in words if len(w) in (40, 64))
             elif len(words) == 3 and words[1] == "tree":
                 trees[path] = words[2]
-    return links, trees
+    return links, trees, entries
 
 
 def patch(repo: Path, pathspec: str) -> bytes:
@@ -100,7 +105,7 @@ def inspect(root: Path, tools: list[Tool]) -> tuple[StashState, dict[str, ToolPi
         return StashState(None, None), {t.name: ToolPin("untracked", None, None, False) for t in tools}
     rels = {t.name: t.rel_path.rstrip("/") for t in tools}
     stash_status = _status_cmd(root)
-    links, trees = _entries(root, sorted(set(rels.values())), sorted({f"configs/{t.name}" for t in tools}))
+    links, trees, listed = _entries(root, sorted(set(rels.values())), sorted({f"configs/{t.name}" for t in tools}))
     statuses = {}
     for tool in tools:
         rel = rels[tool.name]
@@ -126,7 +131,7 @@ def inspect(root: Path, tools: list[Tool]) -> tuple[StashState, dict[str, ToolPi
             # an in-tree tool: the stash commit is its pin, its changes are the stash's changes below its path
             diff = patch(root, rel) if dirty and commit else b""
             pins[tool.name] = ToolPin("in-tree", commit, commit, dirty, tool_untracked, diff, entries)
-    return StashState(head, bool(changed or untracked), tuple(changed + untracked), trees), pins
+    return StashState(head, bool(changed or untracked), tuple(changed + untracked), trees, listed), pins
 
 
 def inspect_tool(root: Path, tool: Tool) -> ToolPin:

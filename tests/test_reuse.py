@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import FIXTURE_TOOL, git
+from conftest import FIXTURE_TOOL, experiment, git
 
 FY = "  fy:\n    path: tools/fy\n    entrypoint: tool.py\n    env: current\n    result: result.json\n"
 
@@ -75,9 +75,11 @@ def test_each_part_of_the_fingerprint_reruns_exactly_the_jobs_it_affects(two_too
 
     rerun_and_expect([])  # nothing changed
     stash.write("configs/fx/experiment/a.yaml", (stash.root / "configs/fx/experiment/a.yaml").read_text() + "# edit\n")
-    rerun_and_expect(every_fx)  # the experiment file: every job of the tool (any config may compose any other)
+    rerun_and_expect([("fx", "a", f"value={v}") for v in (1, 2)])  # the experiment file: its own jobs only
+    stash.write("configs/fx/snapshots/v1/a.yaml", "value: 5\n")
+    rerun_and_expect([])  # a new snapshot changes no experiment
     stash.write("configs/fx/extra/more.yaml", "x: 1\n")
-    rerun_and_expect(every_fx)  # another file under configs/fx/, not committed
+    rerun_and_expect(every_fx)  # a config group of the tool, not committed
     stash.commit("configs")
     rerun_and_expect([])  # committed as it was: the same content, the same fingerprint
     rerun_and_expect([("fx", e, "value=3") for e in "ab"] + [("fy", e, "value=3") for e in "ab"],
@@ -181,3 +183,16 @@ def test_compare_of_a_resumed_sweep_shows_the_reused_results(stash, tmp_path):
     folder = sorted((stash.root / "multirun").iterdir())[-1]
     table = json.loads(stash.run("compare", str(folder), "--format", "json").stdout)
     assert sorted(row["score"] for row in table) == [2.0, 4.0, 6.0]
+
+
+def test_an_experiment_file_named_in_a_defaults_list_is_fingerprinted(stash, tmp_path):
+    stash.write("configs/fx/experiment/parts/big.yaml", "# @package _global_\nvalue: 7\n")
+    stash.write("configs/fx/experiment/derived.yaml", experiment("").replace("  - _self_", "  - parts/big\n  - _self_"))
+    stash.commit("an experiment built on a part")
+    marker = tmp_path / "starts"
+    out, jobs, starts = sweep(stash, marker, "tool=fx", "experiment=a,derived")
+    assert out.returncode == 0 and starts == 2
+    assert json.loads((stash.root / jobs[1]["run_dir"] / "result.json").read_text())["score"] == 14.0
+    stash.write("configs/fx/experiment/parts/big.yaml", "# @package _global_\nvalue: 8\n")
+    out, jobs, starts = sweep(stash, marker, "tool=fx", "experiment=a,derived")
+    assert [j["status"] for j in jobs] == ["reused", "succeeded"] and starts == 1
