@@ -58,17 +58,17 @@ class Entry:
                    record.duration_s, record)
 
 
-def sweep_entries(sweep) -> tuple[list[Entry], str | None]:
-    """Every job of a sweep with its state brought up to date from its run.json and its backend (and the
-    backend's note when it could not say everything)."""
-    note = sweep.refresh()
+def sweep_entries(sweep) -> tuple[list[Entry], list[str]]:
+    """Every job of a sweep with its state brought up to date from its run.json and its backend (a reused job with
+    the earlier run's record), and the notes of that refresh."""
+    notes = sweep.refresh()
     entries = []
     for num in sorted(sweep.jobs):
         job = sweep.jobs[num]
-        entries.append(Entry(job_run_dir(sweep.dir, job), job["tool"], job["experiment"], job["overrides"],
-                             sweep.results.get(num), Status(job["status"]), job["duration_s"],
+        entries.append(Entry(job_run_dir(sweep.stash.root, sweep.dir, job), job["tool"], job["experiment"],
+                             job["overrides"], sweep.results.get(num), Status(job["status"]), job["duration_s"],
                              sweep.records.get(num)))
-    return entries, note
+    return entries, notes
 
 
 @dataclass(frozen=True)
@@ -288,9 +288,9 @@ def collect(args, root: Path) -> tuple[list[Entry], list[str], str | None]:
             from .sweep import open_sweep
 
             stash = stash or Stash.load(root)
-            jobs, note = sweep_entries(open_sweep(stash, folder))
+            jobs, more = sweep_entries(open_sweep(stash, folder))
             entries += jobs
-            notes += [note] if note else []
+            notes += more
         else:
             found = found_at(folder)
             entries.append(Entry.of(found.record, found.folder))

@@ -177,11 +177,3 @@ def of_job(spec: JobSpec, pin: ToolPin, stash: StashState, configs: str, files: 
 def digest(parts: dict) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
-
-def succeeded_runs(root: Path) -> dict:
-    """fingerprint -> the latest run that succeeded with it (runs.Found), from every valid record in the stash."""
-    from .records import Status
-    from .runs import load_runs
-
-    found, _ = load_runs(root)
-    return {f.record.fingerprint: f for f in found if f.record.status == Status.SUCCEEDED and f.record.fingerprint}

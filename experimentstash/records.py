@@ -623,8 +623,11 @@ def job_dir_name(num: int, tool: str, experiment: str) -> str:
     return f"{num}_{tool}_{experiment.replace('/', '-')}"
 
 
-def job_run_dir(sweep_dir: Path, job: dict) -> Path:
-    """A job's run dir, from its validated num, tool and experiment: always a child of the sweep dir."""
+def job_run_dir(root: Path, sweep_dir: Path, job: dict) -> Path:
+    """A job's run dir, where its record and result are: a child of the sweep dir named by its validated num, tool
+    and experiment, or for a job that reused an earlier run, that run's dir (`reused_from`, inside the stash)."""
+    if job.get("reused_from"):
+        return inside(root, job["reused_from"], "sweep.json reused_from")
     path = sweep_dir / job_dir_name(job["num"], job["tool"], job["experiment"])
     if path.is_symlink():
         raise StashError(f"{path} is a symbolic link: a run dir of the sweep must be a folder in it.")

@@ -79,12 +79,12 @@ def run(args, root: Path) -> int:
     from .sweep import open_sweep
 
     sweep = open_sweep(Stash.load(root), sweep_dir(root, args.sweep_dir))
-    entries, note = sweep_entries(sweep)
+    entries, notes = sweep_entries(sweep)
     ended = [e for e in entries if e.status.final]
     table = build(ended, sweep.dir)
     groups = grouped(table, args.over) if args.over else None
     out = Path(args.output).expanduser().absolute() if args.output else sweep.dir / "report.html"
-    text = page(sweep, entries, table, groups, note)
+    text = page(sweep, entries, table, groups, notes)
     try:
         write_text(out, text)
     except OSError as err:
@@ -98,11 +98,11 @@ def run(args, root: Path) -> int:
 
 # --- the page -------------------------------------------------------------------------------------------------
 
-def page(sweep, entries: list[Entry], table: Table, groups: Table | None, note: str | None) -> str:
+def page(sweep, entries: list[Entry], table: Table, groups: Table | None, notes: list[str]) -> str:
     from plotly.offline import get_plotlyjs
 
     charts = Charts()
-    body = [f"<h1>Sweep {esc(sweep.id)}</h1>", _summary(sweep, entries, note), _pins(entries)]
+    body = [f"<h1>Sweep {esc(sweep.id)}</h1>", _summary(sweep, entries, notes), _pins(entries)]
     if groups is not None:
         body += [f"<h2>Grouped over {esc(groups.over)}</h2>", html_table(groups, "groups")]
     body += ["<h2>Runs</h2>", html_table(table, "runs")]
@@ -116,7 +116,7 @@ def page(sweep, entries: list[Entry], table: Table, groups: Table | None, note: 
     )
 
 
-def _summary(sweep, entries: list[Entry], note: str | None) -> str:
+def _summary(sweep, entries: list[Entry], notes: list[str]) -> str:
     counts = Counter(e.status.value for e in entries)
     summary = ", ".join(f"{counts[s.value]} {s.value}" for s in Status if counts[s.value])
     waiting = sum(1 for e in entries if not e.status.final)
@@ -128,8 +128,7 @@ def _summary(sweep, entries: list[Entry], note: str | None) -> str:
     if waiting:
         lines.append(f"<p><b>{waiting} jobs have not ended yet</b>: this report shows the "
                      f"{len(entries) - waiting} that have.</p>")
-    if note:
-        lines.append(f"<p>{esc(note)}</p>")
+    lines += [f"<p>{esc(note)}</p>" for note in notes]
     return "\n".join(lines)
 
 

@@ -9,11 +9,11 @@ from pathlib import Path
 from . import StashError, backends
 from .execute import Runner, exit_code_for, run_in_foreground
 from .facts import gather
-from .fingerprint import succeeded_runs
 from .invocation import current, fail, say, shown_path
 from .job import base_config, new_run_id, plan_job, reuses, split_job
 from .records import Status
 from .registry import Stash, find_root
+from .reuse import Chooser, earlier_runs
 
 
 def run_direct(words: list[str]) -> int:
@@ -48,12 +48,17 @@ def run_single(words, cfg, run_dir: Path | None = None) -> int:
     spec = replace(spec, env={**spec.env, **backend.foreground_env()})
     facts, (spec,) = gather(stash.root, [(spec, options)], lambda text: say(f"warning: {text}"))
     pin = facts.pins[spec.tool.name]
-    if reuses(spec, options) and spec.fingerprint and (earlier := succeeded_runs(stash.root).get(spec.fingerprint.digest)):
-        say(f"reused: run {earlier.label} succeeded with the same fingerprint ({spec.fingerprint.digest[:12]}): "
-            f"{shown_path(stash.root, earlier.folder)}")
-        if earlier.record.result is not None:
-            print(json.dumps(earlier.record.result))
-        return 0
+    if reuses(spec, options) and spec.fingerprint:
+        chooser = Chooser(stash.root, earlier_runs(stash.root))
+        earlier = chooser.choose(spec)
+        if line := chooser.line():
+            say(line)
+        if earlier:
+            say(f"reused: run {earlier.label} succeeded with the same fingerprint ({spec.fingerprint.digest[:12]}): "
+                f"{shown_path(stash.root, earlier.folder)}")
+            if earlier.record.result is not None:
+                print(json.dumps(earlier.record.result))
+            return 0
     tracking = None
     if spec.tracker != "none":  # W&B or MLflow (trackers.py, imported only then)
         from .trackers import Tracking

@@ -19,10 +19,10 @@ def run(args, root: Path) -> int:
 
     stash = Stash.load(root)
     sweep = open_sweep(stash, sweep_dir(root, args.sweep_dir))
-    note = sweep.refresh()
+    notes = sweep.refresh()
     sweep.commit()  # sweep.json and run.json in line with what is known, unless a launcher at work on it keeps them
     print_summary(stash.root, sweep.dir, [sweep.jobs[n] for n in sorted(sweep.jobs)])
-    if note:
+    for note in notes:
         print(note)
     for line in settle(stash, sweep):  # MLflow runs of jobs that ended while no launcher watched them
         print(line)

@@ -91,9 +91,9 @@ def _print_summary(root: Path, sweep_dir: Path, jobs: list[dict], out: Console) 
     for column in ("#", "tool", "experiment", "overrides", "status", "duration", "run dir"):
         table.add_column(column, overflow="fold")
     for job in shown:
-        run_dir = job_run_dir(sweep_dir, job)
-        if job.get("reused_from"):
-            cell = escape(str(shown_path(root, root / job["reused_from"])))
+        run_dir = job_run_dir(root, sweep_dir, job)
+        if job.get("reused_from"):  # the earlier run's dir, outside this sweep
+            cell = escape(str(shown_path(root, run_dir)))
         else:
             cell = run_dir.name if run_dir.is_dir() else "-"
         table.add_row(str(job["num"]), job["tool"], job["experiment"], escape(" ".join(job["overrides"])),
@@ -102,12 +102,13 @@ def _print_summary(root: Path, sweep_dir: Path, jobs: list[dict], out: Console) 
         out.print(table)
     for job in jobs:
         if job["status"] in (Status.FAILED, Status.TIMEOUT):
-            rel = shown_path(root, job_run_dir(sweep_dir, job))
+            run_dir = job_run_dir(root, sweep_dir, job)
+            rel = shown_path(root, run_dir)
             code = f", exit code {job['exit_code']}" if job["exit_code"] is not None else ""
             out.print(f"[red]job {job['num']} {job['status']}{code}[/]: {escape(job['tool'])} "
                       f"{escape(job['experiment'])} {escape(' '.join(job['overrides']))}")
             out.print(f"  last lines of {escape(str(rel))}/stderr.log:")
-            out.print(Text("    " + (tail(job_run_dir(sweep_dir, job) / "stderr.log") or "(empty)").replace("\n", "\n    ")))
+            out.print(Text("    " + (tail(run_dir / "stderr.log") or "(empty)").replace("\n", "\n    ")))
     counts = Counter(job["status"] for job in jobs)
     summary = ", ".join(f"{n} {status}" for status, n in counts.most_common())
     hidden = f" (table lists the {len(shown)} that did not succeed)" if len(shown) < len(jobs) else ""

@@ -22,13 +22,13 @@ from . import StashError, backends
 from .execute import Interrupted, raise_on_signals
 from .invocation import console, current
 from .facts import Facts, gather
-from .fingerprint import succeeded_runs
 from .job import JobSpec, base_config, plan_job, reuses, split_job
 from .procs import owner_alive, run_processes, terminate
 from .records import (LOCK_FILE, RUN_FILE, SWEEP_FILE, Reserve, RunRecord, Status, SweepRecord, check_writable,
-                      encode_sweep, folder_problem, inside, is_disk_full, is_signed, job_dir_name, job_run_dir,
+                      encode_sweep, folder_problem, is_disk_full, is_signed, job_dir_name, job_run_dir,
                       move_aside, now_iso, read_run_if_any, write_run, write_text)
 from .registry import Stash
+from .reuse import GONE, Chooser, Earlier, check_run, earlier_runs
 from .summary import Progress, print_summary
 
 
@@ -69,7 +69,7 @@ class Sweep:
         self.progress: Progress | None = None
         self.tracking = None  # trackers.Tracking, when a job reports to W&B or MLflow
         self.facts: Facts | None = None  # looked up by the first launch, kept for the next ones
-        self.earlier: dict | None = None  # succeeded runs by fingerprint, for stash.reuse
+        self.earlier: Earlier | None = None  # the stash's succeeded runs, for stash.reuse
 
     # --- planning -------------------------------------------------------------------------------------------
     def plan(self, numbered) -> list[Planned]:
@@ -97,14 +97,18 @@ class Sweep:
         return self.facts
 
     def reusable(self, planned: list[Planned]) -> dict[int, object]:
-        """Job number -> the earlier run it reuses: one that succeeded with the same fingerprint (stash.reuse)."""
+        """Job number -> the earlier run (runs.Found) it reuses: one that succeeded with the same fingerprint and
+        passes reuse's checks (stash.reuse); one line says why jobs with earlier runs run again."""
         wanted = [p for p in planned if reuses(p.spec, p.options) and p.spec.fingerprint]
         if not wanted:
             return {}
         if self.earlier is None:  # read once per sweep: every record of the stash
-            self.earlier = succeeded_runs(self.stash.root)
-        return {p.num: self.earlier[p.spec.fingerprint.digest] for p in wanted
-                if p.spec.fingerprint.digest in self.earlier}
+            self.earlier = earlier_runs(self.stash.root)
+        chooser = Chooser(self.stash.root, self.earlier)
+        reused = {p.num: found for p in wanted if (found := chooser.choose(p.spec))}
+        if line := chooser.line():
+            console.print(escape(line), highlight=False)
+        return reused
 
     # --- sweep.json -----------------------------------------------------------------------------------------
     def _entry(self, p: Planned) -> dict:
@@ -162,7 +166,7 @@ class Sweep:
         if self._deferred is not None:
             self._deferred[num] = record, signed
             return
-        run_dir = job_run_dir(self.dir, self.jobs[num])
+        run_dir = job_run_dir(self.stash.root, self.dir, self.jobs[num])
         try:
             write_run(self.stash.root, run_dir, record, signed)
         except OSError as err:
@@ -221,10 +225,11 @@ class Sweep:
         for p in planned:
             self.jobs[p.num] = self._entry(p)
             self._lines.pop(p.num, None)
-            if p.num in reused:
+            if p.num in reused:  # its run dir is the earlier run's: where its record and result are
                 earlier = reused[p.num]
+                where = os.path.relpath(earlier.folder, self.stash.root)
                 self.jobs[p.num].update(status=Status.REUSED.value, exit_code=earlier.record.exit_code,
-                                        reused_from=os.path.relpath(earlier.folder, self.stash.root))
+                                        run_dir=where, reused_from=where)
                 self.results[p.num] = earlier.record.result
         if reused:
             console.print(f"{len(reused)} of {len(planned)} jobs reuse earlier runs with the same fingerprint "
@@ -337,7 +342,8 @@ class Sweep:
     def job_return(self, p: Planned):
         from hydra.core.utils import JobReturn, JobStatus
 
-        ret = JobReturn(overrides=list(p.words), working_dir=str(p.spec.run_dir), task_name=p.spec.tool.name)
+        ret = JobReturn(overrides=list(p.words), working_dir=str(self.stash.root / self.jobs[p.num]["run_dir"]),
+                        task_name=p.spec.tool.name)
         status = Status(self.jobs[p.num]["status"])
         if not status.final:  # submitted, not waited for
             ret.status = JobStatus.COMPLETED
@@ -353,18 +359,18 @@ class Sweep:
         return ret
 
     # --- the state of every job, from the records and the backend ---------------------------------------------
-    def refresh(self) -> str | None:
+    def refresh(self) -> list[str]:
         """Bring every job up to date from its run.json and the backend (a run whose owner is gone is `lost`);
-        what must be written is written by commit(). Returns a note when the backend could not say everything
-        (Slurm's records gone)."""
+        what must be written is written by commit(). A reused job takes the earlier run's record, while that run
+        is there and passes reuse's checks; else it is `lost`, with a note. Returns the notes to show (those jobs;
+        the backend's when it could not say everything, e.g. Slurm's records gone)."""
         self._deferred = {}
-        records, statuses = {}, {}
+        records, statuses, notes = {}, {}, []
         for num, job in self.jobs.items():
-            if job.get("reused_from"):  # the earlier run it reuses: its result is this job's
-                earlier = read_run_if_any(inside(self.stash.root, job["reused_from"], "sweep.json reused_from"))
-                self.results[num] = earlier.result if earlier else None
+            if job.get("reused_from"):  # the earlier run it stands on: read, never rewritten from here
+                self._reused(num, job, notes)
                 continue
-            record = read_run_if_any(job_run_dir(self.dir, job))
+            record = read_run_if_any(job_run_dir(self.stash.root, self.dir, job))
             if record is None:
                 continue
             records[num] = record
@@ -374,7 +380,24 @@ class Sweep:
         for num in sorted(set(records) | set(verdicts)):
             status, fields = verdicts.get(num) or (statuses[num], {})
             self.agree(num, records.get(num), status, **fields)
-        return note
+        return notes + ([note] if note else [])
+
+    def _reused(self, num: int, job: dict, notes: list[str]) -> None:
+        """A reused job from the earlier run it stands on: its record and result while that run is there and passes
+        reuse's checks; else the job is `lost` (for `rerun`), and a note says so."""
+        tool = self.stash.tools.get(job["tool"])
+        record, why = check_run(self.stash.root, job_run_dir(self.stash.root, self.dir, job), job["tool"],
+                                tool.result if tool else None)
+        if why is None:
+            self.records[num], self.results[num] = record, record.result
+            self.update(num, status=Status.REUSED)
+            return
+        self.records.pop(num, None)
+        self.results[num] = None
+        self.update(num, status=Status.LOST)
+        what = "is gone" if why == GONE else f"no longer passes reuse's checks ({why})"
+        notes.append(f"job {num} reused {job['reused_from']}, which {what}: it is lost, and "
+                     "`experimentstash rerun` runs it.")
 
     def commit(self) -> bool:
         """Write what refresh() found: each run.json that must change, then sweep.json. Every write is tried first,
@@ -383,12 +406,13 @@ class Sweep:
         rewrites, self._deferred = self._deferred or {}, None
         if not rewrites and not self._dirty:
             return True
-        for path in [self.dir / SWEEP_FILE, *(job_run_dir(self.dir, self.jobs[num]) / RUN_FILE for num in rewrites)]:
+        run_dirs = {num: job_run_dir(self.stash.root, self.dir, self.jobs[num]) for num in rewrites}
+        for path in [self.dir / SWEEP_FILE, *(folder / RUN_FILE for folder in run_dirs.values())]:
             check_writable(path)
         if not self.lock():
             return False
         for num, (record, signed) in rewrites.items():
-            write_run(self.stash.root, job_run_dir(self.dir, self.jobs[num]), record, signed)
+            write_run(self.stash.root, run_dirs[num], record, signed)
         self.write(force=True)
         return True
 
@@ -442,9 +466,10 @@ def rerun(stash: Stash, sweep_dir: Path) -> int:
         console.print(f"Every job of {sweep_dir.name} succeeded: nothing to rerun.", highlight=False)
         return 0
     sweep.backend.before_rerun(sweep, todo)
-    for job in todo:  # each earlier attempt is moved aside: checked before the first is
-        if job_run_dir(sweep.dir, job).exists():
-            check_writable(job_run_dir(sweep.dir, job) / RUN_FILE)
+    for job in todo:  # each earlier attempt is moved aside: checked before the first is (a reused job has none)
+        attempt = job_run_dir(sweep.stash.root, sweep.dir, job)
+        if not job.get("reused_from") and attempt.exists():
+            check_writable(attempt / RUN_FILE)
     sweep.commit()
     _end_leftovers(sweep, todo)
     sweep.record.reruns.append({"at": now_iso(), "jobs": [job["num"] for job in todo]})

@@ -517,7 +517,8 @@ def settle(stash, sweep) -> list[str]:
     todo = []
     for job in sweep.jobs.values():
         status = Status(job["status"])
-        record = sweep.records.get(job["num"]) if status.final else None
+        # a reused job's record is the earlier run's, whose own launcher ended its tracker run
+        record = sweep.records.get(job["num"]) if status.final and not job.get("reused_from") else None
         run_id = recorded_run(record)
         if run_id and job["tool"] in stash.tools:
             todo.append((stash.tools[job["tool"]], run_id, status, record))

@@ -1,0 +1,209 @@
+"""stash.reuse: the earlier run a job may stand on instead of running, checked before it is trusted, and one line
+that says why jobs with earlier runs ran again.
+
+An earlier run is reused only when all it claims holds (check_run): its record is signed with this stash's key
+(signing.py), it succeeded, its fingerprint is the one its parts give and the job's own, its times are times, it is
+where its record says, and its run dir holds what a finished run leaves (the experiment's copy with the recorded
+sha256, both logs, the result file with the recorded content). The latest such run (by its end) wins.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from . import StashError
+from .fingerprint import digest
+from .gitcmd import GitError, git
+from .records import EXPERIMENT_COPY, HEX, RUN_FILE, RunRecord, Status, inside, read_json, recorded_path
+from .runs import Found, load_runs
+from .signing import refusal
+
+GONE = "gone"
+DIFF_TREE_CALLS = 8  # the configs trees diffed for one line at most; beyond, the folder is named
+LINE_LIMIT = 400
+_OLDEST = datetime.min.replace(tzinfo=timezone.utc)
+SAID = {"tool_changes": "the tool's uncommitted changes differ", "registration": "the tool's meta.yaml entry differs",
+        "lock_sha256": "the lock file differs"}
+
+
+@dataclass
+class Earlier:
+    """Every run of the stash that succeeded, from one pass over the records, latest (by its end) first."""
+
+    by_key: dict[tuple, list[Found]]  # (tool, experiment, overrides): every run of that job
+    by_fingerprint: dict[str, list[Found]]
+
+
+def job_key(tool: str, experiment: str, overrides) -> tuple:
+    return tool, experiment, tuple(overrides)
+
+
+def earlier_runs(root: Path) -> Earlier:
+    """The one pass over the records that a launch makes for reuse."""
+    found, _ = load_runs(root)
+    succeeded = sorted((f for f in found if f.record.status == Status.SUCCEEDED),
+                       key=lambda f: parse_time(f.record.ended_at) or _OLDEST, reverse=True)
+    earlier = Earlier({}, {})
+    for f in succeeded:
+        r = f.record
+        earlier.by_key.setdefault(job_key(r.tool, r.experiment, r.overrides), []).append(f)
+        if r.fingerprint:
+            earlier.by_fingerprint.setdefault(r.fingerprint, []).append(f)
+    return earlier
+
+
+def parse_time(value) -> datetime | None:
+    """An ISO 8601 time of a record (UTC), or None when it is none."""
+    try:
+        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except (AttributeError, ValueError):
+        return None
+    return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+
+
+def check_run(root: Path, folder: Path, tool: str, result_file: str | None) -> tuple[RunRecord | None, str | None]:
+    """(the run's record as read now, why it cannot be reused or None). Whether its fingerprint is the job's is the
+    caller's to compare."""
+    try:
+        data = read_json(folder / RUN_FILE)
+        record = RunRecord.from_dict(data, folder / RUN_FILE)
+    except StashError:
+        return None, GONE if not (folder / RUN_FILE).exists() else "its record cannot be read"
+    parts = record.fingerprint_parts
+    if why := refusal(data, root):
+        return record, why
+    if record.status != Status.SUCCEEDED or record.tool != tool:
+        return record, f"it is a {record.status} run of {record.tool}"
+    if not record.fingerprint or parts is None or digest(parts) != record.fingerprint:
+        return record, "its fingerprint is not the one its parts give"
+    if parse_time(record.started_at) is None or parse_time(record.ended_at) is None:
+        return record, "its start or end time is not a time"
+    if record.run_dir != recorded_path(root, folder):
+        return record, "it is not where its record says (moved or copied)"
+    copy = _file(folder, EXPERIMENT_COPY)
+    if copy is None or hashlib.sha256(copy.read_bytes()).hexdigest() != record.experiment_sha256:
+        return record, f"its {EXPERIMENT_COPY} is missing or not the recorded one"
+    if _file(folder, "stdout.log") is None or _file(folder, "stderr.log") is None:
+        return record, "its logs are missing"
+    if result_file and _result(folder, result_file) != record.result:
+        return record, f"its result file {result_file} is missing or not the recorded result"
+    return record, None
+
+
+def _file(folder: Path, name: str) -> Path | None:
+    """A regular file of the run dir: never a link, nor below a folder that leads out of the run dir."""
+    try:
+        path = inside(folder, name, name) if "/" in name else folder / name
+        return path if stat.S_ISREG(os.lstat(path).st_mode) else None
+    except (OSError, StashError):
+        return None
+
+
+def _result(folder: Path, name: str):
+    path = _file(folder, name)
+    try:
+        return read_json(path) if path else None
+    except StashError:
+        return None
+
+
+class Chooser:
+    """The reuse decisions of one launch (a single run, or a sweep's batch): which earlier run each job stands on,
+    and what to say about the jobs that had earlier runs and ran anyway."""
+
+    def __init__(self, root: Path, earlier: Earlier):
+        self.root = root
+        self.earlier = earlier
+        self.checked: dict[Path, tuple[RunRecord | None, str | None]] = {}  # each run dir is checked once
+        self.diffs: dict[tuple[str, str], list[str] | None] = {}
+        self.again = 0  # jobs with earlier runs that ran
+        self.reasons: Counter = Counter()  # why, with the number of such jobs
+
+    def _check(self, found: Found, spec) -> tuple[RunRecord | None, str | None]:
+        if found.folder not in self.checked:
+            self.checked[found.folder] = check_run(self.root, found.folder, spec.tool.name, spec.tool.result)
+        return self.checked[found.folder]
+
+    def choose(self, spec) -> Found | None:
+        """The latest earlier run that passes check_run with the job's fingerprint; None when the job must run."""
+        own = spec.fingerprint.digest
+        for found in self.earlier.by_fingerprint.get(own, []):
+            record, why = self._check(found, spec)
+            if why is None and record.fingerprint == own:
+                return Found(record, found.folder)
+        runs = self.earlier.by_key.get(job_key(spec.tool.name, spec.experiment, spec.overrides), [])
+        if runs:  # the job ran before: what differs from the latest such run that passes the checks
+            self.again += 1
+            for found in runs:
+                record, why = self._check(found, spec)
+                if why is None:
+                    self.reasons.update(dict.fromkeys(self.differences(spec, record.fingerprint_parts), 1))
+                    break
+        return None
+
+    def differences(self, spec, old: dict) -> list[str]:
+        """What differs between an earlier run's fingerprint parts and the job's, by name (files, commits)."""
+        new = spec.fingerprint.parts
+        if set(old) != set(new):
+            return [f"the earlier runs were fingerprinted differently ({', '.join(sorted(set(old) ^ set(new)))})"]
+        said = []
+        for key, value in new.items():
+            was = old[key]
+            if was == value:
+                continue
+            if key == "configs":
+                said += self._configs(spec.tool.name, was, value)
+            elif key == "experiment_files" and isinstance(was, dict):
+                said += [f"{path} changed" for path in sorted({*was, *value}) if was.get(path) != value.get(path)]
+            elif key in ("tool_commit", "python"):
+                said.append(f"{key} differs ({_short(was)} -> {_short(value)})")
+            else:
+                said.append(SAID.get(key, f"{key} differs"))
+        return said
+
+    def _configs(self, tool: str, was, now) -> list[str]:
+        """The files of configs/<tool>/ that differ between two tree ids (`git diff-tree`), when this repository
+        has both trees."""
+        pair = (str(was), str(now))
+        if pair not in self.diffs:
+            trees = [t.removeprefix("tree ") for t in pair]
+            names = None
+            if all(HEX.fullmatch(t) for t in trees) and len(self.diffs) < DIFF_TREE_CALLS:
+                try:
+                    out = git(self.root, "diff-tree", "-r", "--name-only", "-z", "--end-of-options", *trees)
+                    names = [f"configs/{tool}/{name} changed" for name in out.split("\0") if name]
+                except GitError:
+                    pass
+            self.diffs[pair] = names
+        return self.diffs[pair] or [f"configs/{tool}/ changed (not comparable here)"]
+
+    def line(self) -> str | None:
+        """One line for the launch: why jobs with earlier runs ran again, and the earlier runs that were refused."""
+        refused = Counter(why for _, why in self.checked.values() if why and why != GONE)
+        said = []
+        if self.again:
+            why = "; ".join(w if n == self.again else f"{w} ({_count(n, 'job')})"
+                            for w, n in self.reasons.most_common())
+            said.append(f"{_count(self.again, 'job')} ran again" + (f": {why}" if why else ""))
+        if refused:
+            said.append(f"{_count(sum(refused.values()), 'earlier run')} failed the checks: " + "; ".join(
+                w if len(refused) == 1 else f"{w} ({n})" for w, n in refused.most_common()))
+        if not said:
+            return None
+        text = "reuse: " + ". ".join(said)
+        return text if len(text) <= LINE_LIMIT else text[:LINE_LIMIT - 4] + " ..."
+
+
+def _short(value) -> str:
+    text = str(value).removeprefix("tree ")
+    return text[:7] if HEX.fullmatch(text) else text[:20]
+
+
+def _count(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
