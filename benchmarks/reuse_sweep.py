@@ -3,7 +3,8 @@
 Measured in one invocation, on a throw-away stash with a no-op script tool (`env: current`):
   (a) `-m tool=noop experiment=noop 'seed=range(N)' stash.reuse=true hydra.launcher.max_parallel=2`: every job runs
       (no earlier run);
-  (b) the same command again: every job is reused, no tool process starts;
+  (b) the same command again: every job is reused (each earlier run checked: its signature, fingerprint and
+      files), no tool process starts;
   (c) in-process: fingerprinting the N planned jobs (Sweep.inspect, which includes one git status per sweep)
       against planning them alone (Sweep.plan), per job.
 Targets: (b) <= 2 s; fingerprints <= 1 ms per job.
