@@ -7,6 +7,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 from pathlib import Path
 
@@ -319,6 +320,22 @@ def test_a_clone_runs_again_what_the_original_ran(stash, tmp_path):
     assert copy.run("runs").stdout.count("succeeded") == 2  # still shown: a fact someone claims
     second = copy.run("tool=fx", "experiment=a", "stash.reuse=true")  # the clone's own run is trusted
     assert "reused: run" in second.stderr
+
+
+def test_a_record_changed_from_outside_is_signed_again_only_if_it_was_signed(stash, tmp_path):
+    _, jobs, _ = sweep(stash, tmp_path / "starts", "tool=fx", "experiment=a,b")
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    owner = {"pid": gone.pid, "host": socket.gethostname(), "started": 1.0}  # a launcher that is gone
+    signed, unsigned = (stash.root / job["run_dir"] for job in jobs)
+    edit_record(signed, lambda d: d.update(status="running", owner=owner), stash)
+    edit_record(unsigned, lambda d: (d.update(status="running", owner=owner), d.pop("signature")))
+    folder = signed.parent
+    assert "2 jobs: 2 lost" in stash.run("status", str(folder)).stdout
+    after = {path: json.loads((path / "run.json").read_text()) for path in (signed, unsigned)}
+    assert {d["status"] for d in after.values()} == {"lost"}
+    assert resign(stash, after[signed]) == after[signed]  # its signature is over what it says now
+    assert "signature" not in after[unsigned]
 
 
 # --- where a reused job lives ------------------------------------------------------------------------------------
