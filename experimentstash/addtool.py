@@ -16,8 +16,8 @@ from pathlib import Path
 import yaml
 
 from . import StashError
-from .invocation import console
-from .registry import META, Stash
+from .invocation import console, warn
+from .registry import META, Stash, read_yaml
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
@@ -242,7 +242,7 @@ def run(args, root: Path) -> int:
     check_name(name)
     if name in stash.tools:
         raise StashError(f"Tool '{name}' is registered already in {META} (path {stash.tools[name].rel_path}).")
-    raw = yaml.safe_load((root / META).read_text()) or {}
+    raw = read_yaml(root / META, root) or {}
     if name in (raw.get("tools") or {}):
         raise StashError(f"Tool '{name}' is registered already in {META}.")
     rel = f"tools/{name}"
@@ -342,7 +342,7 @@ def _add(stash: Stash, args, name: str, rel: str, url: str, undo: Undo) -> dict:
     meta.write_text(new_text)
     Stash.load(root).tool(name)  # the new registration validates
     for warning in warnings:
-        console.print(f"[yellow]warning:[/] {warning}", markup=True, highlight=False)
+        warn(warning)
     return entry
 
 

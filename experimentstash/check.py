@@ -14,9 +14,12 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from rich.text import Text
+
 from . import StashError
 from .compose import ToolQuery, query, tail
-from .invocation import console, override_key
+from .display import plain, plain_lines
+from .invocation import console, override_key, warn
 from .registry import Stash
 
 LIST_PACKAGE = r"""
@@ -135,22 +138,21 @@ def run(args, root: Path) -> int:
     run_dir = root / ".cache" / "experimentstash" / "check"  # only named: --cfg and --info write nothing
     composed = q.run("--cfg", "job", overrides=overrides, run_dir=run_dir)
     if composed.returncode != 0:
-        console.print(f"[red]does not compose:[/] tool {q.tool.name}, experiment {experiment} "
-                      f"(exit {composed.returncode})", markup=True, highlight=False)
-        sys.stderr.write(tail(composed.stderr or composed.stdout, 30) + "\n")
+        console.print(Text.assemble(("does not compose:", "red"), plain(
+            f" tool {q.tool.name}, experiment {experiment} (exit {composed.returncode})")))
+        sys.stderr.write(plain_lines(tail(composed.stderr or composed.stdout, 30)) + "\n")
         return 1
     sys.stdout.write(composed.stdout)
     info = q.run("--info", "searchpath", overrides=overrides, run_dir=run_dir)
     entries = parse_search_path(info.stdout) if info.returncode == 0 else []
     if not entries:
-        console.print("[yellow]warning:[/] the tool did not show its config search path (--info searchpath): "
-                      "shadowed configs cannot be checked.", markup=True)
+        warn("the tool did not show its config search path (--info searchpath): shadowed configs cannot be checked.")
         return 0
     warnings = shadowed(stash, q, entries)
     for warning in warnings:
-        console.print(f"[yellow]warning:[/] {warning}", markup=True, highlight=False)
+        warn(warning)
     where = " -> ".join(e.path for e in entries)
-    console.print(f"[green]composes[/]: tool {q.tool.name}, experiment {experiment}"
-                  f"{f', {len(warnings)} warning(s)' if warnings else ''}. Search path: {where}",
-                  markup=True, highlight=False)
+    console.print(Text.assemble(("composes", "green"), plain(
+        f": tool {q.tool.name}, experiment {experiment}{f', {len(warnings)} warning(s)' if warnings else ''}. "
+        f"Search path: {where}")))
     return 0

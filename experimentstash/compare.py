@@ -9,9 +9,9 @@ outputs/ and multirun/ (--tool, --experiment, --last). Runs still going are left
 from __future__ import annotations
 
 import csv
-import json
 import math
 import os
+import re
 import sys
 from collections import Counter
 from dataclasses import dataclass, field
@@ -19,24 +19,24 @@ from pathlib import Path
 from typing import Any
 
 from . import StashError
-from .invocation import say, sweep_dir
+from .display import plain
+from .invocation import say, sweep_dir, warn_skipped
 from .overrides import override_values, varying
-from .records import SWEEP_FILE, RunRecord, Status, flatten, job_run_dir
+from .records import SWEEP_FILE, RunRecord, Status, finite, flatten, job_run_dir, to_json
 from .runs import _duration_cell, _value, check_tool, found_at, load_runs, select, write_aligned
 
 FORMATS = ("table", "csv", "json", "md")
 FIXED = ("run", "tool", "experiment")
 ENDING = ("status", "duration")
-# control characters of record values are shown escaped: a record must not move the cursor or recolour a terminal
-_CONTROL = {c: f"\\x{c:02x}" for c in (*range(32), 127)}
-
-
-def plain(text: str) -> str:
-    return text if text.isprintable() else text.translate(_CONTROL)
+# a spreadsheet reads a cell starting with one of these as a formula (OWASP's list; its tab and carriage return
+# never start a cell: plain() shows them as \t and \r)
+FORMULA_START = ("=", "+", "-", "@")
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 
 
 def is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    """A value the views compute with: an int or a float (an integer beyond a float's range is shown as text)."""
+    return isinstance(value, float) or isinstance(value, int) and not isinstance(value, bool) and abs(value) < 1e308
 
 
 @dataclass
@@ -198,29 +198,31 @@ def cell(row: dict, column: str) -> str:
 
 def json_value(value):
     if isinstance(value, Stat):
-        return {"mean": json_value(value.mean), "std": json_value(value.std), "n": value.n}
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)  # NaN and Infinity are no JSON
-    if isinstance(value, dict):
-        return {k: json_value(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [json_value(v) for v in value]
+        return {"mean": value.mean, "std": value.std, "n": value.n}
     return value
 
 
 def _csv_value(value) -> str:
+    """A cell of the CSV file: numbers as numbers; text as shown on a terminal, and never read as a formula
+    (a leading ' where a spreadsheet would compute it)."""
     if value is None:
         return ""
-    if isinstance(value, (dict, list)):
-        return json.dumps(value)
-    return str(json_value(value))
+    if is_number(value):
+        return str(finite(value))
+    text = plain(to_json(value) if isinstance(value, (dict, list)) else str(value))
+    return "'" + text if text.startswith(FORMULA_START) and not _NUMBER.fullmatch(text) else text
+
+
+def _md(text: str) -> str:
+    """A header or cell of the markdown table: a '|' would end the cell (newlines are escaped by plain())."""
+    return plain(text).replace("|", "\\|")
 
 
 def write(table: Table, fmt: str, out, empty: str) -> None:
     """The table in a format; `empty`: what the table format says when there are no rows."""
     if fmt == "json":
         # one row per line: readable, and json's fast C encoder (an indent would make it the slow Python one)
-        lines = ",\n".join(json.dumps({c: json_value(row.get(c)) for c in table.columns}) for row in table.rows)
+        lines = ",\n".join(to_json({c: json_value(row.get(c)) for c in table.columns}) for row in table.rows)
         out.write("[\n" + lines + ("\n]\n" if lines else "]\n"))
     elif fmt == "csv":
         stats = set(table.metrics) if table.over else set()
@@ -228,7 +230,7 @@ def write(table: Table, fmt: str, out, empty: str) -> None:
         for c in table.columns:
             header += [f"{c}.mean", f"{c}.std", f"{c}.n"] if c in stats else [c]
         writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(header)
+        writer.writerow([_csv_value(c) for c in header])
         for row in table.rows:
             values = []
             for c in table.columns:
@@ -239,9 +241,9 @@ def write(table: Table, fmt: str, out, empty: str) -> None:
                     values.append(_csv_value(value))
             writer.writerow(values)
     elif fmt == "md":
-        out.write("| " + " | ".join(table.columns) + " |\n|" + "---|" * len(table.columns) + "\n")
+        out.write("| " + " | ".join(_md(c) for c in table.columns) + " |\n|" + "---|" * len(table.columns) + "\n")
         for row in table.rows:
-            out.write("| " + " | ".join(cell(row, c).replace("|", "\\|") for c in table.columns) + " |\n")
+            out.write("| " + " | ".join(_md(cell(row, c)) for c in table.columns) + " |\n")
     else:
         if not table.rows:
             out.write(f"{empty}\n")
@@ -278,12 +280,11 @@ def collect(args, root: Path) -> tuple[list[Entry], list[str], str | None]:
         check_tool(root, runs, args.tool)
         found, emptied = select(runs, args.tool, args.experiment, last=args.last)
         entries = [Entry.of(f.record, f.folder) for f in found]
-        if bad:
-            notes.append(f"{len(bad)} unreadable or invalid run.json skipped (`experimentstash runs` names them).")
+        warn_skipped(root, bad)
     stash = None
     for given in args.paths:
         folder = sweep_dir(root, given, "a sweep dir (under multirun/) or a run dir")
-        if (folder / SWEEP_FILE).is_file():
+        if os.path.lexists(folder / SWEEP_FILE):
             from .registry import Stash
             from .sweep import open_sweep
 

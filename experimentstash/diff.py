@@ -9,17 +9,22 @@ value with its delta. Run dirs are untrusted: records are validated, files are r
 from __future__ import annotations
 
 import difflib
+import hashlib
 import json
+import os
 import sys
 from pathlib import Path
 
 import yaml
 
 from . import StashError
-from .compare import is_number, plain
+from .compare import is_number
+from .display import plain
 from .gitcmd import GitError, git, ok
 from .overrides import override_values
-from .records import EXPERIMENT_COPY, flatten, inside, interpreter_identity
+from .records import (EXPERIMENT_COPY, BadRecord, Missing, flatten, inside, interpreter_identity, open_regular,
+                      read_limited, redact, to_json)
+from .registry import Loader
 from .runs import Found
 
 MAX_FILE = 1 << 20  # a recorded file larger than this is not compared
@@ -34,34 +39,26 @@ def add_arguments(p) -> None:
     p.add_argument("--format", choices=("text", "json"), default="text", help="text (default) or json")
 
 
-class _NoAliases(yaml.SafeLoader):
-    """YAML aliases let a small file expand without bound; Hydra writes none, so a file that has them is refused."""
-
-    def compose_node(self, parent, index):
-        if self.check_event(yaml.AliasEvent):
-            raise yaml.YAMLError("it uses YAML aliases")
-        return super().compose_node(parent, index)
-
-
 def _run_file(run_dir: Path, rel: str) -> tuple[str | None, str | None]:
     """(the text of a file of the run dir, or None and why not)."""
     try:
         path = inside(run_dir, rel, "the file")
     except StashError:
         return None, "it leads outside the run dir"
-    if not path.is_file():
+    try:
+        return read_limited(path, MAX_FILE).decode(errors="replace"), None
+    except Missing:
         return None, "it is missing"
-    if path.stat().st_size > MAX_FILE:
-        return None, f"it is larger than {MAX_FILE >> 20} MiB"
-    return path.read_text(errors="replace"), None
+    except BadRecord as err:
+        return None, f"it {err.reason}"
 
 
 def _sha256(run_dir: Path, rel: str) -> str:
-    import hashlib
-
     try:
-        path = inside(run_dir, rel, "the file")
-        return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else "(missing)"
+        with os.fdopen(open_regular(inside(run_dir, rel, "the file")), "rb") as f:
+            return hashlib.file_digest(f, "sha256").hexdigest()
+    except Missing:
+        return "(missing)"
     except (StashError, OSError):
         return "(unreadable, or outside the run dir)"
 
@@ -151,8 +148,8 @@ def compare_runs(a: Found, b: Found, root: Path) -> dict:
             # the run dir's own path is no difference between two runs
             text = text.replace(str(found.folder.resolve()), "${run_dir}")
             try:
-                configs.append(flatten(yaml.load(text, Loader=_NoAliases) or {}))
-            except yaml.YAMLError as err:
+                configs.append(flatten(yaml.load(text, Loader=Loader) or {}))
+            except (yaml.YAMLError, ValueError) as err:
                 why = f"it is not valid YAML ({str(err).splitlines()[0]})"
         if why:
             notes.append(f"{side}: {CONFIG} not compared: {why}")
@@ -166,7 +163,8 @@ def compare_runs(a: Found, b: Found, root: Path) -> dict:
     items = pairs(*({k: r.env.get(k) for k in keys} for r in (ra, rb)), every=True)
     if interpreter_identity(ra.env) == interpreter_identity(rb.env):  # one interpreter reached by two paths
         next(item for item in items if item["key"] == "executable")["same"] = True
-    items += pairs(*(flatten(r.env.get("variables") or {}, "variables") for r in (ra, rb)))
+    items += pairs(*({k: redact(str(v)) for k, v in flatten(r.env.get("variables") or {}, "variables").items()}
+                     for r in (ra, rb)))
     out["env"] = {"same": all(item["same"] for item in items), "items": items}
 
     results = [flatten(r.result) if r.result is not None else {} for r in (ra, rb)]
@@ -236,9 +234,7 @@ def run(args, root: Path) -> int:
         if args.format == "json":
             for side, found in (("a", a), ("b", b)):
                 cmp[side]["run_dir"] = str(shown_path(root, found.folder))
-            from .compare import json_value
-
-            sys.stdout.write(json.dumps(json_value(cmp), indent=2) + "\n")
+            sys.stdout.write(to_json(cmp, indent=2) + "\n")
         else:
             sys.stdout.write(render(cmp, str(shown_path(root, a.folder)), str(shown_path(root, b.folder))))
         sys.stdout.flush()

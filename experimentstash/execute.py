@@ -27,8 +27,8 @@ from . import StashError
 from .job import JobSpec
 from .pins import StashState, ToolPin
 from .procs import RUN_ID_VARIABLE, STOP_SIGNALS, owner, run_processes, terminate
-from .records import (EXPERIMENT_COPY, PATCH_FILE, RUN_FILE, Reserve, RunRecord, Status, now_iso,
-                      read_json, recorded_path, write_run)
+from .records import (EXPERIMENT_COPY, MAX_RESULT_BYTES, PATCH_FILE, RUN_FILE, BadRecord, Missing, Reserve,
+                      RunRecord, Status, now_iso, open_regular, read_json, recorded_path, redact, write_run)
 
 TAIL_BYTES = 16 * 1024  # of stderr, kept in memory for when the log cannot take it
 
@@ -116,7 +116,7 @@ def env_record(spec: JobSpec) -> dict:
     if interp.lock_file is not None:
         record["lock_file"] = os.path.relpath(interp.lock_file, spec.tool.path)
         record["lock_sha256"] = interp.lock_sha256()
-    record["variables"] = dict(spec.env)
+    record["variables"] = {k: redact(v) for k, v in spec.env.items()}  # the tool gets them whole, records never
     return record
 
 
@@ -141,7 +141,8 @@ def start_record(spec: JobSpec, root: Path, pin: ToolPin, stash: StashState, exp
         experiment_sha256=experiment_sha, overrides=list(spec.overrides),
         tool_commit=pin.commit, tool_pinned_commit=pin.pinned, tool_kind=pin.kind, tool_dirty=pin.dirty,
         tool_diff=PATCH_FILE if pin.patch else None, tool_untracked=list(pin.untracked),
-        stash_commit=stash.commit, stash_dirty=stash.dirty, env=env_record(spec), command=list(spec.argv),
+        stash_commit=stash.commit, stash_dirty=stash.dirty, env=env_record(spec),
+        command=[redact(word) for word in spec.argv],  # the tool gets them whole, records never
         cwd=recorded_path(root, spec.cwd), run_dir=recorded_path(root, spec.run_dir),
         host=socket.gethostname(), started_at=now_iso(), logs={"stdout": "stdout.log", "stderr": "stderr.log"},
         sweep=spec.sweep, owner=owner(), fingerprint=spec.fingerprint.digest if spec.fingerprint else None,
@@ -235,7 +236,7 @@ class Runner:
         added = prepare(record) if prepare else None
         if added:
             spec = replace(spec, env={**spec.env, **added})
-            record.env["variables"].update(added)
+            record.env["variables"].update({k: redact(v) for k, v in added.items()})
         reserve = prepare_run_dir(self.root, spec, pin, record)
         env = {**os.environ, **spec.env, RUN_ID_VARIABLE: spec.id}
         start = time.monotonic()
@@ -340,8 +341,8 @@ def read_result(spec: JobSpec):
     if not path.is_relative_to(spec.run_dir.resolve()):
         return None  # a link out of the run dir: not this run's result
     try:
-        return read_json(path)
-    except StashError:
+        return read_json(path, MAX_RESULT_BYTES)
+    except BadRecord:
         return None
 
 
@@ -465,11 +466,16 @@ def _group_alive(pgid: int) -> bool:
 
 
 def tail(path: Path, lines: int = 10) -> str:
+    """The last lines of a log (a regular file of the run dir: a FIFO or a link there is not read)."""
     try:
-        with open(path, "rb") as f:
+        with os.fdopen(open_regular(path), "rb") as f:
             f.seek(0, os.SEEK_END)
             f.seek(max(0, f.tell() - 64 * 1024))
             text = f.read().decode(errors="replace")
+    except Missing:
+        return ""
+    except BadRecord as err:
+        return f"({path.name} {err.reason}: not shown)"
     except OSError:
         return ""
     return "\n".join(text.rstrip("\n").splitlines()[-lines:])

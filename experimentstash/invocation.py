@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import StashError
+from .display import plain_lines
 
 LAUNCHER_KEYS = ("tool", "experiment", "stash", "hydra")
 # Hydra's flags that take the next word as their value
@@ -30,9 +31,15 @@ NO_RUN_FLAGS = {"--cfg", "-c", "--info", "-i", "--hydra-help", "--version", "-sc
 def __getattr__(name: str):
     """`console` (rich, for tables and live progress on stderr) is made on first use: a single run needs none."""
     if name == "console":
-        globals()["console"] = output(stderr=True, soft_wrap=True)
-        return globals()["console"]
+        return _console()
     raise AttributeError(name)
+
+
+def _console():
+    if "console" not in globals():
+        # no markup or emoji codes read from what it prints: names and values from files go through it
+        globals()["console"] = output(stderr=True, soft_wrap=True, markup=False, emoji=False)
+    return globals()["console"]
 
 
 def output(**options):
@@ -51,8 +58,26 @@ def output(**options):
 
 
 def say(text: str) -> None:
-    """One line to the user on stderr."""
-    print(text, file=sys.stderr, flush=True)
+    """One line to the user on stderr (with names and values from files in it: control characters made visible)."""
+    print(plain_lines(text), file=sys.stderr, flush=True)
+
+
+def warn(text: str) -> None:
+    """A warning on stderr: the word in yellow, the text as it is (never markup)."""
+    from rich.text import Text
+
+    _console().print(Text.assemble(("warning:", "yellow"), " " + plain_lines(text)), highlight=False)
+
+
+MAX_NAMED = 20  # bad records named one by one; the rest are counted
+
+
+def warn_skipped(root: Path, bad) -> None:
+    """One warning naming each record that was skipped (records.BadRecord), up to MAX_NAMED, then a count."""
+    for err in bad[:MAX_NAMED]:
+        say(f"warning: skipped {shown_path(root, err.path)}: {err.reason}")
+    if len(bad) > MAX_NAMED:
+        say(f"warning: ... and {len(bad) - MAX_NAMED} more unreadable or invalid records skipped")
 
 
 def shown_path(root: Path, path: Path) -> Path:

@@ -21,6 +21,7 @@ def _checkout_state(pin) -> str:
 def run(args, root: Path) -> int:
     from rich.table import Table
 
+    from .display import cell
     from .invocation import output
 
     from .pins import inspect
@@ -28,14 +29,14 @@ def run(args, root: Path) -> int:
 
     stash = Stash.load(root)
     out = output()
-    table = Table(title=f"tools of the stash {stash.root}", title_justify="left")
+    table = Table(title=cell(f"tools of the stash {stash.root}"), title_justify="left")
     for column in ("tool", "pinned commit", "checkout", "experiments"):
         table.add_column(column, overflow="fold")
     _, pins = inspect(stash.root, list(stash.tools.values()))
     for tool in stash.tools.values():
         pin = pins[tool.name]
         pinned = pin.pinned[:10] if pin.pinned else "not committed"
-        table.add_row(tool.name, pinned, _checkout_state(pin), ", ".join(stash.experiments(tool.name)))
+        table.add_row(tool.name, pinned, _checkout_state(pin), cell(", ".join(stash.experiments(tool.name))))
     out.print(table)
     out.print("Run one:  python -m experimentstash tool=<tool> experiment=<experiment> \\[tool overrides]")
     out.print("A sweep:  python -m experimentstash -m tool=<tool> experiment=a,b 'seed=range(3)'", soft_wrap=True)

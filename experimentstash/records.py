@@ -1,9 +1,10 @@
 """The run record (run.json) and the sweep record (sweep.json): one Status vocabulary, write, read, validate.
 
 Everything read back from disk is untrusted: a record from a colleague, an older version or a damaged file.
-Reading checks every field's type and shape (40-hex commits, known statuses, plain names, relative paths
-without '..') and refuses a newer schema; callers confine paths with `inside()`. A record that fails is one
-StashError naming the file and the field.
+Every record file is read by read_json(): a regular file (no link, device or FIFO; never a blocking open), of
+bounded size and nesting. Reading checks every field's type and shape (40-hex commits, known statuses, plain
+names, relative paths without '..') and refuses a newer schema; callers confine paths with `inside()`. A record
+that fails is one BadRecord naming the file and the field.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import errno
 import functools
 import json
+import math
 import os
 import re
 import stat
@@ -22,6 +24,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from . import StashError
+from .display import excerpt
 from .signing import record_key, refusal, sign
 
 RUN_SCHEMA = 2  # 2: owner, fingerprint, statuses lost and reused
@@ -33,6 +36,11 @@ PATCH_FILE = "tool.diff"
 EXPERIMENT_COPY = "experiment.yaml"  # the experiment file as it was when the run started
 _UMASK = os.umask(0)
 os.umask(_UMASK)
+# what a record file may be when read back (larger, or nested deeper, is refused as damaged)
+MAX_RUN_BYTES = 32 << 20  # run.json: room for a result file of MAX_RESULT_BYTES, indented
+MAX_RESULT_BYTES = 4 << 20  # a tool's result file (meta.yaml `result:`)
+MAX_SWEEP_BYTES = 1 << 30  # sweep.json: 1,000,000 jobs of up to 1 KiB each
+MAX_DEPTH = 100  # levels of nested lists and objects
 
 
 class Status(str, Enum):
@@ -88,14 +96,59 @@ def now_iso() -> str:
 
 def write_json(path: Path, data: dict) -> None:
     """Replace `path` atomically: a reader sees the old or the new file, never half of one."""
-    write_text(path, json.dumps(data, indent=2) + "\n")
+    write_text(path, to_json(data, indent=2) + "\n")
+
+
+NON_FINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+
+
+def finite(value):
+    """`value` with NaN, Infinity and -Infinity (which JSON has no words for) as the strings "NaN", "Infinity",
+    "-Infinity"; readers of records take those strings back as numbers (numbers_back)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if value != value else "Infinity" if value > 0 else "-Infinity"
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite(v) for v in value]
+    return value
+
+
+def numbers_back(value):
+    """The strings "NaN", "Infinity" and "-Infinity" of a record's result as the numbers they stand for."""
+    if isinstance(value, str):
+        return NON_FINITE.get(value, value)
+    if isinstance(value, dict):
+        return {k: numbers_back(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [numbers_back(v) for v in value]
+    return value
+
+
+def to_json(data, indent: int | None = None) -> str:
+    """Strict JSON of a record or of output for scripts: never a bare NaN or Infinity."""
+    try:
+        return json.dumps(data, indent=indent, allow_nan=False)
+    except ValueError:  # a non-finite number somewhere: the rare case pays for the walk
+        return json.dumps(finite(data), indent=indent, allow_nan=False)
+
+
+_USERINFO = re.compile(r"(?<=://)[^/?#\s]*@")
+
+
+def redact(text: str) -> str:
+    """Credentials in URLs never recorded or printed: scheme://user:secret@host -> scheme://user:***@host (a lone
+    token before the '@' -> ***@host)."""
+    if "@" not in text:
+        return text
+    return _USERINFO.sub(lambda m: m.group().split(":", 1)[0] + ":***@" if ":" in m.group() else "***@", text)
 
 
 def write_run(root: Path, run_dir: Path, record: "RunRecord", signed: bool = True) -> None:
     """The one writer of run.json (the Runner at a run's start and end, a Slurm task's signal handler, and
     Sweep.agree when a run's status is settled from outside it): signed with the stash's key (signing.py), unless
     `signed` is False (a record read back that was not this stash's stays unsigned when it is updated)."""
-    data = record.to_dict()
+    data = finite(record.to_dict())  # signed as written: NaN and Infinity as the strings that a reader sees
     data.pop("signature", None)
     key = record_key(root, create=True) if signed else None
     write_json(run_dir / RUN_FILE, sign(data, key) if key else data)
@@ -103,7 +156,7 @@ def write_run(root: Path, run_dir: Path, record: "RunRecord", signed: bool = Tru
 
 def is_signed(root: Path, record: "RunRecord") -> bool:
     """A record read back carries this stash's signature over what it says (asked before it is changed)."""
-    return refusal(record.to_dict(), root) is None
+    return refusal(finite(record.to_dict()), root) is None
 
 
 def _probe(folder: Path) -> None:
@@ -257,7 +310,9 @@ Check = Callable[[str, Any], Any]
 def _type(*types: type, what: str) -> Check:
     def check(name, value):
         if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
-            raise Invalid(name, f"expected {what}, got {type(value).__name__} {value!r:.60}")
+            raise Invalid(name, f"expected {what}, got {type(value).__name__} {excerpt(value, 60)}")
+        if type(value) is int and not -1 << 63 <= value < 1 << 63:  # no count or code is that large
+            raise Invalid(name, f"expected {what} of at most 64 bits, got {excerpt(value, 60)}")
         return value
     return check
 
@@ -269,29 +324,39 @@ def _opt(check: Check) -> Check:
 def _list_of(check: Check, what: str) -> Check:
     def run(name, value):
         if not isinstance(value, list):
-            raise Invalid(name, f"expected a list of {what}, got {type(value).__name__} {value!r:.60}")
-        return [check(f"{name}[{i}]", v) for i, v in enumerate(value)]
+            raise Invalid(name, f"expected a list of {what}, got {type(value).__name__} {excerpt(value, 60)}")
+        items = []
+        for i, item in enumerate(value):
+            try:
+                items.append(check(name, item))
+            except Invalid as err:  # the item's name only when it is wrong: lists of a million jobs are read
+                raise Invalid(f"{name}[{i}]", err.why) from None
+        return items
     return run
 
 
 def _pattern(regex: re.Pattern, what: str) -> Check:
     def check(name, value):
         if not isinstance(value, str) or not regex.fullmatch(value):
-            raise Invalid(name, f"expected {what}, got {value!r:.60}")
+            raise Invalid(name, f"expected {what}, got {excerpt(value, 60)}")
         return value
     return check
 
 
 def _relative(name, value):
     if not isinstance(value, str) or not plain_relative(value):
-        raise Invalid(name, f"expected a relative path without '..', got {value!r:.80}")
+        raise Invalid(name, f"expected a relative path without '..', got {excerpt(value)}")
+    return value
+
+
+def _status_word(name, value):
+    if value not in STATUS_WORDS:
+        raise Invalid(name, f"expected one of {', '.join(STATUS_WORDS)}, got {excerpt(value, 40)}")
     return value
 
 
 def _status(name, value):
-    if value not in STATUS_WORDS:
-        raise Invalid(name, f"expected one of {', '.join(STATUS_WORDS)}, got {value!r:.40}")
-    return Status(value)
+    return Status(_status_word(name, value))
 
 
 def _count(name, value):
@@ -305,7 +370,7 @@ def _argv_word(name, value):
     """A word given to a process (a command word, an interpreter): text without NUL, which no argument can hold."""
     _str(name, value)
     if "\0" in value:
-        raise Invalid(name, f"a NUL character in {value!r:.80}: no process can be given it")
+        raise Invalid(name, f"a NUL character in {excerpt(value)}: no process can be given it")
     return value
 
 
@@ -313,7 +378,7 @@ def _override(name, value):
     """A tool override as typed: an argument word whose key (before '=') has no control characters either."""
     _argv_word(name, value)
     if _CONTROL.search(value.partition("=")[0]):
-        raise Invalid(name, f"a control character in the key of {value!r:.80}")
+        raise Invalid(name, f"a control character in the key of {excerpt(value)}")
     return value
 
 
@@ -331,7 +396,7 @@ _overrides = _list_of(_override, "strings")
 
 def _experiment(name, value):
     if not isinstance(value, str) or not plain_relative(value) or value.endswith(".yaml"):
-        raise Invalid(name, f"expected an experiment id like figure1/pca, got {value!r:.80}")
+        raise Invalid(name, f"expected an experiment id like figure1/pca, got {excerpt(value)}")
     return value
 
 
@@ -348,7 +413,7 @@ def _owner(name, value):
 
 def _patch_name(name, value):
     if value != PATCH_FILE:
-        raise Invalid(name, f"expected '{PATCH_FILE}' (a file in the run dir) or null, got {value!r:.60}")
+        raise Invalid(name, f"expected '{PATCH_FILE}' (a file in the run dir) or null, got {excerpt(value, 60)}")
     return value
 
 
@@ -358,7 +423,7 @@ def _env(name, value):
         _opt(_str)(f"{name}.{key}", value.get(key))
     _opt(_argv_word)(f"{name}.executable", value.get("executable"))
     if value.get("kind") not in ("current", "uv", "python"):
-        raise Invalid(f"{name}.kind", f"expected current, uv or python, got {value.get('kind')!r:.40}")
+        raise Invalid(f"{name}.kind", f"expected current, uv or python, got {excerpt(value.get('kind'), 40)}")
     if value.get("lock_file") is not None:
         _relative(f"{name}.lock_file", value["lock_file"])
     variables = value.get("variables") or {}
@@ -426,16 +491,19 @@ class RunRecord:
 
     @classmethod
     def from_dict(cls, data, source: str | Path = "run.json") -> "RunRecord":
-        """A validated record; StashError naming the file and the field when anything is off."""
+        """A validated record; BadRecord naming the file and the field when anything is off."""
         schema = data.get("schema") if isinstance(data, dict) else None
         if isinstance(schema, int) and not isinstance(schema, bool) and schema > RUN_SCHEMA:
-            raise StashError(f"{source} was written with run.json schema {schema}, newer than this experimentstash "
-                             f"reads (up to {RUN_SCHEMA}): upgrade experimentstash to use it.")
+            raise BadRecord(source, f"written with run.json schema {schema}, newer than this experimentstash reads "
+                            f"(up to {RUN_SCHEMA}): upgrade experimentstash to use it", "")
         try:
-            return cls(**_checked(cls, data), extra=_extra(cls, data))
+            values = _checked(cls, data)
         except Invalid as err:
-            raise StashError(f"{source}: field '{err.name}': {err.why}. The record is damaged or not a "
-                             "run record of experimentstash.") from None
+            raise BadRecord(source, f"field '{err.name}': {err.why}",
+                            "The record is damaged or not a run record of experimentstash.") from None
+        if "result" in values:
+            values["result"] = numbers_back(values["result"])
+        return cls(**values, extra=_extra(cls, data))
 
     def to_dict(self) -> dict:
         data = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "extra"}
@@ -471,31 +539,104 @@ def _extra(cls, data: dict) -> dict:
     return {k: v for k, v in data.items() if k not in known and k != "extra"}
 
 
-def read_json(path: Path) -> Any:
+class BadRecord(StashError):
+    """A record file that cannot be used: one message naming it, or (where records are listed) one warning."""
+
+    def __init__(self, path: str | Path, reason: str, hint: str = "The record is damaged."):
+        super().__init__(f"{path}: {reason}." + (f" {hint}" if hint else ""))
+        self.path, self.reason = Path(path), reason
+
+
+class Missing(BadRecord):
+    """There is no record file (yet): a job that never started, a folder that is no run dir."""
+
+
+_KINDS = {stat.S_IFDIR: "a folder", stat.S_IFIFO: "a FIFO", stat.S_IFSOCK: "a socket", stat.S_IFCHR: "a device",
+          stat.S_IFBLK: "a device", stat.S_IFLNK: "a symbolic link"}
+
+
+def open_regular(path: str | Path, follow: bool = False) -> int:
+    """A file descriptor of a regular file, opened without ever blocking and, unless `follow`, not through a
+    symbolic link: a FIFO, device, folder or link is refused before it is opened. BadRecord saying what it is."""
     try:
-        with open(path, "rb") as f:
-            return json.loads(f.read())
+        kind = stat.S_IFMT(os.stat(path, follow_symlinks=follow).st_mode)
+        if kind == stat.S_IFREG:
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+                         | (0 if follow else os.O_NOFOLLOW))
+            kind = stat.S_IFMT(os.fstat(fd).st_mode)
+            if kind == stat.S_IFREG:
+                return fd
+            os.close(fd)  # replaced between the two looks
     except FileNotFoundError:
-        raise StashError(f"{path} does not exist.") from None
-    except IsADirectoryError:
-        raise StashError(f"{path} is a folder, not a record file.") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        where = f" (line {err.lineno})" if isinstance(err, json.JSONDecodeError) else ""
-        raise StashError(f"{path} is not valid JSON{where}: the record is damaged.") from None
+        raise Missing(path, "does not exist", "") from None
     except OSError as err:
-        raise StashError(f"{path} cannot be read: {err.strerror}.") from None
+        raise BadRecord(path, f"cannot be read ({err.strerror})", "") from None
+    raise BadRecord(path, f"is {_KINDS.get(kind, 'a special file')}, not a regular file")
+
+
+def read_limited(path: str | Path, limit: int, follow: bool = False) -> bytes:
+    """The bytes of a regular file of at most `limit` bytes (open_regular); BadRecord when larger."""
+    fd = open_regular(path, follow)
+    with os.fdopen(fd, "rb") as f:
+        size = os.fstat(fd).st_size
+        if size > limit:
+            raise BadRecord(path, f"is larger than {limit >> 20} MiB")
+        try:
+            data = f.read(size + 1)  # not read(limit): that would set aside `limit` bytes for each record
+            if len(data) > size:  # it grew while being read
+                data += f.read(limit + 1 - len(data))
+        except OSError as err:
+            raise BadRecord(path, f"cannot be read ({err.strerror})", "") from None
+    if len(data) > limit:
+        raise BadRecord(path, f"is larger than {limit >> 20} MiB")
+    return data
+
+
+def read_json(path: str | Path, limit: int, check_depth: bool = True) -> Any:
+    """The one reader of record files (run.json, sweep.json, result files): a regular file, not a link, at most
+    `limit` bytes, JSON nested at most MAX_DEPTH levels. BadRecord naming the file and what is wrong.
+    Without `check_depth` the caller checks the depth of the fields that can be nested (SweepRecord.read: a walk
+    over a million jobs would take seconds)."""
+    data = read_limited(path, limit)
+    try:
+        value = json.loads(data)
+    except RecursionError:
+        raise BadRecord(path, f"is nested deeper than {MAX_DEPTH} levels") from None
+    except json.JSONDecodeError as err:
+        raise BadRecord(path, f"is not valid JSON (line {err.lineno})") from None
+    except UnicodeDecodeError:
+        raise BadRecord(path, "is not valid JSON (not UTF-8 text)") from None
+    except ValueError:  # an integer of thousands of digits
+        raise BadRecord(path, "is not valid JSON (a number too long to read)") from None
+    # depth is at most the number of brackets: the walk is needed only for the few records with many
+    if check_depth and data.count(b"[") + data.count(b"{") > MAX_DEPTH and too_deep(value, MAX_DEPTH):
+        raise BadRecord(path, f"is nested deeper than {MAX_DEPTH} levels")
+    return value
+
+
+def too_deep(value, limit: int) -> bool:
+    """More than `limit` levels of nested lists and mappings (without recursion: the value may be that deep)."""
+    stack = [(value, 1)] if isinstance(value, (dict, list)) else []
+    while stack:
+        value, depth = stack.pop()
+        if depth > limit:
+            return True
+        items = value.values() if isinstance(value, dict) else value
+        stack.extend((v, depth + 1) for v in items if isinstance(v, (dict, list)))
+    return False
 
 
 def read_run(run_dir: Path) -> RunRecord:
+    """The run dir's validated record; BadRecord (Missing when there is none) naming the file."""
     path = run_dir / RUN_FILE
-    return RunRecord.from_dict(read_json(path), path)
+    return RunRecord.from_dict(read_json(path, MAX_RUN_BYTES), path)
 
 
 def read_run_if_any(run_dir: Path) -> RunRecord | None:
     """The run dir's record; None when there is none yet or it cannot be used (it is then not trusted)."""
     try:
         return read_run(run_dir)
-    except StashError:
+    except BadRecord:
         return None
 
 
@@ -525,7 +666,7 @@ def _sweep_schema(name, value):
 
 JOB_CHECKS: dict[str, tuple[Check, bool]] = {
     "num": (_count, True), "tool": (_name, True), "experiment": (_experiment, True),
-    "overrides": (_overrides, True), "run_dir": (_str, True), "status": (_status, True),
+    "overrides": (_overrides, True), "run_dir": (_str, True), "status": (_status_word, True),
     "exit_code": (_opt(_int), False), "duration_s": (_opt(_num), False),
     "launch_overrides": (_overrides, True), "reused_from": (_opt(_relative), False),
     "ended_at": (_opt(_str), False),
@@ -533,19 +674,24 @@ JOB_CHECKS: dict[str, tuple[Check, bool]] = {
 
 
 def check_job(data, where: str) -> dict:
-    """A job entry of sweep.json, validated; backend fields (slurm_job_id, ...) are kept as they are."""
+    """A job entry of sweep.json (as parsed: it is completed in place), validated; backend fields (slurm_job_id,
+    ...) are kept as they are, nested no deeper than a record may be."""
     if not isinstance(data, dict):
         raise Invalid(where, "expected a job object")
-    job = dict(data)
-    for key, (check, required) in JOB_CHECKS.items():
-        if key not in data:
-            if required:
-                raise Invalid(f"{where}.{key}", "missing")
-            job[key] = None
-            continue
-        job[key] = check(f"{where}.{key}", data[key])
-    job["status"] = job["status"].value
-    return job
+    try:
+        for key, (check, required) in JOB_CHECKS.items():
+            if key in data:
+                data[key] = check(key, data[key])
+            elif required:
+                raise Invalid(key, "missing")
+            else:
+                data[key] = None
+        for key in data.keys() - JOB_CHECKS.keys():
+            if isinstance(data[key], (dict, list)) and too_deep(data[key], MAX_DEPTH - 3):
+                raise Invalid(key, f"nested deeper than {MAX_DEPTH} levels")
+    except Invalid as err:
+        raise Invalid(f"{where}.{err.name}", err.why) from None
+    return data
 
 
 @dataclass
@@ -566,12 +712,15 @@ class SweepRecord:
     @classmethod
     def read(cls, sweep_dir: Path) -> "SweepRecord":
         path = sweep_dir / SWEEP_FILE
-        if not path.is_file():
+        if not os.path.lexists(path):
             raise StashError(f"{sweep_dir} is not a sweep dir: it holds no {SWEEP_FILE}. Give a folder under multirun/.")
-        data = read_json(path)
+        data = read_json(path, MAX_SWEEP_BYTES, check_depth=False)
         try:
             if not isinstance(data, dict):
                 raise Invalid("(top)", f"expected a JSON object, got {type(data).__name__}")
+            for key in ("launcher", "backend_state", "reruns"):  # the fields of any shape (a job's: check_job)
+                if too_deep(data.get(key), MAX_DEPTH - 1):
+                    raise Invalid(key, f"nested deeper than {MAX_DEPTH} levels")
             schema = _sweep_schema("schema", data.get("schema"))
             jobs = data.get("jobs")
             if not isinstance(jobs, list):
@@ -590,7 +739,7 @@ class SweepRecord:
                 backend_state=_dict("backend_state", data.get("backend_state") or {}), schema=schema,
             )
         except Invalid as err:
-            raise StashError(f"{path}: field '{err.name}': {err.why}. The record is damaged.") from None
+            raise BadRecord(path, f"field '{err.name}': {err.why}") from None
 
     def head(self) -> dict:
         """Everything but the jobs, in the file's order."""
@@ -601,7 +750,7 @@ class SweepRecord:
 
 def encode_sweep(head: dict, job_lines: list[str]) -> str:
     """sweep.json text with one line per job (jobs encoded by the caller, so that unchanged ones are reused)."""
-    text = json.dumps(head, indent=2)
+    text = to_json(head, indent=2)
     return text[:-2] + ',\n  "jobs": [\n    ' + ",\n    ".join(job_lines) + "\n  ]\n}\n"
 
 

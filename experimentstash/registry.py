@@ -12,8 +12,14 @@ from pathlib import Path
 import yaml
 
 from . import StashError
-from .records import is_name, plain_relative
+from .display import excerpt
+from .records import MAX_DEPTH, BadRecord, is_name, plain_relative, read_limited
 
+# limits of every YAML file the launcher reads: a small file must not expand into billions of items
+MAX_CONFIG_BYTES = 1 << 20  # meta.yaml, meta.local.yaml and other settings files
+MAX_EXPERIMENT_BYTES = 16 << 20  # an experiment file (the tool's config)
+MAX_ALIASES = 100  # alias references (*name) in one document
+MAX_NODES = 100_000  # items of one document with every alias expanded
 META = Path("configs/meta.yaml")
 META_LOCAL = Path("configs/meta.local.yaml")
 SNAPSHOTS = "snapshots"  # configs/<tool>/snapshots/<tag>/<id>.yaml, run as experiment=snapshots/<tag>/<id>
@@ -175,7 +181,7 @@ class Stash:
             )
         if not path.resolve().is_relative_to(base.resolve()):
             raise StashError(f"Experiment '{experiment}' is a link that leads outside {base.relative_to(self.root)}/.")
-        read_yaml(path, self.root)  # a syntax error is reported here, naming file and line
+        read_yaml(path, self.root, MAX_EXPERIMENT_BYTES)  # a syntax error is reported here, naming file and line
         return path
 
     def snapshots(self, tool: str) -> list[str]:
@@ -204,21 +210,86 @@ def _mtime(path: Path) -> int | None:
         return None
 
 
-def read_yaml(path: Path, root: Path | None = None):
-    """Parse a YAML file; a syntax error becomes a StashError naming the file and line."""
-    shown = path.relative_to(root) if root and path.is_relative_to(root) else path
+class Loader(yaml.SafeLoader):
+    """yaml.safe_load's loader with limits: at most MAX_ALIASES aliases, MAX_NODES items with the aliases expanded
+    and MAX_DEPTH levels of nesting. Without them a file of a few lines (an alias bomb) is billions of items for
+    whoever walks the value, an error message included."""
+
+    def __init__(self, stream):
+        super().__init__(stream)
+        self.aliases = self.depth = 0
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            self.aliases += 1
+            if self.aliases > MAX_ALIASES:
+                raise yaml.YAMLError(f"it uses more than {MAX_ALIASES} YAML aliases")
+        self.depth += 1
+        try:
+            if self.depth > MAX_DEPTH:
+                raise yaml.YAMLError(f"it is nested deeper than {MAX_DEPTH} levels")
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
+
+    def compose_document(self):
+        node = super().compose_document()
+        if self.aliases and _expanded_size(node) > MAX_NODES:
+            raise yaml.YAMLError(f"its aliases expand to more than {MAX_NODES} items")
+        return node
+
+
+def _expanded_size(root) -> float:
+    """The items of a composed YAML document with every alias expanded (each alias repeats its whole node; a node
+    that contains itself is endless), without recursion; stops counting past MAX_NODES."""
+    sizes: dict[int, int] = {}
+    started: set[int] = set()
+    stack = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        children = [c for pair in node.value for c in pair] if isinstance(node, yaml.MappingNode) else \
+            node.value if isinstance(node, yaml.SequenceNode) else []
+        if done:
+            sizes[id(node)] = 1 + sum(sizes[id(c)] for c in children)
+            if sizes[id(node)] > MAX_NODES:
+                return sizes[id(node)]
+        elif id(node) not in sizes:
+            if id(node) in started:  # reached again inside itself
+                return float("inf")
+            started.add(id(node))
+            stack.append((node, True))
+            stack.extend((c, False) for c in children if id(c) not in sizes)
+    return sizes[id(root)]
+
+
+def parse_yaml(text: str | bytes, shown) -> object:
+    """The value of a YAML document read with the limits of Loader; a StashError naming `shown` (the file) and the
+    line of a syntax error."""
     try:
-        return yaml.safe_load(path.read_bytes().decode("utf-8"))
+        if isinstance(text, bytes):
+            text = text.decode("utf-8")
+        return yaml.load(text, Loader=Loader)
     except UnicodeDecodeError as err:
         raise StashError(f"{shown}: byte {err.start} is not UTF-8 text. Save the file as UTF-8 YAML.") from None
-    except OSError as err:
-        raise StashError(f"{shown} cannot be read: {err.strerror}.") from None
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark or err.context_mark
         where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise StashError(f"{shown}{where}: {err.problem or err}. Fix the YAML syntax there.") from None
     except yaml.YAMLError as err:
-        raise StashError(f"{shown}: {err}. Fix the YAML syntax there.") from None
+        raise StashError(f"{shown}: {err}. Fix the YAML there.") from None
+    except ValueError:  # an integer of thousands of digits
+        raise StashError(f"{shown}: a number is too long to read. Fix the YAML there.") from None
+
+
+def read_yaml(path: Path, root: Path | None = None, limit: int = MAX_CONFIG_BYTES):
+    """Parse a YAML file (a regular file of at most `limit` bytes); a StashError naming the file, and the line of a
+    syntax error."""
+    shown = path.relative_to(root) if root and path.is_relative_to(root) else path
+    try:
+        data = read_limited(path, limit, follow=True)
+    except BadRecord as err:
+        raise StashError(f"{shown}: {err.reason}. Give a YAML file of at most {limit >> 20} MiB.") from None
+    return parse_yaml(data, shown)
 
 
 def _deep_merge(base, extra, source: Path):
@@ -238,17 +309,18 @@ def _tracker(where: str, raw: dict, stash_wide: tuple[str, dict] = ("none", {}))
     `where` prefixes the key in messages ("configs/meta.yaml: " or "configs/meta.yaml: tools.x.")."""
     kind = raw.get("tracker", stash_wide[0]) or "none"
     if kind not in TRACKERS:
-        raise StashError(f"{where}tracker: expected {', '.join(TRACKERS)}, got {kind!r}.")
+        raise StashError(f"{where}tracker: expected {', '.join(TRACKERS)}, got {excerpt(kind)}.")
     settings = {}
     for name, keys in TRACKER_SETTINGS.items():
         given = raw.get(name) or {}
         if not isinstance(given, dict):
-            raise StashError(f"{where}{name}: expected a mapping with {' and/or '.join(keys)}, got {given!r}.")
+            raise StashError(f"{where}{name}: expected a mapping with {' and/or '.join(keys)}, "
+                             f"got {excerpt(given)}.")
         for key, value in given.items():
             if key not in keys:
                 raise StashError(f"{where}{name}.{key}: unknown key (known: {', '.join(keys)}).")
             if not isinstance(value, str) or not value:
-                raise StashError(f"{where}{name}.{key}: expected text, got {value!r}.")
+                raise StashError(f"{where}{name}.{key}: expected text, got {excerpt(value)}.")
         settings[name] = {**stash_wide[1].get(name, {}), **given}
     return kind, settings
 
@@ -259,7 +331,8 @@ def _parse_tools(root: Path, raw, backend_keys: set[str], tracker: tuple[str, di
     top_keys = {"tools", "tracker", *TRACKER_SETTINGS, *backend_keys}
     unknown = set(map(str, raw)) - top_keys
     if unknown:
-        raise StashError(f"{META}: unknown key '{sorted(unknown)[0]}' (known: {', '.join(sorted(top_keys))}).")
+        raise StashError(f"{META}: unknown key {excerpt(sorted(unknown)[0])} (known: "
+                         f"{', '.join(sorted(top_keys))}).")
     entries = raw.get("tools") or {}
     if not isinstance(entries, dict):
         raise StashError(f"{META}: 'tools' must be a mapping of tool names to settings.")
@@ -267,35 +340,37 @@ def _parse_tools(root: Path, raw, backend_keys: set[str], tracker: tuple[str, di
 
 
 def _parse_tool(root: Path, name: str, entry, stash_tracker: tuple[str, dict]) -> Tool:
-    where = f"{META}: tools.{name}"
     if not is_name(name):
         raise StashError(
-            f"{META}: tool name '{name}' is not allowed: use letters, digits, '-', '_' and '.', not starting with "
-            "'.' or '-' (it names configs/<name>/ and outputs/<name>/)."
+            f"{META}: tool name {excerpt(name)} is not allowed: use letters, digits, '-', '_' and '.', not starting "
+            "with '.' or '-' (it names configs/<name>/ and outputs/<name>/)."
         )
+    where = f"{META}: tools.{name}"
     if not isinstance(entry, dict):
         raise StashError(f"{where} must be a mapping with at least 'path' and 'entrypoint'.")
     entry = {k: v for k, v in entry.items() if v is not None}  # `key: null` (in meta.local.yaml) unsets a key
     for key, value in entry.items():
         if key not in TOOL_KEYS:
-            raise StashError(f"{where}.{key}: unknown key (known: {', '.join(TOOL_KEYS)}).")
+            raise StashError(f"{where}.{str(key)[:80]}: unknown key (known: {', '.join(TOOL_KEYS)}).")
         types, meaning = TOOL_KEYS[key]
         if not isinstance(value, types):
-            raise StashError(f"{where}.{key}: expected {meaning}, got {type(value).__name__} {value!r}.")
+            raise StashError(f"{where}.{key}: expected {meaning}, got {type(value).__name__} {excerpt(value)}.")
     for key in REQUIRED_KEYS:
         if not entry.get(key):
             raise StashError(f"{where}.{key} is missing: give {TOOL_KEYS[key][1]}.")
     path = (root / entry["path"]).resolve()
     if not path.is_relative_to(root.resolve()) or path == root.resolve():
-        raise StashError(f"{where}.path: '{entry['path']}' is outside the stash; tools live below it (tools/{name}).")
+        raise StashError(f"{where}.path: {excerpt(entry['path'])} is outside the stash; tools live below it "
+                         f"(tools/{name}).")
     result = entry.get("result")
     if result is not None and not plain_relative(result):
-        raise StashError(f"{where}.result: '{result}' must be a file name inside the run dir, without '..' or a leading '/'.")
+        raise StashError(f"{where}.result: {excerpt(result)} must be a file name inside the run dir, without '..' or "
+                         "a leading '/'.")
     env = entry.get("env", "auto")
     if isinstance(env, dict) and (set(env) != {"python"} or not isinstance(env["python"], str)):
-        raise StashError(f"{where}.env: expected 'current', 'uv' or {{python: <path>}}, got {env!r}.")
+        raise StashError(f"{where}.env: expected 'current', 'uv' or {{python: <path>}}, got {excerpt(env)}.")
     if isinstance(env, str) and env not in ("current", "uv", "auto"):
-        raise StashError(f"{where}.env: expected 'current', 'uv' or {{python: <path>}}, got '{env}'.")
+        raise StashError(f"{where}.env: expected 'current', 'uv' or {{python: <path>}}, got {excerpt(env)}.")
     packages = entry.get("search_packages") or ()
     packages = (packages,) if isinstance(packages, str) else tuple(str(p) for p in packages)
     overrides = entry.get("overrides") or ()
@@ -303,12 +378,12 @@ def _parse_tool(root: Path, name: str, entry, stash_tracker: tuple[str, dict]) -
         raise StashError(f"{where}.overrides: every item must be a string like key=value.")
     workdir = entry.get("workdir", "tool")
     if workdir not in WORKDIRS:
-        raise StashError(f"{where}.workdir: expected 'tool' or 'run_dir', got '{workdir}'.")
+        raise StashError(f"{where}.workdir: expected 'tool' or 'run_dir', got {excerpt(workdir)}.")
     tracker, tracker_settings = _tracker(f"{where}.", entry, stash_tracker)
     check_ignore = entry.get("check_ignore") or ()
     for glob in check_ignore:
         if not isinstance(glob, str) or not plain_relative(glob):
-            raise StashError(f"{where}.check_ignore: {glob!r} must be a glob of paths inside the run dir, like "
+            raise StashError(f"{where}.check_ignore: {excerpt(glob)} must be a glob of paths inside the run dir, like "
                              "'profiles/**' or '**/*.ckpt' (no leading '/', no '..').")
     return Tool(
         name=name,
@@ -338,12 +413,12 @@ def _split_entrypoint(where: str, entrypoint: str) -> list[str]:
     if len(words) == 1 and not words[0].startswith("-"):
         if not plain_relative(words[0].removeprefix("./")):  # a link out of the folder: prepare_tool refuses it
             raise StashError(
-                f"{where}.entrypoint: '{entrypoint}' is outside the tool's folder: a script the tool's pin does not "
-                "cover. Give a path inside the tool, relative to its folder."
+                f"{where}.entrypoint: {excerpt(entrypoint)} is outside the tool's folder: a script the tool's pin does "
+                "not cover. Give a path inside the tool, relative to its folder."
             )
         return words
     raise StashError(
-        f"{where}.entrypoint: '{entrypoint}' is neither '-m package.module' nor a script path."
+        f"{where}.entrypoint: {excerpt(entrypoint)} is neither '-m package.module' nor a script path."
     )
 
 

@@ -21,14 +21,18 @@ from dataclasses import replace
 from pathlib import Path, PurePosixPath
 
 import yaml
+from rich.markup import escape
+from rich.text import Text
 
 from . import StashError
+from .display import excerpt, plain
 from .gitcmd import GitError, git, git_bytes, is_repo, ok
-from .invocation import console, output, shown_path
+from .invocation import console, output, shown_path, warn
 from .job import JobSpec, file_sha256, job_cwd, new_run_id, prepare_tool, tool_command
 from .pins import ToolPin, inspect
-from .records import EXPERIMENT_COPY, PATCH_FILE, RUN_FILE, RunRecord, flatten, inside
-from .registry import META, META_LOCAL, Stash, Tool, _deep_merge, read_yaml
+from .records import (EXPERIMENT_COPY, PATCH_FILE, RUN_FILE, BadRecord, Missing, RunRecord, flatten, inside,
+                      read_limited)
+from .registry import MAX_EXPERIMENT_BYTES, META, META_LOCAL, Loader, Stash, Tool, _deep_merge, parse_yaml, read_yaml
 from .runs import found_at
 
 RUNS_TOOLS = True
@@ -95,14 +99,14 @@ def recorded_tool(stash: Stash, record: RunRecord) -> Tool:
     text = _show(stash.root, record.stash_commit, META.as_posix()) if record.stash_commit else None
     if text is not None:
         try:
-            raw = yaml.safe_load(text.decode()) or {}
+            raw = parse_yaml(text, f"{META} at stash commit {record.stash_commit[:10]}") or {}
             local = stash.root / META_LOCAL
             if local.is_file():
                 raw = _deep_merge(raw, read_yaml(local, stash.root) or {}, META_LOCAL)
             tools = Stash.from_raw(stash.root, raw).tools
             if record.tool in tools:
                 return tools[record.tool]
-        except (yaml.YAMLError, StashError, ValueError, AttributeError):
+        except (StashError, ValueError, AttributeError):
             pass
     return stash.tool(record.tool)
 
@@ -113,8 +117,13 @@ def experiment_text(stash: Stash, record: RunRecord, run_dir: Path) -> bytes:
     nothing at all: a file of comments only is an empty experiment)."""
     want = record.experiment_sha256
     copy = run_dir / EXPERIMENT_COPY
-    sources = [(str(copy), copy.read_bytes() if copy.is_file() and not copy.is_symlink() else None,
-                "is missing (or not a file of the run dir)")]
+    try:
+        copied, absent = read_limited(copy, MAX_EXPERIMENT_BYTES), ""
+    except Missing:
+        copied, absent = None, "is missing (or not a file of the run dir)"
+    except BadRecord as err:
+        copied, absent = None, err.reason
+    sources = [(str(copy), copied, absent)]
     if record.stash_commit:
         sources.append((f"stash commit {record.stash_commit[:10]}",
                         _show(stash.root, record.stash_commit, record.experiment_file), "has no such file"))
@@ -139,12 +148,14 @@ def experiment_text(stash: Stash, record: RunRecord, run_dir: Path) -> bytes:
 def _not_an_experiment(data: bytes) -> str | None:
     """Why a file with the recorded contents cannot be an experiment, or None when it can."""
     try:
-        parsed = yaml.safe_load(data.decode())
+        parsed = yaml.load(data.decode(), Loader=Loader)  # with the limits of every YAML file the launcher reads
     except UnicodeDecodeError as err:
         return f"is not UTF-8 text (byte {err.start})"
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         return f"is not YAML (line {mark.line + 1}: {err.problem})" if mark else f"is not YAML ({err})"
+    except ValueError:
+        return "is not YAML (a number too long to read)"
     if parsed is not None and not isinstance(parsed, dict):
         return f"holds {'a list' if isinstance(parsed, list) else 'a single value'}, not a mapping of config keys"
     return None
@@ -268,8 +279,8 @@ def _recorded_env(record: RunRecord, tool: Tool):
         if executable and Path(executable).is_file():
             return {"python": executable}
         if isinstance(tool.env, dict):
-            console.print(f"[yellow]warning:[/] the recorded interpreter {executable} does not exist; "
-                          f"using {tool.env['python']} from the tool's env setting.", markup=True)
+            warn(f"the recorded interpreter {executable} does not exist; using {tool.env['python']} from the tool's "
+                 "env setting.")
             return tool.env
         raise StashError(
             f"Run {record.id} ran with the interpreter {executable}, which does not exist here: "
@@ -284,9 +295,8 @@ def _stash_configs(stash: Stash, record: RunRecord, tool: str, work: Path) -> No
     target.mkdir(parents=True, exist_ok=True)
     if record.stash_commit and _extract_configs(stash, tool, record.stash_commit, work):
         if record.stash_dirty:
-            console.print("[yellow]warning:[/] the stash had uncommitted changes when the run started; configs "
-                          f"other than the experiment file come from stash commit {record.stash_commit[:10]}.",
-                          markup=True)
+            warn("the stash had uncommitted changes when the run started; configs other than the experiment file "
+                 f"come from stash commit {record.stash_commit[:10]}.")
         return
     if not record.stash_commit:
         why = "no stash commit recorded (the stash was no git repository, or had no commit)"
@@ -294,8 +304,7 @@ def _stash_configs(stash: Stash, record: RunRecord, tool: str, work: Path) -> No
         why = f"the recorded stash commit {record.stash_commit[:10]} is not in this stash"
     else:
         why = f"configs/{tool}/ was not committed at stash commit {record.stash_commit[:10]}"
-    console.print(f"[yellow]warning:[/] {why}: the tool's other stash configs are taken from configs/{tool}/ "
-                  "as it is now.", markup=True)
+    warn(f"{why}: the tool's other stash configs are taken from configs/{tool}/ as it is now.")
     current = stash.root / "configs" / tool
     if current.is_dir():
         shutil.copytree(current, target, dirs_exist_ok=True, symlinks=True)
@@ -327,8 +336,7 @@ def plan_reproduction(stash: Stash, record: RunRecord, run_dir: Path, stack: Exi
         # an environment of its own, built from the recorded lock file
         env["UV_PROJECT_ENVIRONMENT"] = str(stash.root / ".cache" / "venvs" / f"{tool.name}-{(lock_sha or 'nolock')[:12]}")
         if lock_sha and prepared.interpreter.lock_sha256() != lock_sha:
-            console.print("[yellow]warning:[/] uv.lock at the recorded commit differs from the recorded lock sha256.",
-                          markup=True)
+            warn("uv.lock at the recorded commit differs from the recorded lock sha256.")
     if prepared.entry[0] == "-m" and (tool.path / "src").is_dir():
         # a src layout: the worktree's package, not one installed from the user's checkout
         env["PYTHONPATH"] = os.pathsep.join(
@@ -410,7 +418,8 @@ def compare(original: RunRecord, original_dir: Path, new: RunRecord, new_dir: Pa
         for key in sorted(set(old_result) | set(new_result)):
             a, b = old_result.get(key, "<missing>"), new_result.get(key, "<missing>")
             same = json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
-            rows.append((f"result {key}", "identical" if same else "differs", repr(a) if same else f"{a!r} -> {b!r}"))
+            rows.append((f"result {key}", "identical" if same else "differs",
+                         excerpt(a) if same else f"{excerpt(a)} -> {excerpt(b)}"))
     bookkeeping = (*BOOKKEEPING, *check_ignore)
     (old_files, old_left), (new_files, new_left) = (output_files(d, bookkeeping) for d in (original_dir, new_dir))
     for rel in sorted(set(old_files) | set(new_files)):
@@ -438,8 +447,6 @@ def add_arguments(p) -> None:
 
 
 def run(args, root: Path) -> int:
-    from rich.markup import escape
-
     from .execute import exit_code_for
     from .records import Status
 
@@ -450,19 +457,19 @@ def run(args, root: Path) -> int:
     with ExitStack() as stack:
         spec, pin = plan_reproduction(stash, record, run_dir, stack)
         extra = " + tool.diff" if pin.patch else ""
-        console.print(
+        console.print(plain(
             f"reproducing run {record.id}: tool {spec.tool.name} at {pin.commit[:10]}{extra}, "
-            f"experiment {record.experiment}, overrides {' '.join(record.overrides) or '(none)'}",
+            f"experiment {record.experiment}, overrides {' '.join(record.overrides) or '(none)'}"),
             highlight=False,
         )
         outcome, signum = run_reproduction(stash, record, spec, pin, grace=args.grace)
     status = outcome.status if outcome else Status.INTERRUPTED
     rel = shown_path(stash.root, spec.run_dir)
     style = "green" if status.ok else "red"
-    console.print(f"[{style}]{status}[/] in {(outcome.duration_s if outcome else 0) or 0:.1f}s: {rel} "
-                  f"(reproduces {record.id})", markup=True, highlight=False)
+    console.print(Text.assemble((str(status), style), plain(
+        f" in {(outcome.duration_s if outcome else 0) or 0:.1f}s: {rel} (reproduces {record.id})")), highlight=False)
     if not status.ok:
-        console.print(f"  logs: {rel}/stdout.log, {rel}/stderr.log", highlight=False)
+        console.print(plain(f"  logs: {rel}/stdout.log, {rel}/stderr.log"), highlight=False)
         return exit_code_for(status, outcome.exit_code if outcome else None, signum)
     if not args.check:
         return 0
@@ -471,9 +478,9 @@ def run(args, root: Path) -> int:
     out = output(soft_wrap=True)  # one line per item, whatever the width: paths stay whole for grep
     for what, verdict, detail in rows:
         colour = "green" if verdict == "identical" else "red"
-        out.print(f"[{colour}]{verdict:9}[/] {escape(what)}  [dim]{escape(detail)}[/]")
+        out.print(f"[{colour}]{verdict:9}[/] {escape(plain(what))}  [dim]{escape(plain(detail))}[/]")
     for what in skipped:
-        out.print(f"[dim]not compared[/] {escape(what)}")
+        out.print(f"[dim]not compared[/] {escape(plain(what))}")
     differs = sum(1 for _, v, _ in rows if v == "differs")
     if not rows:
         out.print("nothing to compare: neither run wrote a result or an output file")

@@ -20,7 +20,9 @@ from pathlib import Path
 from . import StashError
 from .fingerprint import digest
 from .gitcmd import GitError, git
-from .records import EXPERIMENT_COPY, HEX, RUN_FILE, RunRecord, Status, inside, read_json, recorded_path
+from .invocation import warn_skipped
+from .records import (EXPERIMENT_COPY, HEX, MAX_RESULT_BYTES, MAX_RUN_BYTES, RUN_FILE, RunRecord, Status, inside,
+                      read_json, recorded_path, to_json)
 from .runs import Found, load_runs
 from .signing import refusal
 
@@ -46,7 +48,8 @@ def job_key(tool: str, experiment: str, overrides) -> tuple:
 
 def earlier_runs(root: Path) -> Earlier:
     """The one pass over the records that a launch makes for reuse."""
-    found, _ = load_runs(root)
+    found, bad = load_runs(root)
+    warn_skipped(root, bad)
     succeeded = sorted((f for f in found if f.record.status == Status.SUCCEEDED),
                        key=lambda f: parse_time(f.record.ended_at) or _OLDEST, reverse=True)
     earlier = Earlier({}, {})
@@ -71,7 +74,7 @@ def check_run(root: Path, folder: Path, tool: str, result_file: str | None) -> t
     """(the run's record as read now, why it cannot be reused or None). Whether its fingerprint is the job's is the
     caller's to compare."""
     try:
-        data = read_json(folder / RUN_FILE)
+        data = read_json(folder / RUN_FILE, MAX_RUN_BYTES)
         record = RunRecord.from_dict(data, folder / RUN_FILE)
     except StashError:
         return None, GONE if not (folder / RUN_FILE).exists() else "its record cannot be read"
@@ -91,7 +94,7 @@ def check_run(root: Path, folder: Path, tool: str, result_file: str | None) -> t
         return record, f"its {EXPERIMENT_COPY} is missing or not the recorded one"
     if _file(folder, "stdout.log") is None or _file(folder, "stderr.log") is None:
         return record, "its logs are missing"
-    if result_file and _result(folder, result_file) != record.result:
+    if result_file and to_json(_result(folder, result_file)) != to_json(record.result):  # NaN is NaN here
         return record, f"its result file {result_file} is missing or not the recorded result"
     return record, None
 
@@ -108,7 +111,7 @@ def _file(folder: Path, name: str) -> Path | None:
 def _result(folder: Path, name: str):
     path = _file(folder, name)
     try:
-        return read_json(path) if path else None
+        return read_json(path, MAX_RESULT_BYTES) if path else None
     except StashError:
         return None
 

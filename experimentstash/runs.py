@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import math
 import os
 import shlex
 import sys
@@ -12,8 +13,10 @@ from datetime import datetime
 from pathlib import Path
 
 from . import StashError
+from .display import plain
+from .invocation import warn_skipped
 from .procs import owner_alive
-from .records import RUN_FILE, STATUS_WORDS, RunRecord, Status, read_run
+from .records import RUN_FILE, STATUS_WORDS, BadRecord, RunRecord, Status, read_run, redact, to_json
 
 RUN_FOLDERS = ("outputs", "multirun")
 
@@ -49,18 +52,18 @@ class Found:
         return f"{self.record.id}.{kind}" if dot and kind.startswith(("attempt", "preempted")) else self.record.id
 
 
-def load_runs(root: Path) -> tuple[list[Found], list[str]]:
-    """(valid records sorted oldest first, files that could not be read or failed validation). A record still
-    `running` whose owner process is gone is shown as `lost`."""
+def load_runs(root: Path) -> tuple[list[Found], list[BadRecord]]:
+    """(valid records sorted oldest first, the records that could not be read or failed validation). A record
+    still `running` whose owner process is gone is shown as `lost`."""
     found, bad = [], []
     for path in run_files(root):
+        folder = Path(path).parent
         try:
-            with open(path, "rb") as f:
-                record = RunRecord.from_dict(json.loads(f.read()), path)
-        except (OSError, ValueError, StashError):
-            bad.append(path)
+            record = read_run(folder)
+        except BadRecord as err:
+            bad.append(err)
             continue
-        found.append(Found(_lost_when_gone(record), Path(path).parent))
+        found.append(Found(_lost_when_gone(record), folder))
     found.sort(key=lambda f: (f.record.started_at or "", f.label))
     return found, bad
 
@@ -75,7 +78,7 @@ def found_at(run_dir: Path) -> Found:
     """The validated record of one run dir given by the user, shown as load_runs shows it."""
     if not run_dir.is_dir():
         raise StashError(f"{run_dir} is not a folder: give a run dir (outputs/<tool>/<experiment>/<id>).")
-    if not (run_dir / RUN_FILE).is_file():
+    if not os.path.lexists(run_dir / RUN_FILE):
         raise StashError(
             f"{run_dir} holds no {RUN_FILE}: give a run dir such as outputs/<tool>/<experiment>/<id> "
             "(`experimentstash runs` lists them)."
@@ -142,14 +145,13 @@ def _time_cell(value) -> str:
     if not value:
         return "-"
     try:
-        when = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    except ValueError:
+        return datetime.fromisoformat(str(value).replace("Z", "+00:00")).astimezone().strftime("%Y-%m-%d %H:%M:%S")
+    except (ValueError, OverflowError):  # not a time, or one this machine's clock cannot show
         return str(value)
-    return when.astimezone().strftime("%Y-%m-%d %H:%M:%S")
 
 
 def _duration_cell(value) -> str:
-    if not isinstance(value, (int, float)):
+    if not isinstance(value, (int, float)) or not math.isfinite(value):
         return "-"
     if value < 60:
         return f"{value:.1f}s"
@@ -170,8 +172,8 @@ def result_cell(result, limit: int = 6) -> str:
     if result is None:
         return ""
     if not isinstance(result, dict):
-        return _value(result)
-    items = [f"{k}={_value(v)}" for k, v in list(result.items())[:limit]]
+        return short(_value(result))
+    items = [f"{k}={short(_value(v))}" for k, v in list(result.items())[:limit]]
     if len(result) > limit:
         items.append(f"... ({len(result) - limit} more)")
     return " ".join(items)
@@ -200,18 +202,21 @@ def run(args, root: Path) -> int:
     shown, emptied = select(runs, args.tool, args.experiment, args.status, args.last, args.fingerprint)
     if args.json:
         # one record per line: readable, and json's fast C encoder (an indent would make it the slow Python one)
-        lines = ",\n".join(json.dumps(f.record.to_dict()) for f in shown)
+        lines = ",\n".join(to_json(shown_record(f.record)) for f in shown)
         sys.stdout.write("[\n" + lines + ("\n]\n" if shown else "]\n"))
     else:
         _print_table(shown, len(runs), emptied)
-    if bad:
-        from .invocation import console
-
-        names = ", ".join(os.path.relpath(p, root) for p in bad[:5])
-        more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
-        console.print(f"[yellow]warning:[/] {len(bad)} unreadable or invalid run.json skipped: {names}{more}",
-                      markup=True)
+    warn_skipped(root, bad)
     return 0
+
+
+def shown_record(record: RunRecord) -> dict:
+    """A record as output shows it: no credentials in the variables (a record from before they were redacted)."""
+    data = record.to_dict()
+    variables = (record.env or {}).get("variables")
+    if variables:
+        data["env"] = {**record.env, "variables": {k: redact(v) for k, v in variables.items()}}
+    return data
 
 
 def _print_table(runs: list[Found], total: int, emptied: str | None) -> None:
@@ -236,6 +241,8 @@ def _print_table(runs: list[Found], total: int, emptied: str | None) -> None:
 def write_aligned(out, header, rows, status_col: int | None = None) -> None:
     """Plain aligned columns (rich's Table takes seconds for thousands of rows); on a terminal the header is bold
     and the status words of the status column coloured."""
+    header = [plain(c) for c in header]  # names and values from records: never an escape sequence
+    rows = [[plain(c) for c in row] for row in rows]
     widths = [max(len(header[i]), *(len(row[i]) for row in rows)) for i in range(len(header))]
     colour = out.isatty() and not os.environ.get("NO_COLOR")
 

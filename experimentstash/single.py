@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -11,7 +10,7 @@ from .execute import Runner, exit_code_for, run_in_foreground
 from .facts import gather
 from .invocation import current, fail, say, shown_path
 from .job import base_config, new_run_id, plan_job, reuses, split_job
-from .records import Status
+from .records import Status, to_json
 from .registry import Stash, find_root
 from .reuse import Chooser, earlier_runs
 
@@ -57,7 +56,7 @@ def run_single(words, cfg, run_dir: Path | None = None) -> int:
             say(f"reused: run {earlier.label} succeeded with the same fingerprint ({spec.fingerprint.digest[:12]}): "
                 f"{shown_path(stash.root, earlier.folder)}")
             if earlier.record.result is not None:
-                print(json.dumps(earlier.record.result))
+                print(to_json(earlier.record.result))
             return 0
     tracking = None
     if spec.tracker != "none":  # W&B or MLflow (trackers.py, imported only then)

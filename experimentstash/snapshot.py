@@ -16,7 +16,7 @@ import yaml
 
 from . import StashError
 from .compose import query, tail
-from .invocation import console
+from .invocation import console, warn
 from .pins import inspect_tool
 from .registry import SNAPSHOTS, Stash
 
@@ -96,9 +96,8 @@ def run(args, root: Path) -> int:
             "a snapshot of uncommitted code pins nothing. Commit them first, or pass --allow-dirty."
         )
     if pin.moved:
-        console.print(f"[yellow]warning:[/] {tool.rel_path} is at {pin.commit[:10]}, the stash pins {pin.pinned[:10]}: "
-                      f"the snapshot records {pin.commit[:10]}" + (" and --commit pins it." if args.commit else "."),
-                      markup=True)
+        warn(f"{tool.rel_path} is at {pin.commit[:10]}, the stash pins {pin.pinned[:10]}: "
+             f"the snapshot records {pin.commit[:10]}" + (" and --commit pins it." if args.commit else "."))
 
     out = q.run("--cfg", "job", "--resolve", overrides=args.overrides, fixed=False)
     if out.returncode != 0:

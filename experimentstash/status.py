@@ -12,6 +12,7 @@ def add_arguments(parser) -> None:
 
 
 def run(args, root: Path) -> int:
+    from .display import plain_lines
     from .registry import Stash
     from .summary import print_summary
     from .sweep import open_sweep
@@ -23,7 +24,7 @@ def run(args, root: Path) -> int:
     sweep.commit()  # sweep.json and run.json in line with what is known, unless a launcher at work on it keeps them
     print_summary(stash.root, sweep.dir, [sweep.jobs[n] for n in sorted(sweep.jobs)])
     for note in notes:
-        print(note)
+        print(plain_lines(note))
     for line in settle(stash, sweep):  # MLflow runs of jobs that ended while no launcher watched them
-        print(line)
+        print(plain_lines(line))
     return 0

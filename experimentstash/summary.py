@@ -13,19 +13,27 @@ from pathlib import Path
 
 from rich.console import Console
 from rich.live import Live
-from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from .display import cell, plain, plain_lines
 from .invocation import console, output, shown_path
 from .overrides import override_values
 from .records import Status, job_run_dir
 
-FULL_TABLE_ROWS = 100  # above this, the table lists only the jobs that did not succeed
+FULL_TABLE_ROWS = 100  # above this, the table lists only the jobs that did not succeed, at most this many
+FAILURE_LOGS = 10  # failed jobs whose stderr.log tail is shown; the others are counted
+OK_WORDS = {s.value for s in Status if s.ok}
+FAILED_WORDS = {Status.FAILED.value, Status.TIMEOUT.value}
 
 
-def styled(status: str) -> str:
-    return f"[{Status(status).style}]{status}[/]"
+def styled(status: str) -> Text:
+    return Text(status, style=Status(status).style)
+
+
+def _job_words(job: dict) -> str:
+    """A job as the lines about it name it: tool, experiment and overrides (record text: shown as it is)."""
+    return plain(" ".join([job["tool"], job["experiment"], *job["overrides"]]))
 
 
 def _duration(seconds) -> str:
@@ -56,10 +64,12 @@ class Progress:
         if not self.live:
             return
         counts = Counter(job["status"] for job in jobs)
-        parts = [f"[{s.style}]{counts[s.value]} {s.value}[/]" for s in Status if counts[s.value]]
+        parts = [(f"{counts[s.value]} {s.value}", s.style) for s in Status if counts[s.value]]
+        line = Text(f"sweep {plain(self.sweep_id)}: ")
+        for i, (words, style) in enumerate(parts):
+            line.append(", " if i else "").append(words, style)
         elapsed = time.monotonic() - self.started
-        self.live.update(Text.from_markup(f"sweep {self.sweep_id}: " + ", ".join(parts) + f"  {elapsed:.0f}s"),
-                         refresh=True)
+        self.live.update(line.append(f"  {elapsed:.0f}s"), refresh=True)
 
     def ended(self, job: dict, root: Path) -> None:
         with self._lock:
@@ -67,14 +77,13 @@ class Progress:
             done = self.done
         if self.live:
             return
-        status = job["status"]
         run_dir = root / job["run_dir"]
         words = [job["tool"], job["experiment"], *job["overrides"]]
         if job["duration_s"] is not None:
             words.append(f"({_duration(job['duration_s'])})")
         words.append(str(shown_path(root, run_dir)) if run_dir.is_dir() else "-")  # a job that never started has none
-        console.print(f"[{done}/{self.total}] {styled(status)} job {job['num']} {escape(' '.join(words))}",
-                      highlight=False)
+        console.print(Text.assemble(f"[{done}/{self.total}] ", styled(job["status"]),
+                                    f" job {job['num']} {plain(' '.join(words))}"), highlight=False)
 
 
 def print_summary(root: Path, sweep_dir: Path, jobs: list[dict], out: Console | None = None) -> None:
@@ -85,39 +94,45 @@ def print_summary(root: Path, sweep_dir: Path, jobs: list[dict], out: Console | 
 def _print_summary(root: Path, sweep_dir: Path, jobs: list[dict], out: Console) -> None:
     from .execute import tail  # with Hydra behind it: imported when a table is printed, not by compare or report
 
-    shown = jobs if len(jobs) <= FULL_TABLE_ROWS else [j for j in jobs if not Status(j["status"]).ok]
+    not_ok = jobs if len(jobs) <= FULL_TABLE_ROWS else [j for j in jobs if j["status"] not in OK_WORDS]
+    shown = not_ok[:FULL_TABLE_ROWS]
     where = shown_path(root, sweep_dir)
-    table = Table(title=f"sweep {where}/", title_justify="left")
+    table = Table(title=cell(f"sweep {where}/"), title_justify="left")
     for column in ("#", "tool", "experiment", "overrides", "status", "duration", "run dir"):
         table.add_column(column, overflow="fold")
     for job in shown:
         run_dir = job_run_dir(root, sweep_dir, job)
         if job.get("reused_from"):  # the earlier run's dir, outside this sweep
-            cell = escape(str(shown_path(root, run_dir)))
+            run_cell = str(shown_path(root, run_dir))
         else:
-            cell = run_dir.name if run_dir.is_dir() else "-"
-        table.add_row(str(job["num"]), job["tool"], job["experiment"], escape(" ".join(job["overrides"])),
-                      styled(job["status"]), _duration(job["duration_s"]), cell)
+            run_cell = run_dir.name if run_dir.is_dir() else "-"
+        table.add_row(str(job["num"]), cell(job["tool"]), cell(job["experiment"]), cell(" ".join(job["overrides"])),
+                      styled(job["status"]), _duration(job["duration_s"]), cell(run_cell))
     if shown:
         out.print(table)
-    for job in jobs:
-        if job["status"] in (Status.FAILED, Status.TIMEOUT):
-            run_dir = job_run_dir(root, sweep_dir, job)
-            rel = shown_path(root, run_dir)
-            code = f", exit code {job['exit_code']}" if job["exit_code"] is not None else ""
-            out.print(f"[red]job {job['num']} {job['status']}{code}[/]: {escape(job['tool'])} "
-                      f"{escape(job['experiment'])} {escape(' '.join(job['overrides']))}")
-            out.print(f"  last lines of {escape(str(rel))}/stderr.log:")
-            out.print(Text("    " + (tail(run_dir / "stderr.log") or "(empty)").replace("\n", "\n    ")))
+    failed = [job for job in jobs if job["status"] in FAILED_WORDS]
+    for job in failed[:FAILURE_LOGS]:
+        run_dir = job_run_dir(root, sweep_dir, job)
+        code = f", exit code {job['exit_code']}" if job["exit_code"] is not None else ""
+        out.print(Text.assemble((f"job {job['num']} {job['status']}{code}", "red"), f": {_job_words(job)}"))
+        out.print(Text(f"  last lines of {plain(str(shown_path(root, run_dir)))}/stderr.log:"))
+        out.print(Text("    " + plain_lines(tail(run_dir / "stderr.log") or "(empty)").replace("\n", "\n    ")))
+    if len(failed) > FAILURE_LOGS:
+        out.print(Text(f"... and {len(failed) - FAILURE_LOGS} more jobs failed or timed out: each one's log is "
+                       f"{plain(str(where))}/<#>_<tool>_<experiment>/stderr.log."))
     counts = Counter(job["status"] for job in jobs)
     summary = ", ".join(f"{n} {status}" for status, n in counts.most_common())
-    hidden = f" (table lists the {len(shown)} that did not succeed)" if len(shown) < len(jobs) else ""
-    out.print(f"{len(jobs)} jobs: {summary}{hidden}. Record: {where}/sweep.json")
-    quoted = shlex.quote(str(where))
-    out.print(escape(f"Compare: experimentstash compare {quoted}{_over_hint(jobs)}"))
-    out.print(escape(f"Report:  experimentstash report {quoted}"))
-    if all(Status(job["status"]).final for job in jobs) and not all(Status(job["status"]).ok for job in jobs):
-        out.print(escape(f"Rerun:   experimentstash rerun {quoted}"))  # the jobs that did not succeed
+    hidden = ""
+    if len(shown) < len(not_ok):
+        hidden = f" (table lists the first {len(shown)} of the {len(not_ok)} that did not succeed)"
+    elif len(shown) < len(jobs):
+        hidden = f" (table lists the {len(shown)} that did not succeed)"
+    out.print(Text(f"{len(jobs)} jobs: {summary}{hidden}. Record: {plain(str(where))}/sweep.json"))
+    quoted = plain(shlex.quote(str(where)))
+    out.print(Text(f"Compare: experimentstash compare {quoted}{_over_hint(jobs)}"))
+    out.print(Text(f"Report:  experimentstash report {quoted}"))
+    if all(Status(s).final for s in counts) and not all(Status(s).ok for s in counts):  # each status once
+        out.print(Text(f"Rerun:   experimentstash rerun {quoted}"))  # the jobs that did not succeed
 
 
 def _over_hint(jobs: list[dict]) -> str:
@@ -127,7 +142,7 @@ def _over_hint(jobs: list[dict]) -> str:
         for key, value in override_values(job["overrides"]).items():
             values.setdefault(key, set()).add(value)
     seeds = [key for key, seen in values.items() if key.rsplit(".", 1)[-1] == "seed" and len(seen) > 1]
-    return f" --over {shlex.quote(seeds[0])}" if seeds else ""
+    return f" --over {plain(shlex.quote(seeds[0]))}" if seeds else ""
 
 
 @contextmanager
@@ -143,10 +158,9 @@ def quiet_when_closed():
 
 def print_sweep_end(config) -> None:
     """The table of a sweep another sweeper drove through our launcher, and its best value when it optimized."""
-    import yaml
-
     from .invocation import current
     from .records import SweepRecord
+    from .registry import read_yaml
 
     sweep_dir = Path(config.hydra.sweep.dir).absolute()
     if not (sweep_dir / "sweep.json").is_file():
@@ -155,8 +169,9 @@ def print_sweep_end(config) -> None:
     print_summary(current.root, sweep_dir, record.jobs)
     results = sweep_dir / "optimization_results.yaml"
     if results.is_file():
-        best = yaml.safe_load(results.read_text()) or {}
-        if "best_value" in best:
-            params = " ".join(f"{k}={v}" for k, v in (best.get("best_params") or {}).items())
-            console.print(f"best value {best['best_value']} with {params or '(no parameters)'} "
-                          f"({shown_path(current.root, results)})", highlight=False)
+        best = read_yaml(results) or {}
+        if isinstance(best, dict) and "best_value" in best:
+            params = best.get("best_params")
+            params = " ".join(f"{k}={v}" for k, v in params.items()) if isinstance(params, dict) else ""
+            console.print(Text(plain(f"best value {best['best_value']} with {params or '(no parameters)'} "
+                                     f"({shown_path(current.root, results)})")), highlight=False)

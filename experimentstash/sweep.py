@@ -7,7 +7,6 @@ hears back through job_started() / job_ended() / update(). The core names no bac
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 import socket
 import threading
@@ -16,17 +15,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
-from rich.markup import escape
+from rich.text import Text
 
 from . import StashError, backends
+from .display import plain
 from .execute import Interrupted, raise_on_signals
-from .invocation import console, current
+from .invocation import console, current, warn, warn_skipped
 from .facts import Facts, gather
 from .job import JobSpec, base_config, plan_job, reuses, split_job
 from .procs import owner_alive, run_processes, terminate
-from .records import (LOCK_FILE, RUN_FILE, SWEEP_FILE, Reserve, RunRecord, Status, SweepRecord, check_writable,
-                      encode_sweep, folder_problem, is_disk_full, is_signed, job_dir_name, job_run_dir,
-                      move_aside, now_iso, read_run_if_any, write_run, write_text)
+from .records import (LOCK_FILE, RUN_FILE, SWEEP_FILE, BadRecord, Missing, Reserve, RunRecord, Status, SweepRecord,
+                      check_writable, encode_sweep, folder_problem, is_disk_full, is_signed, job_dir_name, job_run_dir,
+                      move_aside, now_iso, read_run, to_json, write_run, write_text)
 from .registry import Stash
 from .reuse import GONE, Chooser, Earlier, check_run, earlier_runs
 from .summary import Progress, print_summary
@@ -90,7 +90,6 @@ class Sweep:
 
     def inspect(self, planned: list[Planned]) -> Facts:
         """Pins once per tool per sweep; the pin policy may refuse the whole sweep before anything starts."""
-        warn = lambda text: console.print(f"[yellow]warning:[/] {escape(text)}", markup=True, highlight=False)
         self.facts, specs = gather(self.stash.root, [(p.spec, p.options) for p in planned], warn, self.facts)
         for p, spec in zip(planned, specs):
             p.spec = spec
@@ -107,7 +106,7 @@ class Sweep:
         chooser = Chooser(self.stash.root, self.earlier)
         reused = {p.num: found for p in wanted if (found := chooser.choose(p.spec))}
         if line := chooser.line():
-            console.print(escape(line), highlight=False)
+            console.print(Text(plain(line)), highlight=False)
         return reused
 
     # --- sweep.json -----------------------------------------------------------------------------------------
@@ -170,9 +169,8 @@ class Sweep:
         try:
             write_run(self.stash.root, run_dir, record, signed)
         except OSError as err:
-            console.print(f"[yellow]warning:[/] cannot write {escape(str(run_dir / RUN_FILE))} ({err.strerror}): it "
-                          f"does not say {record.status} yet; `experimentstash status` writes it later.", markup=True,
-                          highlight=False)
+            warn(f"cannot write {run_dir / RUN_FILE} ({err.strerror}): it does not say {record.status} yet; "
+                 "`experimentstash status` writes it later.")
 
     def write(self, force: bool = False) -> None:
         """sweep.json with one line per job; only the jobs that changed are encoded again, and the lock is
@@ -184,7 +182,7 @@ class Sweep:
             self._dirty = False
             for num, job in self.jobs.items():
                 if num not in self._lines:
-                    self._lines[num] = json.dumps(job)
+                    self._lines[num] = to_json(job)
             lines = [self._lines[num] for num in sorted(self.jobs)]
         try:
             write_text(self.dir / SWEEP_FILE, encode_sweep(self.record.head(), lines))
@@ -317,8 +315,8 @@ class Sweep:
                 return False
             holder = os.pread(fd, 200, 0).decode(errors="replace").split() or ["?"]
             where = f"pid {holder[0]}" + (f" on {holder[1]}" if len(holder) > 1 else "")
-            console.print(f"another launcher ({where}) is running jobs of this sweep: waiting for it to end, so that "
-                          "no job runs twice at once.", highlight=False)
+            console.print(Text(f"another launcher ({plain(where)}) is running jobs of this sweep: waiting for it to "
+                               "end, so that no job runs twice at once."), highlight=False)
             restore = raise_on_signals()
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX)
@@ -365,17 +363,31 @@ class Sweep:
         is there and passes reuse's checks; else it is `lost`, with a note. Returns the notes to show (those jobs;
         the backend's when it could not say everything, e.g. Slurm's records gone)."""
         self._deferred = {}
-        records, statuses, notes = {}, {}, []
+        records, statuses, notes, bad = {}, {}, [], []
+
+        def record_of(run_dir: Path) -> RunRecord | None:
+            try:
+                return read_run(run_dir)
+            except Missing:  # a job that never started
+                return None
+            except BadRecord as err:
+                bad.append(err)
+                return None
+
+        folders = _names(self.dir)  # one listing, not a look for each job that never started
         for num, job in self.jobs.items():
             if job.get("reused_from"):  # the earlier run it stands on: read, never rewritten from here
                 self._reused(num, job, notes)
                 continue
-            record = read_run_if_any(job_run_dir(self.stash.root, self.dir, job))
+            if folders is not None and job_dir_name(num, job["tool"], job["experiment"]) not in folders:
+                continue
+            record = record_of(job_run_dir(self.stash.root, self.dir, job))
             if record is None:
                 continue
             records[num] = record
             gone = record.status == Status.RUNNING and owner_alive(record.owner) is False
             statuses[num] = Status.LOST if gone else record.status
+        warn_skipped(self.stash.root, bad)
         verdicts, note = self.backend.refresh(self, statuses)
         for num in sorted(set(records) | set(verdicts)):
             status, fields = verdicts.get(num) or (statuses[num], {})
@@ -415,6 +427,15 @@ class Sweep:
             write_run(self.stash.root, run_dirs[num], record, signed)
         self.write(force=True)
         return True
+
+
+def _names(folder: Path) -> set[str] | None:
+    """The names in a folder, or None when it cannot be listed."""
+    try:
+        with os.scandir(folder) as entries:
+            return {entry.name for entry in entries}
+    except OSError:
+        return None
 
 
 def _size(path: Path) -> int:
@@ -463,7 +484,7 @@ def rerun(stash: Stash, sweep_dir: Path) -> int:
     todo = [job for job in sweep.jobs.values() if not Status(job["status"]).ok]
     if not todo:
         sweep.commit()
-        console.print(f"Every job of {sweep_dir.name} succeeded: nothing to rerun.", highlight=False)
+        console.print(Text(f"Every job of {plain(sweep_dir.name)} succeeded: nothing to rerun."), highlight=False)
         return 0
     sweep.backend.before_rerun(sweep, todo)
     for job in todo:  # each earlier attempt is moved aside: checked before the first is (a reused job has none)

@@ -33,7 +33,7 @@ from . import StashError
 from .invocation import override_key, say
 from .overrides import override_values, varying
 from .execute import Interrupted, raise_on_signals
-from .records import Status, flatten
+from .records import Status, flatten, redact
 
 TAG = "experimentstash."  # our own MLflow tags
 MLFLOW_STATUS = {Status.SUCCEEDED: "FINISHED", Status.REUSED: "FINISHED", Status.FAILED: "FAILED",
@@ -167,7 +167,7 @@ def mlflow_target(tool, root: Path) -> tuple[str, str]:
 
 def said(err: Exception) -> str:
     lines = str(err).strip().splitlines()
-    return (lines[-1] if lines else type(err).__name__)[:300]
+    return redact((lines[-1] if lines else type(err).__name__)[:300])
 
 
 # --- MLflow ---------------------------------------------------------------------------------------------------
@@ -254,10 +254,10 @@ class Mlflow:
                 if found is None:
                     return self.client.create_experiment(name)
         except Exception as err:
-            raise StashError(f"MLflow at {self.uri} cannot be reached ({said(err)}): start it, or fix mlflow."
+            raise StashError(f"MLflow at {redact(self.uri)} cannot be reached ({said(err)}): start it, or fix mlflow."
                              "tracking_uri in configs/meta.yaml or MLFLOW_TRACKING_URI. Nothing was started.") from None
         if found.lifecycle_stage != "active":
-            raise StashError(f"MLflow experiment '{name}' at {self.uri} is deleted: restore it or set another "
+            raise StashError(f"MLflow experiment '{name}' at {redact(self.uri)} is deleted: restore it or set another "
                              "mlflow.experiment in configs/meta.yaml. Nothing was started.")
         return found.experiment_id
 
@@ -265,10 +265,11 @@ class Mlflow:
                start_time: int | None = None) -> str:
         from mlflow.entities import Param
 
-        tags = {"mlflow.user": getpass.getuser(), **{k: str(v) for k, v in tags.items() if v is not None}}
-        run = self.client.create_run(experiment_id, start_time=start_time, tags=tags, run_name=name)
+        # what a tag or a param would show of a URL's credentials (an override as typed) stays out of the server
+        tags = {"mlflow.user": getpass.getuser(), **{k: redact(str(v)) for k, v in tags.items() if v is not None}}
+        run = self.client.create_run(experiment_id, start_time=start_time, tags=tags, run_name=redact(name))
         if params:
-            self.client.log_batch(run.info.run_id, params=[Param(k, v) for k, v in params.items()])
+            self.client.log_batch(run.info.run_id, params=[Param(k, redact(v)) for k, v in params.items()])
         return run.info.run_id
 
     def end(self, run_id: str, status: Status, result=None, ended_at: str | None = None) -> None:

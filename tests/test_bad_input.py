@@ -4,6 +4,8 @@ import os
 
 import pytest
 
+from conftest import META
+
 
 def refused(stash, *args, env=None):
     out = stash.run(*args, env=env)
@@ -213,3 +215,33 @@ def test_experiment_files_hydra_cannot_name_are_refused_at_the_registry(stash, n
     stash.write(f"configs/fx/experiment/{name}.yaml", "value: 1\n")
     err = refused(stash, "-m", "tool=fx", "experiment=glob(*)")
     assert repr(f"configs/fx/experiment/{name}.yaml") in err and "Rename the file" in err
+
+
+def alias_bomb(levels: int = 6) -> str:
+    """A YAML list of a few hundred bytes whose aliases expand to 10 ** levels items."""
+    items = ["&l0 [x, x, x, x, x, x, x, x, x, x]"]
+    items += [f"&l{i} [{', '.join([f'*l{i - 1}'] * 10)}]" for i in range(1, levels)]
+    return "[" + ", ".join(items) + "]"
+
+
+@pytest.mark.parametrize("name,text", [
+    ("configs/meta.yaml", META + f"local:\n  gpus: {alias_bomb()}\n"),  # a launcher option of this machine
+    ("configs/meta.yaml", META + f"    description: {alias_bomb()}\n"),  # a tool key of the wrong type
+    ("configs/meta.local.yaml", f"local:\n  gpus: {alias_bomb()}\n"),
+    ("configs/meta.local.yaml", f"tracker: {alias_bomb()}\n"),
+], ids=["meta-launcher-option", "meta-tool-key", "local-launcher-option", "local-tracker"])
+def test_a_yaml_alias_bomb_is_refused_with_a_short_message(stash, name, text):
+    stash.write(name, text)
+    err = refused(stash, "tool=fx", "experiment=a")
+    assert f"{name}: its aliases expand to more than 100000 items" in err and len(err) < 300
+
+
+def test_config_files_are_read_with_limits(stash):
+    stash.write("configs/meta.local.yaml", "# padding\n" * 200_000)  # 2 MB of comments
+    assert "configs/meta.local.yaml: is larger than 1 MiB" in refused(stash, "tool=fx", "experiment=a")
+    stash.write("configs/meta.local.yaml", "tools: " + "[" * 5000 + "]" * 5000 + "\n")
+    assert "nested deeper than 100 levels" in refused(stash, "tool=fx", "experiment=a")
+    stash.write("configs/meta.local.yaml", "local:\n  gpus: [&x 0, " + ", ".join(["*x"] * 101) + "]\n")
+    assert "more than 100 YAML aliases" in refused(stash, "tool=fx", "experiment=a")
+    stash.write("configs/meta.local.yaml", "local:\n  gpus: [" + "9" * 5000 + "]\n")
+    assert "meta.local.yaml: a number is too long to read" in refused(stash, "tool=fx", "experiment=a")

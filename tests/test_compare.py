@@ -109,7 +109,7 @@ def test_text_values_missing_values_and_nested_results(swept):
         assert "n/a" in lines[1 + order.index("0_fx_a")] and "nan" in lines[1 + order.index("1_fx_a")]
         data = rows(stash, str(copy), "--over", "seed")
         group = next(r for r in data if r["experiment"] == "a" and r["value"] == "1")
-        assert group["score"]["n"] == 1 and group["score"]["mean"] == "nan"  # the text value is not averaged
+        assert group["score"]["n"] == 1 and group["score"]["mean"] == "NaN"  # the text value is not averaged
         out = stash.run("compare", str(copy), "--over", "seed")
         assert "(n=1)" in out.stdout
     finally:
@@ -170,3 +170,81 @@ def test_the_end_of_sweep_summary_names_compare_and_report(swept):
     out = stash.run("status", str(folder))
     assert f"Compare: experimentstash compare multirun/{folder.name} --over seed" in out.stdout
     assert f"Report:  experimentstash report multirun/{folder.name}" in out.stdout
+
+
+def doctored(swept, edits: dict, overrides: dict | None = None):
+    """A copy of the swept sweep whose jobs' records carry other results (and overrides): {job dir: result}."""
+    stash, folder = swept
+    copy = stash.root / "multirun" / "doctored"
+    shutil.copytree(folder, copy)
+    for name, result in edits.items():
+        record = json.loads((copy / name / "run.json").read_text())
+        record["result"] = result
+        record["overrides"] = (overrides or {}).get(name, record["overrides"])
+        (copy / name / "run.json").write_text(json.dumps(record))
+    if overrides:
+        sweep = json.loads((copy / "sweep.json").read_text())
+        for job in sweep["jobs"]:
+            name = f"{job['num']}_fx_{job['experiment']}"
+            job["overrides"] = overrides.get(name, job["overrides"])
+        (copy / "sweep.json").write_text(json.dumps(sweep))
+    return copy
+
+
+def test_csv_cells_are_never_formulas_and_md_escapes_headers_and_cells(swept):
+    stash, _ = swept
+    formula = "=HYPERLINK(\"http://evil\",\"x\")"
+    copy = doctored(swept, {"0_fx_a": {"=cmd|' /C calc'!A0": 1.5, "a|b": -2.5, "score": -1.5}},
+                    {"0_fx_a": [f"note={formula}", "at=@SUM(A1)", "plus=+1+2", "tab=\tx", "neg=-1", "pipe=x|y"]})
+    try:
+        out = stash.run("compare", str(copy), "--format", "csv")
+        assert out.returncode == 0, out.stderr
+        table = list(csv.DictReader(io.StringIO(out.stdout)))
+        header = next(csv.reader(io.StringIO(out.stdout)))
+        assert "'=cmd|' /C calc'!A0" in header and "a|b" in header  # a header can be a formula too
+        row = next(r for r in table if r["run"].endswith("0_fx_a"))
+        assert row["note"] == "'" + formula and row["at"] == "'@SUM(A1)" and row["plus"] == "'+1+2"
+        assert row["tab"] == "\\tx"  # control characters made visible: a tab never starts a cell
+        assert row["neg"] == "-1" and row["score"] == "-1.5" and row["a|b"] == "-2.5"  # numbers stay numbers
+        assert row["'=cmd|' /C calc'!A0"] == "1.5"
+        assert all(not cell.startswith(("=", "+", "@", "\t", "\r")) for r in table for cell in r.values())
+
+        out = stash.run("compare", str(copy), "--format", "md")
+        assert out.returncode == 0, out.stderr
+        head, rule, *lines = out.stdout.splitlines()
+        assert "| a\\|b |" in head and "=cmd\\|' /C calc'!A0" in head
+        columns = head.count(" | ") + 1
+        assert rule == "|" + "---|" * columns
+        for line in lines:  # every row has as many cells as the header: no '|' or newline breaks the table
+            assert len(line.replace("\\|", "").split(" | ")) == columns, line
+        assert any("x\\|y" in line for line in lines)
+    finally:
+        shutil.rmtree(copy)
+
+
+def strict(text: str):
+    def refuse(word):
+        raise ValueError(f"{word} is not JSON")
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_nan_and_infinity_are_strict_json_everywhere(stash):
+    """The tool writes NaN and Infinity (Python's json does): run.json, runs --json and compare's JSON stay JSON."""
+    for value in ("nan", "inf", "-inf"):
+        out = stash.run("tool=fx", "experiment=a", f"value={value}")
+        assert out.returncode == 0, out.stderr
+    records = sorted((p for p in (stash.root / "outputs").rglob("run.json")), key=lambda p: p.stat().st_mtime)
+    assert [strict(p.read_text())["result"]["score"] for p in records] == ["NaN", "Infinity", "-Infinity"]
+    listed = stash.run("runs", "--json")
+    assert listed.returncode == 0, listed.stderr
+    assert [r["result"]["score"] for r in strict(listed.stdout)] == ["NaN", "Infinity", "-Infinity"]
+    out = stash.run("compare", "--format", "json")
+    assert out.returncode == 0, out.stderr
+    assert sorted(r["score"] for r in strict(out.stdout)) == sorted(["NaN", "Infinity", "-Infinity"])
+    table = stash.run("compare", "--sort", "score").stdout  # read back as numbers: sorted as numbers
+    assert [line.split()[-3] for line in table.splitlines()[1:-1]] == ["-inf", "inf", "nan"]
+    diff = stash.run("diff", str(records[0].parent), str(records[1].parent), "--format", "json")
+    assert diff.returncode == 0, diff.stderr
+    assert strict(diff.stdout)["result"]["items"][0]["b"] == "Infinity"
+    again = stash.run("tool=fx", "experiment=a", "value=nan", "stash.reuse=true")  # its signed record still holds
+    assert again.returncode == 0 and f"reused: run {records[0].parent.name}" in again.stderr, again.stderr

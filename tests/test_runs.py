@@ -60,7 +60,7 @@ def test_runs_skips_unreadable_records_and_handles_no_runs(stash):
     out = stash.run("runs", "--json")
     assert out.returncode == 0
     assert len(json.loads(out.stdout)) == 1
-    assert "1 unreadable or invalid run.json skipped" in out.stderr and "broken" in out.stderr
+    assert out.stderr == "warning: skipped outputs/fx/a/broken/run.json: is not valid JSON (line 1)\n"
 
 
 def test_runs_bad_input(stash):
@@ -91,3 +91,23 @@ def test_runs_shows_the_overrides_and_tells_attempts_apart(stash):
     assert sum("seed=0" in line for line in lines) == 2 and sum("seed=1" in line for line in lines) == 2
     assert all("..." in line and "x" * 60 not in line for line in lines)  # shortened to fit
     assert sum(".attempt1" in line for line in lines) == 2
+
+
+def test_credentials_in_older_records_are_not_printed(stash):
+    """Records written before URLs' credentials were redacted: runs --json and diff show them redacted."""
+    assert stash.run("tool=fx", "experiment=a").returncode == 0
+    assert stash.run("tool=fx", "experiment=b").returncode == 0
+    a, b = sorted((p.parent for p in (stash.root / "outputs").rglob("run.json")), key=lambda p: p.name)
+    record = json.loads((b / "run.json").read_text())
+    record["env"]["variables"]["MLFLOW_TRACKING_URI"] = "https://ann:hunter2@mlflow.example/"
+    record["env"]["variables"]["DATA_URL"] = "s3://AKIATOKEN@bucket/data"
+    (b / "run.json").write_text(json.dumps(record))
+    listed = stash.run("runs", "--json")
+    assert listed.returncode == 0, listed.stderr
+    variables = next(r for r in json.loads(listed.stdout) if r["id"] == b.name)["env"]["variables"]
+    assert variables["MLFLOW_TRACKING_URI"] == "https://ann:***@mlflow.example/"
+    assert variables["DATA_URL"] == "s3://***@bucket/data"
+    for args in (("diff", str(a), str(b)), ("diff", str(a), str(b), "--format", "json")):
+        out = stash.run(*args)
+        assert out.returncode == 0, out.stderr
+        assert "ann:***@mlflow.example" in out.stdout and "hunter2" not in out.stdout and "AKIATOKEN" not in out.stdout

@@ -305,3 +305,26 @@ def test_files_written_into_the_checkout_during_a_sweep_are_named_once(stash):
     assert (out.stdout + out.stderr).count("wrote into the tool's checkout tools/fx: litter.txt") == 1
     touched = [r["tool_touched"] for r in stash.runs("multirun")]
     assert sorted(touched) == [[], ["litter.txt"]]
+
+
+def test_status_of_a_sweep_with_thousands_of_failed_jobs_is_bounded(stash):
+    """The table lists at most 100 jobs and the logs of the first 10 failures, then counts the rest."""
+    jobs = 20_000
+    folder = stash.root / "multirun" / "big"
+    folder.mkdir(parents=True)
+    (folder / "sweep.json").write_text(json.dumps({
+        "schema": 2, "id": "big", "created_at": "2025-01-01T00:00:00.000Z", "backend": "local",
+        "command_line": ["-m", "tool=fx", "experiment=crash", f"seed=range({jobs})"], "launcher": {}, "given": [],
+        "backend_state": {}, "reruns": [],
+        "jobs": [{"num": i, "tool": "fx", "experiment": "crash", "overrides": [f"seed={i}"],
+                  "run_dir": f"multirun/big/{i}_fx_crash", "status": "failed", "exit_code": 3, "duration_s": 0.5,
+                  "launch_overrides": ["tool=fx", "experiment=crash", f"seed={i}"]} for i in range(jobs)]}))
+    out = stash.run("status", "multirun/big", timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert len(out.stdout.splitlines()) < 200
+    assert out.stdout.count("last lines of multirun/big/") == 10
+    assert (f"... and {jobs - 10} more jobs failed or timed out: each one's log is "
+            "multirun/big/<#>_<tool>_<experiment>/stderr.log.") in out.stdout
+    assert f"{jobs} jobs: {jobs} failed (table lists the first 100 of the {jobs} that did not succeed)" in out.stdout
+    rows = [line for line in out.stdout.splitlines() if "│ crash " in line]
+    assert len(rows) == 100 and "│ 99 " in rows[-1]

@@ -412,6 +412,35 @@ def test_an_mlflow_server_that_does_not_answer_stops_everything_before_it_starts
     assert not (stash.root / "outputs").exists() and not (stash.root / "multirun").exists()
 
 
+@needs_mlflow
+def test_credentials_in_the_tracking_uri_reach_the_tool_but_never_a_record_or_the_output(stash, mlflow_server):
+    name = f"secret-{os.getpid()}-{time.monotonic_ns()}"
+    add_tracked_tool(stash, top=mlflow_meta(mlflow_server, name))
+    secret_uri = mlflow_server.replace("http://", "http://user:SECRET@")  # the server takes (and ignores) them
+    stash.write("configs/meta.local.yaml", f"mlflow:\n  tracking_uri: {secret_uri}\n")
+    out = stash.run("tool=tr", "experiment=a", "use_mlflow=true", timeout=300)
+    assert out.returncode == 0, out.stderr
+    (record,) = stash.runs()
+    seen = json.loads((stash.root / record["run_dir"] / "seen.json").read_text())
+    (run,) = mlflow_runs(mlflow_server, name)
+    assert seen["mlflow_run_id"] == run.info.run_id  # the tool reached the server with the URI as given
+    assert record["env"]["variables"]["MLFLOW_TRACKING_URI"] == mlflow_server.replace("http://", "http://user:***@")
+    listed = stash.run("runs", "--json")
+    # (the tool's own output, streamed to stdout as it writes it, is its business: MLflow prints its URL there)
+    for text in (out.stderr, (stash.root / record["run_dir"] / "run.json").read_text(),
+                 listed.stdout + listed.stderr, json.dumps(run.data.tags), json.dumps(run.data.params)):
+        assert "SECRET" not in text
+
+
+@needs_mlflow
+def test_credentials_of_an_mlflow_server_that_does_not_answer_are_not_printed(stash):
+    port = free_port()  # nothing listens there
+    stash.write("configs/meta.yaml", mlflow_meta(f"https://user:SECRET@127.0.0.1:{port}", "nowhere") + META)
+    out = stash.run("tool=fx", "experiment=a", timeout=120)
+    assert out.returncode == 2 and f"MLflow at https://user:***@127.0.0.1:{port} cannot be reached" in out.stderr
+    assert "SECRET" not in out.stderr + out.stdout
+
+
 # --- on Slurm -------------------------------------------------------------------------------------------------
 
 @pytest.mark.slurm

@@ -14,6 +14,7 @@ import typing
 from dataclasses import fields
 
 from .. import StashError
+from ..display import excerpt
 
 # backend name (as recorded in sweep.json, and the meta.yaml key of its defaults) -> (hydra/launcher=<name>, module)
 BACKENDS = {
@@ -58,29 +59,30 @@ def _typed(backend: str, name: str, value, kind):
             return None
         kind = next(a for a in args if a is not type(None))
         origin, args = typing.get_origin(kind), typing.get_args(kind)
-    bad = StashError(f"hydra.launcher.{name}={value!r}: expected {_describe(kind)} ({backend} backend).")
     if kind is bool:
-        if not isinstance(value, bool):
-            raise bad
+        ok = isinstance(value, bool)
     elif kind is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise bad
+        ok = isinstance(value, int) and not isinstance(value, bool)
     elif kind is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise bad
-        value = float(value)
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
     elif kind is str:
-        if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-            raise bad
-        value = str(value)
+        ok = isinstance(value, (str, int, float)) and not isinstance(value, bool)
     elif origin in (list, typing.List):
-        if not isinstance(value, (list, tuple)) or not all(isinstance(v, (str, int)) for v in value):
-            raise bad
-        value = [str(v) for v in value]
+        ok = isinstance(value, (list, tuple)) and all(isinstance(v, (str, int)) for v in value)
     elif origin in (dict, typing.Dict):
-        if not isinstance(value, dict):
-            raise bad
-        value = dict(value)
+        ok = isinstance(value, dict)
+    else:
+        ok = True
+    if not ok:  # the value quoted by an excerpt: it may be an alias bomb
+        raise StashError(f"hydra.launcher.{name}={excerpt(value)}: expected {_describe(kind)} ({backend} backend).")
+    if kind is float:
+        return float(value)
+    if kind is str:
+        return str(value)
+    if origin in (list, typing.List):
+        return [str(v) for v in value]
+    if origin in (dict, typing.Dict):
+        return dict(value)
     return value
 
 
@@ -104,8 +106,8 @@ def resolve_options(name: str, values: dict, given: set[str], machine: dict, rec
         raise StashError(f"Unknown launcher option 'hydra.launcher.{unknown[0]}' {where} (known: {', '.join(known)}).")
     unknown = sorted(set(map(str, machine)) - set(known))
     if unknown:
-        raise StashError(f"Unknown option '{unknown[0]}' under '{name}:' in configs/meta.yaml or meta.local.yaml "
-                         f"(options of the {name} backend: {', '.join(known)}).")
+        raise StashError(f"Unknown option {excerpt(unknown[0])} under '{name}:' in configs/meta.yaml or "
+                         f"meta.local.yaml (options of the {name} backend: {', '.join(known)}).")
     hints = typing.get_type_hints(cls)
     merged = {}
     for key in known:

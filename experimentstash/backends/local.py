@@ -108,6 +108,9 @@ class Backend:
         pass
 
     def run(self, sweep, planned, facts) -> None:
+        from rich.text import Text
+
+        from ..display import plain
         from ..execute import Interrupted, Runner, RunDirError
         from ..invocation import console
         from ..records import Status
@@ -128,7 +131,7 @@ class Backend:
                                     prepare=sweep.tracking.prepare(p.num) if sweep.tracking else None)
             except RunDirError as err:  # this job's folder cannot be written (a full disk): it did not run
                 sweep.update(p.num, status=Status.FAILED, error=str(err))
-                console.print(f"[red]job {p.num} failed to start:[/] {err}", markup=True, highlight=False)
+                console.print(Text.assemble((f"job {p.num} failed to start:", "red"), f" {plain(str(err))}"))
                 record = None
             finally:
                 devices.release(gpus)
