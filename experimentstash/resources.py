@@ -224,6 +224,7 @@ class Seen:
 
 @dataclass
 class Run:
+    """One watched run: its tool's pid (the session id of the run), the processes seen, and the figures so far."""
     pid: int
     gpu_ids: list[str] | None
     processes: dict[int, Seen] = field(default_factory=dict)
