@@ -1,0 +1,322 @@
+"""What each run used: real processes that hold and burn known amounts, measured by the resources sampler.
+
+Each test starts a driver process that does what the launcher does for its runs: every tool started in a session
+of its own, `watch` just after, `os.wait4` for its end, `finish` with the rusage, then the run's leftovers ended.
+GPU figures come from a fake `pynvml` module on the driver's PYTHONPATH: the same code path a real GPU takes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO
+
+MIB = 1 << 20
+GIB = 1 << 30
+
+DRIVER = '''
+import json, os, signal, subprocess, sys, threading
+if os.environ.get("NO_PYNVML"):
+    sys.modules["pynvml"] = None  # as if nvidia-ml-py were not installed
+from experimentstash import resources
+
+runs = json.loads(sys.argv[1])
+figures = {}
+
+def run(key, argv, env):
+    env = {**os.environ, **env}
+    proc = subprocess.Popen(argv, env=env, start_new_session=True)
+    resources.watch(key, proc.pid, env.get("CUDA_VISIBLE_DEVICES"))
+    _, status, rusage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    figures[key] = resources.finish(key, rusage)
+    figures[key]["exit_code"] = proc.returncode
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)  # what the run left behind
+    except ProcessLookupError:
+        pass
+
+threads = [threading.Thread(target=run, args=(key, *spec)) for key, spec in runs.items()]
+for thread in threads:
+    thread.start()
+for thread in threads:
+    thread.join()
+print(json.dumps(figures))
+'''
+
+# a tool: starts one worker per mode, waits for its direct children, waits until every worker is ready
+# (allocated and burnt), sleeps `after` seconds, and writes the CPU time of itself and the children it waited for
+# (as `time` would say it) to <ready>.cpu
+TOOL = '''
+import os, subprocess, sys, time
+modes, (mib, burn, hold, ready), after = sys.argv[1].split(","), sys.argv[2:6], float(sys.argv[6])
+gpu = sys.argv[7] if len(sys.argv) > 7 else ""
+worker = os.path.join(os.path.dirname(os.path.abspath(__file__)), "worker.py")
+if gpu:  # this process holds GPU memory too
+    device, used = gpu.split(":")
+    with open(os.path.join(os.environ["FAKE_NVML_DIR"], device, str(os.getpid())), "w") as f:
+        f.write(used)
+children = [subprocess.Popen([sys.executable, "-I", "-S", worker, mode, mib, burn, hold, ready, str(len(modes)), gpu])
+            for mode in modes]
+for child in children:
+    child.wait()
+deadline = time.monotonic() + 60
+while len(os.listdir(ready)) < len(modes) and time.monotonic() < deadline:
+    time.sleep(0.05)
+time.sleep(after)
+with open(ready + ".cpu", "w") as f:
+    f.write(str(sum(os.times()[:4])))
+'''
+
+# a worker: `wait` (a child its parent waits for), `setsid` (leaves the tool's session), `orphan` (forks and
+# lets its parent end, so that nobody in the run waits for it) or `daemon` (an orphan that leaves the session
+# once it has burnt its CPU time); holds `mib` MiB, burns `burn` s of CPU, says it is ready, waits for the others,
+# holds on for `hold` seconds
+WORKER = '''
+import os, sys, time
+mode, mib, burn, hold, ready, n, gpu = sys.argv[1:]
+mib, burn, hold, n = int(mib), float(burn), float(hold), int(n)
+if mode == "setsid":
+    os.setsid()
+if mode in ("orphan", "daemon") and os.fork():
+    os._exit(0)
+block = bytearray(mib * 1024 * 1024)
+block[::4096] = b"\\x01" * len(range(0, len(block), 4096))  # touch every page: resident, not only reserved
+if gpu:
+    device, used = gpu.split(":")
+    with open(os.path.join(os.environ["FAKE_NVML_DIR"], device, str(os.getpid())), "w") as f:
+        f.write(used)
+start = time.process_time()
+while time.process_time() - start < burn:
+    pass
+if mode == "daemon":
+    os.setsid()
+cpu = sum(os.times()[:2])
+with open(os.path.join(ready, f"{os.getpid()}.tmp"), "w") as f:
+    f.write(str(cpu))
+os.rename(os.path.join(ready, f"{os.getpid()}.tmp"), os.path.join(ready, str(os.getpid())))
+deadline = time.monotonic() + 60
+while len([name for name in os.listdir(ready) if name.isdigit()]) < n and time.monotonic() < deadline:
+    time.sleep(0.05)
+time.sleep(hold)
+'''
+
+# NVML as the tests need it: two devices, each process that "holds GPU memory" has a file
+# $FAKE_NVML_DIR/<device index>/<pid> with its bytes ("n/a": NVML cannot say, as under Windows' WDDM)
+FAKE_PYNVML = '''
+import os
+from types import SimpleNamespace
+
+DEVICES = [("GPU-0a0a0a0a-1111-2222-3333-444444444444", "Fake GPU 40GB", 40 << 30, 30),
+           ("GPU-1b1b1b1b-5555-6666-7777-888888888888", "Fake GPU 80GB", 80 << 30, 70)]
+
+
+class NVMLError(Exception):
+    pass
+
+
+def nvmlInit():
+    if os.environ.get("FAKE_NVML_FAIL"):
+        raise NVMLError("Driver Not Loaded")
+
+
+def nvmlDeviceGetCount():
+    return len(DEVICES)
+
+
+def nvmlDeviceGetHandleByIndex(index):
+    if not 0 <= index < len(DEVICES):
+        raise NVMLError("Invalid Argument")
+    return index
+
+
+def nvmlDeviceGetUUID(handle):
+    return DEVICES[handle][0]
+
+
+def nvmlDeviceGetName(handle):
+    return DEVICES[handle][1].encode()  # older nvidia-ml-py versions return bytes
+
+
+def nvmlDeviceGetMemoryInfo(handle):
+    return SimpleNamespace(total=DEVICES[handle][2], free=DEVICES[handle][2], used=0)
+
+
+def nvmlDeviceGetUtilizationRates(handle):
+    return SimpleNamespace(gpu=DEVICES[handle][3], memory=0)
+
+
+def nvmlDeviceGetComputeRunningProcesses(handle):
+    folder = os.path.join(os.environ["FAKE_NVML_DIR"], str(handle))
+    processes = []
+    for name in os.listdir(folder):
+        if os.path.exists(f"/proc/{name}"):
+            with open(os.path.join(folder, name)) as f:
+                used = f.read()
+            processes.append(SimpleNamespace(pid=int(name), usedGpuMemory=None if used == "n/a" else int(used)))
+    return processes
+'''
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the process tree is read from /proc")
+
+
+@pytest.fixture
+def tools(tmp_path: Path) -> Path:
+    folder = tmp_path / "tools"
+    folder.mkdir()
+    (folder / "tool.py").write_text(TOOL)
+    (folder / "worker.py").write_text(WORKER)
+    (folder / "driver.py").write_text(DRIVER)
+    return folder
+
+
+def tool(tools: Path, name: str, modes: str, mib: int = 0, burn: float = 0, hold: float = 0, after: float = 0,
+         gpu: str = "") -> tuple[list[str], Path]:
+    """The argv of one run of the tool and the folder where its workers say they are ready."""
+    ready = tools / f"ready-{name}"
+    ready.mkdir()
+    argv = [sys.executable, "-I", "-S", str(tools / "tool.py"), modes, str(mib), str(burn), str(hold), str(ready),
+            str(after)]
+    return argv + ([gpu] if gpu else []), ready
+
+
+def measure(tools: Path, runs: dict[str, tuple[list[str], dict]], env: dict | None = None) -> dict[str, dict]:
+    """Run the tools at once under one sampler; each run's `resources` record. `env` adds variables to the
+    driver's environment (None: takes one out)."""
+    env = {key: value for key, value in {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}.items()
+           if value is not None}
+    out = subprocess.run([sys.executable, str(tools / "driver.py"), json.dumps(runs)], capture_output=True,
+                         text=True, timeout=120, env=env)
+    assert out.returncode == 0, out.stderr
+    figures = json.loads(out.stdout)
+    for key, record in figures.items():
+        assert record.pop("exit_code") == 0, f"{key} failed"
+    return figures
+
+
+def cpu(record: dict) -> float:
+    return record["cpu_user_s"] + record["cpu_system_s"]
+
+
+def worker_cpu(ready: Path) -> float:
+    """The CPU time the workers said they had used when they were ready."""
+    return sum(float(path.read_text()) for path in ready.iterdir())
+
+
+def tool_cpu(ready: Path) -> float:
+    """The CPU time of the tool and the children it waited for, as the tool said it just before it ended."""
+    return float(Path(f"{ready}.cpu").read_text())
+
+
+def test_peak_memory_is_the_whole_tree(tools):
+    """4 workers of 125 MiB each (two of them in sessions of their own): 500 MiB more than the same tree holding
+    nothing (5 interpreters of their own, ~45 MiB), where the largest single process holds 125 MiB."""
+    argv, _ = tool(tools, "mem", "wait,wait,setsid,setsid", mib=125, hold=3)
+    idle, _ = tool(tools, "idle", "wait,wait,setsid,setsid", mib=0, hold=3)
+    figures = measure(tools, {"mem": (argv, {}), "idle": (idle, {})})
+    record = figures["mem"]
+    assert 450 * MIB <= record["peak_rss_bytes"] - figures["idle"]["peak_rss_bytes"] <= 550 * MIB
+    assert 125 * MIB <= record["max_process_rss_bytes"] <= 150 * MIB
+    assert record["max_processes"] == figures["idle"]["max_processes"] == 5
+    assert record["samples"] >= 2
+
+
+def test_cpu_burnt_in_a_child_counts(tools):
+    argv, ready = tool(tools, "burn", "wait", burn=2)
+    record = measure(tools, {"burn": (argv, {})})["burn"]
+    assert 1.8 <= cpu(record) <= 2.2
+    assert cpu(record) >= worker_cpu(ready)
+
+
+def test_short_run_gets_its_cpu_from_rusage(tools):
+    """Over before the first samples could tell: the CPU time is still exact (the tool and its child, as `time`
+    would say), the memory is at least the largest process's."""
+    argv, ready = tool(tools, "short", "wait", mib=20, burn=0.2)
+    record = measure(tools, {"short": (argv, {})})["short"]
+    assert worker_cpu(ready) >= 0.2
+    assert tool_cpu(ready) <= cpu(record) <= tool_cpu(ready) + 0.05
+    assert record["peak_rss_bytes"] >= record["max_process_rss_bytes"] >= 20 * MIB
+
+
+def test_cpu_of_a_process_still_running_when_the_tool_ends(tools):
+    """An orphan the tool never waits for burns 2 s; the tool ends while it still runs: its CPU time counts."""
+    argv, _ = tool(tools, "left", "orphan", burn=2, hold=60)
+    record = measure(tools, {"left": (argv, {})})["left"]
+    assert 1.8 <= cpu(record) <= 2.2
+
+
+def test_cpu_of_a_daemon_that_ended_before_the_tool(tools):
+    """An orphan burns 2 s, leaves the tool's session and ends (reaped by init, never by the tool) before the tool
+    ends: it still counts, as the run's process it was seen to be."""
+    argv, _ = tool(tools, "daemon", "daemon", burn=2, hold=2, after=5)
+    record = measure(tools, {"orphan": (argv, {})})["orphan"]
+    assert 1.8 <= cpu(record) <= 2.2
+
+
+def test_runs_sampled_together_keep_their_own_figures(tools):
+    """One sampler, two runs at once: one holds memory, the other burns CPU in three processes."""
+    holds, _ = tool(tools, "holds", "wait", mib=300, hold=3)
+    burns, ready = tool(tools, "burns", "wait,wait,setsid", burn=0.7, hold=3)
+    figures = measure(tools, {"holds": (holds, {}), "burns": (burns, {})})
+    assert 270 * MIB <= figures["holds"]["peak_rss_bytes"] <= 330 * MIB
+    assert figures["burns"]["peak_rss_bytes"] < 60 * MIB
+    assert figures["holds"]["max_processes"] == 2
+    assert figures["burns"]["max_processes"] == 4
+    assert cpu(figures["holds"]) < 0.5
+    assert worker_cpu(ready) >= 2.0
+    assert tool_cpu(ready) <= cpu(figures["burns"]) <= tool_cpu(ready) + 0.05
+
+
+@pytest.fixture
+def nvml(tmp_path: Path) -> dict:
+    """The fake pynvml on the driver's PYTHONPATH, its device folders, and a process outside every run holding
+    5 GiB on each device."""
+    folder = tmp_path / "fake-nvml"
+    (folder / "lib").mkdir(parents=True)
+    (folder / "lib" / "pynvml.py").write_text(FAKE_PYNVML)
+    for device in ("0", "1"):
+        (folder / "gpus" / device).mkdir(parents=True)
+        (folder / "gpus" / device / str(os.getpid())).write_text(str(5 * GIB))
+    return {"PYTHONPATH": f"{REPO}{os.pathsep}{folder / 'lib'}", "FAKE_NVML_DIR": str(folder / "gpus")}
+
+
+def test_gpu_memory_and_utilization_per_device(tools, nvml):
+    """Runs given a device by index, by UUID prefix, or no CUDA_VISIBLE_DEVICES at all; two runs share device 1."""
+    by_index, _ = tool(tools, "by-index", "wait", hold=3, gpu=f"1:{GIB}")  # the tool and its worker: 2 GiB
+    by_uuid, _ = tool(tools, "by-uuid", "wait,wait", hold=3, gpu=f"1:{3 * GIB}")  # 9 GiB
+    unset, _ = tool(tools, "unset", "wait", hold=3, gpu=f"0:{2 * GIB}")  # 4 GiB
+    unknown, _ = tool(tools, "unknown", "wait", hold=3, gpu="0:n/a")
+    no_gpu, _ = tool(tools, "no-gpu", "wait", hold=3)
+    figures = measure(tools, {"by-index": (by_index, {"CUDA_VISIBLE_DEVICES": "1"}),
+                              "by-uuid": (by_uuid, {"CUDA_VISIBLE_DEVICES": "GPU-1b1b1b1b,0"}),
+                              "unset": (unset, {}),
+                              "unknown": (unknown, {"CUDA_VISIBLE_DEVICES": "0"}),
+                              "no-gpu": (no_gpu, {"CUDA_VISIBLE_DEVICES": ""})},
+                      env={**nvml, "CUDA_VISIBLE_DEVICES": None})
+    device0 = {"index": 0, "uuid": "GPU-0a0a0a0a-1111-2222-3333-444444444444", "name": "Fake GPU 40GB",
+               "memory_total_bytes": 40 * GIB}
+    device1 = {"index": 1, "uuid": "GPU-1b1b1b1b-5555-6666-7777-888888888888", "name": "Fake GPU 80GB",
+               "memory_total_bytes": 80 * GIB}
+    assert figures["by-index"]["gpus"] == [{**device1, "peak_memory_bytes": 2 * GIB, "mean_utilization_pct": 70.0}]
+    # the ids in the order given, each as the run had it: the run used device 0 not at all
+    assert figures["by-uuid"]["gpus"] == [{**device1, "peak_memory_bytes": 9 * GIB, "mean_utilization_pct": 70.0},
+                                          {**device0, "peak_memory_bytes": 0, "mean_utilization_pct": 30.0}]
+    # without CUDA_VISIBLE_DEVICES: the devices its processes used
+    assert figures["unset"]["gpus"] == [{**device0, "peak_memory_bytes": 4 * GIB, "mean_utilization_pct": 30.0}]
+    # NVML cannot say the run's memory: none is recorded
+    assert figures["unknown"]["gpus"] == [{**device0, "mean_utilization_pct": 30.0}]
+    assert "gpus" not in figures["no-gpu"]
+
+
+@pytest.mark.parametrize("without", ["NO_PYNVML", "FAKE_NVML_FAIL"])
+def test_no_gpu_figures_without_nvml(tools, nvml, without):
+    """Without nvidia-ml-py, or when NVML does not start (no driver): no GPU figures, the others as always."""
+    argv, _ = tool(tools, "run", "wait", hold=1.5, gpu=f"0:{GIB}")
+    record = measure(tools, {"run": (argv, {"CUDA_VISIBLE_DEVICES": "0"})}, env={**nvml, without: "1"})["run"]
+    assert "gpus" not in record
+    assert record["max_processes"] == 2
