@@ -28,7 +28,7 @@ from .job import JobSpec
 from .pins import StashState, ToolPin
 from .procs import RUN_ID_VARIABLE, STOP_SIGNALS, owner, run_processes, terminate
 from .records import (EXPERIMENT_COPY, MAX_RESULT_BYTES, PATCH_FILE, RUN_FILE, BadRecord, Missing, Reserve,
-                      RunRecord, Status, now_iso, open_regular, read_json, recorded_path, redact, write_run)
+                      RunRecord, Status, now_iso, open_regular, read_json, read_limited, recorded_path, redact, write_run)
 
 TAIL_BYTES = 16 * 1024  # of stderr, kept in memory for when the log cannot take it
 
@@ -123,8 +123,12 @@ def env_record(spec: JobSpec) -> dict:
 def _venv_python(venv: Path) -> tuple[str | None, str | None]:
     cfg = venv / "pyvenv.cfg"
     version = None
-    if cfg.is_file():
-        for line in cfg.read_text(errors="replace").splitlines():
+    try:
+        text = read_limited(cfg, 1 << 16, follow=True).decode(errors="replace")
+    except BadRecord:
+        text = ""
+    if text:
+        for line in text.splitlines():
             key, _, value = line.partition("=")
             if key.strip() in ("version_info", "version"):
                 version = value.strip()

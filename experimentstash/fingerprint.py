@@ -23,13 +23,12 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
+from . import StashError
 from .gitcmd import git
 from .job import JobSpec
 from .pins import StashState, ToolPin
-from .records import plain_relative
-from .registry import SNAPSHOTS
+from .records import BadRecord, plain_relative, read_limited
+from .registry import MAX_EXPERIMENT_BYTES, SNAPSHOTS, parse_yaml
 
 NAMED_ONLY = ("experiment", SNAPSHOTS)  # folders of configs/<tool>/ whose files a job composes only when named
 
@@ -83,8 +82,8 @@ def experiment_files(root: Path, tool: str, start: Path, known: dict[Path, dict]
         if rel in found:
             continue
         try:
-            data = path.read_bytes()
-        except OSError:
+            data = read_limited(path, MAX_EXPERIMENT_BYTES, follow=True)
+        except BadRecord:  # missing, not a regular file or too large: the tool says what is wrong with it
             found[rel] = None
             continue
         found[rel] = hashlib.sha256(data).hexdigest()
@@ -103,8 +102,8 @@ def named_configs(text: bytes, group: str) -> list[str]:
     relative to the group of the file that holds it, a leading / makes it absolute; `optional`, `override` and
     `@package` do not change which file it is)."""
     try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError:
+        data = parse_yaml(text, group)
+    except StashError:
         return []  # the tool says what is wrong with it
     defaults = data.get("defaults") if isinstance(data, dict) else None
     names = []

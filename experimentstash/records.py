@@ -40,6 +40,7 @@ os.umask(_UMASK)
 MAX_RUN_BYTES = 32 << 20  # run.json: room for a result file of MAX_RESULT_BYTES, indented
 MAX_RESULT_BYTES = 4 << 20  # a tool's result file (meta.yaml `result:`)
 MAX_SWEEP_BYTES = 1 << 30  # sweep.json: 1,000,000 jobs of up to 1 KiB each
+MAX_PATCH_BYTES = 256 << 20  # a run's tool.diff (its uncommitted changes, untracked files included)
 MAX_DEPTH = 100  # levels of nested lists and objects
 
 

@@ -30,7 +30,7 @@ from .gitcmd import GitError, git, git_bytes, is_repo, ok
 from .invocation import console, output, shown_path, warn
 from .job import JobSpec, file_sha256, job_cwd, new_run_id, prepare_tool, tool_command
 from .pins import ToolPin, inspect
-from .records import (EXPERIMENT_COPY, PATCH_FILE, RUN_FILE, BadRecord, Missing, RunRecord, flatten, inside,
+from .records import (EXPERIMENT_COPY, MAX_PATCH_BYTES, PATCH_FILE, RUN_FILE, BadRecord, Missing, RunRecord, flatten, inside,
                       read_limited)
 from .registry import MAX_EXPERIMENT_BYTES, META, META_LOCAL, Loader, Stash, Tool, _deep_merge, parse_yaml, read_yaml
 from .runs import found_at
@@ -128,8 +128,11 @@ def experiment_text(stash: Stash, record: RunRecord, run_dir: Path) -> bytes:
         sources.append((f"stash commit {record.stash_commit[:10]}",
                         _show(stash.root, record.stash_commit, record.experiment_file), "has no such file"))
     current = inside(stash.root, record.experiment_file, "run.json experiment_file")
-    sources.append((f"{record.experiment_file} today", current.read_bytes() if current.is_file() else None,
-                    "does not exist"))
+    try:
+        today, absent = read_limited(current, MAX_EXPERIMENT_BYTES, follow=True), ""
+    except BadRecord as err:
+        today, absent = None, err.reason
+    sources.append((f"{record.experiment_file} today", today, absent))
     why = []
     for where, data, absent in sources:
         if data is None:
@@ -236,7 +239,10 @@ class Materialized:
 def _checked_patch(patch: Path | None, repo_dir: Path, folder: str | None) -> bytes:
     """The run's tool.diff, refused when it touches anything outside the tool: `folder` is an in-tree tool's
     folder (the patch's paths are the stash's), None for a submodule (its paths are the tool repository's)."""
-    data = patch.read_bytes() if patch else b""
+    try:
+        data = read_limited(patch, MAX_PATCH_BYTES) if patch else b""
+    except BadRecord as err:
+        raise StashError(f"{err.path} {err.reason}: the run's uncommitted changes cannot be applied.") from None
     if not data:
         return data
     outside = next((path for path in patched_paths(repo_dir, patch) if not _in_tool(path, folder)), None)

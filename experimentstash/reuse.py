@@ -21,8 +21,9 @@ from . import StashError
 from .fingerprint import digest
 from .gitcmd import GitError, git
 from .invocation import warn_skipped
-from .records import (EXPERIMENT_COPY, HEX, MAX_RESULT_BYTES, MAX_RUN_BYTES, RUN_FILE, RunRecord, Status, inside,
-                      read_json, recorded_path, to_json)
+from .records import (EXPERIMENT_COPY, HEX, MAX_RESULT_BYTES, MAX_RUN_BYTES, RUN_FILE, BadRecord, RunRecord, Status,
+                      inside, read_json, read_limited, recorded_path, to_json)
+from .registry import MAX_EXPERIMENT_BYTES
 from .runs import Found, load_runs
 from .signing import refusal
 
@@ -90,7 +91,7 @@ def check_run(root: Path, folder: Path, tool: str, result_file: str | None) -> t
     if record.run_dir != recorded_path(root, folder):
         return record, "it is not where its record says (moved or copied)"
     copy = _file(folder, EXPERIMENT_COPY)
-    if copy is None or hashlib.sha256(copy.read_bytes()).hexdigest() != record.experiment_sha256:
+    if copy is None or _sha256(copy, MAX_EXPERIMENT_BYTES) != record.experiment_sha256:
         return record, f"its {EXPERIMENT_COPY} is missing or not the recorded one"
     if _file(folder, "stdout.log") is None or _file(folder, "stderr.log") is None:
         return record, "its logs are missing"
@@ -105,6 +106,13 @@ def _file(folder: Path, name: str) -> Path | None:
         path = inside(folder, name, name) if "/" in name else folder / name
         return path if stat.S_ISREG(os.lstat(path).st_mode) else None
     except (OSError, StashError):
+        return None
+
+
+def _sha256(path: Path, limit: int) -> str | None:
+    try:
+        return hashlib.sha256(read_limited(path, limit)).hexdigest()
+    except BadRecord:
         return None
 
 

@@ -12,13 +12,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import git
-import yaml
 
 from . import StashError
 from .compose import query, tail
 from .invocation import console, warn
 from .pins import inspect_tool
-from .registry import SNAPSHOTS, Stash
+from .registry import SNAPSHOTS, Stash, parse_yaml
 
 TAG = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
@@ -106,10 +105,7 @@ def run(args, root: Path) -> int:
             f"{tail(out.stderr or out.stdout)}"
         )
     text = out.stdout
-    try:
-        parsed = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        raise StashError(f"Tool '{tool.name}' printed something that is not a YAML config for --cfg job: {err}") from None
+    parsed = parse_yaml(text, f"the --cfg job output of tool '{tool.name}'")
     if not isinstance(parsed, dict):
         raise StashError(f"Tool '{tool.name}' printed no config mapping for --cfg job:\n{tail(text)}")
     if "${" in text:

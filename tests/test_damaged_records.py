@@ -229,3 +229,37 @@ def test_wrong_types_in_every_field_are_named(damaged, tmp_path):
         assert out.returncode == 0 and strict_json(out.stdout) == [], out.stderr
         for key, _ in cases[start:start + 20]:
             assert f"warning: skipped outputs/{key}/run.json: field '{key}" in out.stderr
+
+
+def test_the_files_beside_a_record_are_read_within_limits(damaged, tmp_path):
+    """tool.diff and the experiment's copy are read like records: a huge one is refused with its name, a special
+    file never read."""
+    stash, _, good_dir, _, _, _ = damaged
+    run_dir = stash.root / "outputs" / "fx" / "a" / "beside"
+    shutil.copytree(good_dir, run_dir)
+    try:
+        refused_beside(stash, run_dir)
+    finally:
+        shutil.rmtree(run_dir)
+
+    (good_dir / "experiment.yaml").rename(tmp_path / "experiment.yaml")
+    os.mkfifo(good_dir / "experiment.yaml")  # the run reuse would stand on: not trusted, never read
+    try:
+        out = finished(stash, "tool=fx", "experiment=a", "stash.reuse=true", code=0)
+        assert "its experiment.yaml is missing or not the recorded one" in out.stderr
+    finally:
+        (good_dir / "experiment.yaml").unlink()
+        (tmp_path / "experiment.yaml").rename(good_dir / "experiment.yaml")
+
+
+def refused_beside(stash, run_dir: Path) -> None:
+    record = json.loads((run_dir / "run.json").read_text())
+    (run_dir / "run.json").write_text(json.dumps({**record, "tool_dirty": True, "tool_diff": "tool.diff"}))
+    with open(run_dir / "tool.diff", "wb") as f:
+        f.truncate(300 << 20)  # sparse: larger than any patch may be, without using the disk
+    out = finished(stash, "reproduce", str(run_dir), code=2)
+    assert f"{run_dir / 'tool.diff'} is larger than 256 MiB" in out.stderr
+    (run_dir / "tool.diff").unlink()
+    os.mkfifo(run_dir / "tool.diff")
+    out = finished(stash, "reproduce", str(run_dir), code=2)
+    assert "tool.diff" in out.stderr and "missing" in out.stderr
