@@ -320,7 +320,7 @@ class BackendSuite:
         assert run_json(stash, job)["tool_touched"] == ["litter.txt"]
 
     def test_timeout_ends_the_job_and_says_so(self, stash):
-        out = self.sweep(stash, "tool=fx", "experiment=slow,a", "stash.timeout=3", "stash.grace=1")
+        out = self.sweep(stash, "tool=fx", "experiment=slow,a", "stash.timeout=20", "stash.grace=1")
         assert out.returncode == 1, out.stdout + out.stderr
         jobs = sweep_json(stash)["jobs"]
         assert [j["status"] for j in jobs] == ["timeout", "succeeded"]
