@@ -44,7 +44,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("-n", type=int, default=10, help="runs of each command (default 10)")
     parser.add_argument("--quick", action="store_true", help="3 runs of each command")
+    parser.add_argument("--no-keeper", action="store_true",
+                        help="run the launcher without its keeper process (EXPERIMENTSTASH_NO_KEEPER=1)")
     args = parser.parse_args()
+    if args.no_keeper:  # every launcher command gets this process's environment (stashkit.env)
+        os.environ["EXPERIMENTSTASH_NO_KEEPER"] = "1"
+    print(f"keeper {'off' if args.no_keeper else 'on'}, load average {os.getloadavg()[0]:.2f} at the start")
     n = 3 if args.quick else args.n
 
     with temp_dir("es-bench-overhead-") as tmp:

@@ -52,7 +52,13 @@ def main() -> None:
     parser.add_argument("--parallel", type=int, default=16, help="max_parallel / n_jobs / xargs -P (default 16)")
     parser.add_argument("--sleep", type=float, default=1.0, help="seconds each job sleeps (default 1)")
     parser.add_argument("--quick", action="store_true", help="32 jobs")
+    parser.add_argument("--no-joblib", action="store_true", help="leave out the joblib launcher runs")
+    parser.add_argument("--no-keeper", action="store_true",
+                        help="run the launcher without its keeper process (EXPERIMENTSTASH_NO_KEEPER=1)")
     args = parser.parse_args()
+    if args.no_keeper:  # every launcher command gets this process's environment (stashkit.env)
+        os.environ["EXPERIMENTSTASH_NO_KEEPER"] = "1"
+    print(f"keeper {'off' if args.no_keeper else 'on'}, load average {os.getloadavg()[0]:.2f} at the start")
     n = 32 if args.quick else args.n
     par, sleep = args.parallel, args.sleep
     ideal = -(-n // par) * sleep
@@ -91,7 +97,7 @@ def main() -> None:
             peak = max(peak, running)
 
         joblib_runs = []
-        for label, words in (
+        for label, words in () if args.no_joblib else (
             ("joblib launcher + stash sweeper",
              ["-m", "tool=sleep", "experiment=sleep", f"sleep={sleep:g}", f"seed=range({n})",
               "hydra/launcher=joblib", f"hydra.launcher.n_jobs={par}"]),
@@ -112,7 +118,9 @@ def main() -> None:
               f"statuses {sorted({r['status'] for r in records})}")
         print(f"  xargs -P {par} wall, same commands{' ' if par < 10 else ''}       {xargs_wall:6.2f} s  = "
               f"{xargs_wall / ideal:.2f}x ideal   (command lines match the launcher's: {'yes' if same else 'NO'})")
-        print(f"  stash launcher / xargs                  {launcher_wall / xargs_wall:6.2f}x")
+        ratio = launcher_wall / xargs_wall
+        print(f"  stash launcher / xargs                  {ratio:6.2f}x   (target <= 1.1x): "
+              f"{'met' if ratio <= 1.1 else 'MISSED'}")
         for label, words, jcode, jwall, jtail, made in joblib_runs:
             verdict = "ran" if jcode == 0 else f"FAILED (exit {jcode})"
             print(f"  {label}: {verdict} after {jwall:.2f} s, {made} run.json written")

@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from stashkit import PYTHON, REPO, median  # noqa: E402
 
 sys.path.insert(0, str(REPO))
-from experimentstash import resources  # noqa: E402
+from experimentstash.launch import resources  # noqa: E402
 
 
 def one_round(jobs: int, seconds: float, measure: bool) -> tuple[float, float, list[dict]]:

@@ -30,10 +30,10 @@ def fingerprint_cost(root: Path, n: int) -> tuple[float, float]:
     """(seconds to plan N jobs, seconds to inspect + fingerprint them), in this process."""
     sys.path.insert(0, str(REPO))
     os.chdir(root)
-    from experimentstash.invocation import current
+    from experimentstash.launch.invocation import current
     from experimentstash.registry import Stash
-    from experimentstash.job import base_config
-    from experimentstash.sweep import Sweep
+    from experimentstash.launch.plan import base_config
+    from experimentstash.launch.sweep import Sweep
 
     current.root = root
     stash = Stash.load(root)

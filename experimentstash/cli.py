@@ -1,8 +1,10 @@
-"""The subcommands (everything that is not a Hydra command line), listed once, and the help.
+"""The command line: a known subcommand word (or help) runs its module of commands/, anything else is a Hydra
+command line for the launcher (launch/). The one place where errors become exit codes: a StashError is one
+message and 2, Interrupted is 128 + its signal, and otherwise the runs' own exit code.
 
-Each command is a module with `add_arguments(parser)` and `run(args, root) -> exit code`, imported only when
-it runs (Hydra, GitPython and submitit load slowly). A module with RUNS_TOOLS = True starts tools: it runs
-under the keeper (procs.keep), like a Hydra launch.
+Each command is a module of commands/ with `add_arguments(parser)` and `run(args, root) -> exit code`, imported
+only when it runs (Hydra, GitPython and submitit load slowly). A module with RUNS_TOOLS = True starts tools: it
+runs under the keeper (launch/supervise.py), like a Hydra launch.
 """
 
 from __future__ import annotations
@@ -11,9 +13,11 @@ import argparse
 import difflib
 import importlib
 import shlex
+import sys
 
-from . import StashError, stash_options
-from .invocation import fail, is_override
+from . import Escape, Interrupted, StashError, stash_options
+from .output import say
+from .overrides import is_override
 from .registry import find_root
 
 # name -> (module, one line of help)
@@ -59,9 +63,15 @@ def help_text() -> str:
     from . import backends
 
     lines = []
-    for name, (launcher, _) in backends.BACKENDS.items():
+    for name in backends.names():
+        launcher = backends.launcher_of(name)
+        try:
+            options_class = backends.options_class(name)
+        except StashError as err:  # another package's backend that cannot be loaded: named, with why
+            lines.append(f"  hydra/launcher={launcher} ({name}): {err}")
+            continue
         options = []
-        for f in fields(backends.options_class(name)):
+        for f in fields(options_class):
             default = f.default if f.default is not MISSING else f.default_factory()
             options.append(f"{f.name}={'null' if default is None else default}")
         lines.append(f"  hydra/launcher={launcher} ({name}): hydra.launcher." + ", ".join(options))
@@ -85,11 +95,91 @@ def _command_parser(name: str) -> argparse.ArgumentParser:
     module, text = COMMANDS[name]
     parser = argparse.ArgumentParser(prog=f"experimentstash {name}", description=text[0].upper() + text[1:] + ".")
     parser.set_defaults(module=module)
-    importlib.import_module(f"experimentstash.{module}").add_arguments(parser)
+    importlib.import_module(f"experimentstash.commands.{module}").add_arguments(parser)
     return parser
 
 
+HELP = {"help", "-h", "--help"}
+# launcher words a single run needs no Hydra app for (launcher options are checked and resolved before)
+DIRECT = ("stash.", "hydra.launcher.", "hydra/launcher", "hydra/sweeper")
+
+
 def main(argv: list[str]) -> int:
+    """Run the command line; its exit code. Every error a user can cause ends here as one message."""
+    try:
+        return _dispatch(argv)
+    except Escape as escaped:  # through Hydra's call stack
+        return exit_code(escaped.error)
+    except (StashError, Interrupted) as err:
+        return exit_code(err)
+
+
+def exit_code(err: Exception) -> int:
+    if isinstance(err, Interrupted):
+        return 128 + err.signum
+    if isinstance(err, StashError):
+        say(f"error: {err}")
+        return 2
+    raise err
+
+
+def _dispatch(argv: list[str]) -> int:
+    if not argv:
+        return run_command(["list"])
+    if argv[0] in COMMANDS or argv[0] == "help":
+        return run_command(argv)
+    if HELP & set(argv):
+        print(help_text(), end="")
+        return 0
+    if not argv[0].startswith("-") and not is_override(argv[0]):
+        raise StashError(unknown_command(argv[0], argv[1:]))
+    return launch(argv)
+
+
+def launch(argv: list[str]) -> int:
+    """A Hydra command line: one run, or a sweep with -m."""
+    from .launch.argv import (NO_RUN_FLAGS, check_command_line, check_launcher_options, chosen,
+                              route_tool_overrides, split_argv)
+    from . import backends
+    from .launch.invocation import current
+    from .overrides import override_key
+    from .registry import Stash
+
+    words = split_argv(argv)
+    completing = "-sc" in argv or "--shell-completion" in argv
+    if not completing:
+        check_command_line(*words)
+    hydra_words, tool_words = route_tool_overrides(*words)
+    current.root = find_root()
+    stash = Stash.load(current.root)
+    current.launcher_options = check_launcher_options(hydra_words, stash)
+    current.backend = backends.for_launcher(chosen(hydra_words, "launcher"))
+    if completing:
+        from .launch.app import register_choices
+
+        register_choices(stash)
+    current.argv = list(argv)
+    current.tool_overrides = tool_words
+    if {"-m", "--multirun"} & set(hydra_words) and not NO_RUN_FLAGS & set(argv) and current.launcher_options is None:
+        say(f"warning: hydra/launcher={chosen(hydra_words, 'launcher')} runs every job as a single run under "
+            "outputs/: no sweep.json, no table at the end, no rerun, status or report of the sweep. The default "
+            "launcher (hydra/launcher=stash) gives them all.")
+    if not NO_RUN_FLAGS & set(argv):
+        from .launch.supervise import keep
+
+        keep()
+    if all(override_key(w) in ("tool", "experiment") or override_key(w).startswith(DIRECT) for w in hydra_words):
+        from .launch.single import run_direct  # one run: Hydra's app would only parse what is parsed already
+
+        return run_direct(hydra_words)
+    from .launch.app import hydra_app
+
+    sys.argv = [sys.argv[0], *hydra_words]
+    hydra_app()
+    return current.exit_code
+
+
+def run_command(argv: list[str]) -> int:
     if argv[0] == "help":
         if len(argv) > 1 and argv[1] in COMMANDS:
             _command_parser(argv[1]).print_help()
@@ -102,13 +192,10 @@ def main(argv: list[str]) -> int:
         args = parser.parse_args(argv[1:]) if "--" in argv else parser.parse_intermixed_args(argv[1:])
     except TypeError:  # a command that takes the rest of the line as it is (check)
         args = parser.parse_args(argv[1:])
-    module = importlib.import_module(f"experimentstash.{args.module}")
-    try:
-        root = find_root()
-        if getattr(module, "RUNS_TOOLS", False):
-            from .procs import keep
+    module = importlib.import_module(f"experimentstash.commands.{args.module}")
+    root = find_root()
+    if getattr(module, "RUNS_TOOLS", False):
+        from .launch.supervise import keep
 
-            keep()
-        return module.run(args, root)
-    except StashError as err:
-        fail(err)
+        keep()
+    return module.run(args, root)

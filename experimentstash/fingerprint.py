@@ -25,7 +25,6 @@ from pathlib import Path
 
 from . import StashError
 from .gitcmd import git
-from .job import JobSpec
 from .pins import StashState, ToolPin
 from .records import BadRecord, plain_relative, read_limited
 from .registry import MAX_EXPERIMENT_BYTES, SNAPSHOTS, parse_yaml
@@ -144,13 +143,13 @@ def named_by_overrides(root: Path, tool: str, experiment_file: Path, overrides, 
     return files
 
 
-def registration(spec: JobSpec) -> dict:
+def registration(spec) -> dict:
     tool = spec.tool
     return {"entrypoint": list(tool.entrypoint), "overrides": list(tool.overrides), "env": tool.env,
             "search_packages": list(tool.search_packages), "workdir": tool.workdir}
 
 
-def of_job(spec: JobSpec, pin: ToolPin, stash: StashState, configs: str, files: dict) -> Fingerprint | None:
+def of_job(spec, pin: ToolPin, stash: StashState, configs: str, files: dict) -> Fingerprint | None:
     """None where nothing says what the tool's code was (a stash that is no git repository): never reused."""
     if pin.commit is None:
         return None

@@ -1,13 +1,22 @@
-"""Tool overrides as runs record them: their values by key, and the keys whose values differ between runs.
-
-Read by compare, diff, the sweep table and the trackers alike.
+"""Tool overrides as typed and as runs record them: their keys, their values by key, and the keys whose values
+differ between runs. Read by the command line, compare, diff, the sweep table and the trackers alike (Hydra's
+full grammar, which needs Hydra, is launch/argv.py's).
 """
 
 from __future__ import annotations
 
 from collections import Counter
 
-from .invocation import override_key
+
+def is_override(word: str) -> bool:
+    """`key=value`, `+key=value`, `++key=value`, `~key`, `~key=value`, `group@pkg=value`: a word Hydra reads as an
+    override (whether its grammar accepts it is checked by parsing it)."""
+    return "=" in word or word.startswith("~")
+
+
+def override_key(word: str) -> str:
+    """`+a.b=1` -> `a.b`, `~seed` -> `seed`, `hydra/launcher=x` -> `hydra/launcher`."""
+    return word.lstrip("~+").split("=", 1)[0].split("@", 1)[0]
 
 
 def override_values(words: list[str]) -> dict[str, str]:

@@ -142,7 +142,8 @@ class CheckoutWatch:
     """Files that runs add or change in a tool's checkout: a tool that writes to a relative path writes there
     (its working dir is its folder), which the next run's pin would take for the tool's own changes.
 
-    One `git status` after each run; a file is told once, for the first run that ended after it appeared."""
+    One `git status` after a run (a sweep's jobs share one per tool each time sweep.json is written); a file is
+    told once, and recorded for the first run that ended after it appeared."""
 
     def __init__(self, root: Path, tool: Tool, pin: ToolPin, warn):
         self.root, self.tool, self.warn = root, tool, warn
@@ -151,21 +152,37 @@ class CheckoutWatch:
         self._lock = threading.Lock()
         self.in_tree = pin.kind == "in-tree"
 
+    def __getstate__(self) -> dict:
+        """A watch crosses to the machine that runs a job (a Slurm task): without its lock."""
+        return {k: v for k, v in self.__dict__.items() if k != "_lock"}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state, _lock=threading.Lock())
+
     def after_run(self) -> list[str]:
+        """What the run that just ended added or changed in the checkout (a file named once, ever)."""
+        return self.new_in(self.scan())
+
+    def scan(self) -> set[str]:
+        """Every changed, untracked or ignored path of the checkout now: one `git status`."""
         rel = self.tool.rel_path.rstrip("/")
         proc = _status_cmd(self.root, rel, ignored=True) if self.in_tree else _status_cmd(self.tool.path, ignored=True)
         ignored: list[str] = []
         _, changed, untracked = _parse_status(finish(proc, check=False), ignored)
+        return set(changed + untracked + ignored)
+
+    def new_in(self, entries: set[str]) -> list[str]:
+        """The paths of a scan not seen before, for the run they are recorded for; the first ones are told."""
         with self._lock:
-            new = sorted(set(changed + untracked + ignored) - self.known)
+            new = sorted(entries - self.known)
             self.known.update(new)
             tell = bool(new) and not self.told
             self.told |= tell
         if tell:
             shown = ", ".join(new[:5]) + (f" and {len(new) - 5} more" if len(new) > 5 else "")
-            self.warn(f"the run wrote into the tool's checkout {rel}: {shown}. The tool runs in its own folder; "
-                      "have it write below its run dir (hydra.runtime.output_dir, or HydraConfig.get().runtime."
-                      "output_dir in code) so that the checkout stays as pinned.")
+            self.warn(f"the run wrote into the tool's checkout {self.tool.rel_path.rstrip('/')}: {shown}. The tool "
+                      "runs in its own folder; have it write below its run dir (hydra.runtime.output_dir, or "
+                      "HydraConfig.get().runtime.output_dir in code) so that the checkout stays as pinned.")
         return new
 
 

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from . import StashError
-from .display import excerpt
+from .output import excerpt
 from .signing import record_key, refusal, sign
 
 RUN_SCHEMA = 2  # 2: owner, fingerprint, statuses lost and reused
@@ -517,9 +517,20 @@ class RunRecord:
 
 @functools.cache
 def _checks(cls) -> tuple[tuple[str, Check, bool], ...]:
-    """(name, check, required) of each field but `extra`: looked up once, not for each of 10,000 records."""
+    """(name, check, required) of each checked field (not `extra`): looked up once, not for each of 10,000 records."""
     return tuple((f.name, f.metadata["check"], f.metadata.get("required", False))
-                 for f in fields(cls) if f.name != "extra")
+                 for f in fields(cls) if "check" in f.metadata)
+
+
+class _Names(dict):
+    """Each record class's field names but `extra`, looked up once."""
+
+    def __missing__(self, cls):
+        self[cls] = names = frozenset(name for name, _, _ in _checks(cls))
+        return names
+
+
+_FIELD_NAMES = _Names()
 
 
 def _checked(cls, data) -> dict:
@@ -550,6 +561,10 @@ class BadRecord(StashError):
 
 class Missing(BadRecord):
     """There is no record file (yet): a job that never started, a folder that is no run dir."""
+
+
+class RunDirError(StashError):
+    """A run dir or its first files cannot be written: nothing ran."""
 
 
 _KINDS = {stat.S_IFDIR: "a folder", stat.S_IFIFO: "a FIFO", stat.S_IFSOCK: "a socket", stat.S_IFCHR: "a device",
@@ -633,6 +648,19 @@ def read_run(run_dir: Path) -> RunRecord:
     return RunRecord.from_dict(read_json(path, MAX_RUN_BYTES), path)
 
 
+def read_result(run_dir: Path, result_file: str | None):
+    """A tool's result file (meta.yaml `result:`) parsed, or None when absent, unreadable or outside the run dir."""
+    if not result_file:
+        return None
+    path = (run_dir / result_file).resolve()
+    if not path.is_relative_to(run_dir.resolve()):
+        return None  # a link out of the run dir: not this run's result
+    try:
+        return read_json(path, MAX_RESULT_BYTES)
+    except BadRecord:
+        return None
+
+
 def read_run_if_any(run_dir: Path) -> RunRecord | None:
     """The run dir's record; None when there is none yet or it cannot be used (it is then not trusted)."""
     try:
@@ -665,34 +693,73 @@ def _sweep_schema(name, value):
     return value
 
 
-JOB_CHECKS: dict[str, tuple[Check, bool]] = {
-    "num": (_count, True), "tool": (_name, True), "experiment": (_experiment, True),
-    "overrides": (_overrides, True), "run_dir": (_str, True), "status": (_status_word, True),
-    "exit_code": (_opt(_int), False), "duration_s": (_opt(_num), False),
-    "launch_overrides": (_overrides, True), "reused_from": (_opt(_relative), False),
-    "ended_at": (_opt(_str), False),
-}
+@dataclass
+class JobEntry:
+    """A job of sweep.json: what it runs and how it stands, validated like a run record. A backend's own fields
+    (slurm_job_id, ...) and the reason a job could not start (`error`) are in `extra`. The file keeps each entry's
+    keys in the order they came (as read, or as set by update()): scripts that read sweep.json see no change."""
 
+    num: int = _f(_count, 0, required=True)
+    tool: str = _f(_name, "", required=True)
+    experiment: str = _f(_experiment, "", required=True)
+    overrides: list[str] = _fl(_overrides, required=True)
+    run_dir: str = _f(_str, "", required=True)
+    status: Status = _f(_status, Status.PENDING, required=True)
+    exit_code: int | None = _f(_opt(_int))
+    duration_s: float | None = _f(_opt(_num))
+    ended_at: str | None = _f(_opt(_str))
+    launch_overrides: list[str] = _fl(_overrides, required=True)
+    reused_from: str | None = _f(_opt(_relative))  # the earlier run a reused job stands on, below the stash root
+    extra: dict = field(default_factory=dict)
+    keys: list[str] = field(default_factory=list, repr=False, compare=False)  # the file's order of the keys
 
-def check_job(data, where: str) -> dict:
-    """A job entry of sweep.json (as parsed: it is completed in place), validated; backend fields (slurm_job_id,
-    ...) are kept as they are, nested no deeper than a record may be."""
-    if not isinstance(data, dict):
-        raise Invalid(where, "expected a job object")
-    try:
-        for key, (check, required) in JOB_CHECKS.items():
-            if key in data:
-                data[key] = check(key, data[key])
-            elif required:
-                raise Invalid(key, "missing")
+    @classmethod
+    def new(cls, extra: dict, **values) -> "JobEntry":
+        """A new job's entry: its fields, then the backend's own fields with their defaults."""
+        entry = cls(**values, extra=dict(extra))
+        entry.keys = [name for name, _, _ in _checks(cls) if name in values] + list(extra)
+        return entry
+
+    @classmethod
+    def from_dict(cls, data, where: str) -> "JobEntry":
+        """A job entry as parsed from sweep.json, validated (Invalid naming the field); a missing optional field
+        is added at the end, as null."""
+        if not isinstance(data, dict):
+            raise Invalid(where, "expected a job object")
+        try:
+            values = _checked(cls, data)
+            extra = _extra(cls, data)
+            for key, value in extra.items():
+                if isinstance(value, (dict, list)) and too_deep(value, MAX_DEPTH - 3):
+                    raise Invalid(key, f"nested deeper than {MAX_DEPTH} levels")
+        except Invalid as err:
+            raise Invalid(f"{where}.{err.name}", err.why) from None
+        entry = cls(**values, extra=extra)
+        entry.keys = list(data) + [name for name, _, _ in _checks(cls) if name not in data]
+        return entry
+
+    def update(self, **fields) -> bool:
+        """Set fields (a backend's own go to `extra`); whether anything changed."""
+        changed = False
+        for key, value in fields.items():
+            typed = key in _FIELD_NAMES[JobEntry]
+            if (getattr(self, key) if typed else self.extra.get(key, _ABSENT)) == value:
+                continue
+            changed = True
+            if typed:
+                setattr(self, key, value)
             else:
-                data[key] = None
-        for key in data.keys() - JOB_CHECKS.keys():
-            if isinstance(data[key], (dict, list)) and too_deep(data[key], MAX_DEPTH - 3):
-                raise Invalid(key, f"nested deeper than {MAX_DEPTH} levels")
-    except Invalid as err:
-        raise Invalid(f"{where}.{err.name}", err.why) from None
-    return data
+                self.extra[key] = value
+            if key not in self.keys:
+                self.keys.append(key)
+        return changed
+
+    def to_dict(self) -> dict:
+        return {key: (self.status.value if key == "status" else self.extra[key] if key not in _FIELD_NAMES[JobEntry]
+                      else getattr(self, key)) for key in self.keys}
+
+
+_ABSENT = object()
 
 
 @dataclass
@@ -705,7 +772,7 @@ class SweepRecord:
     command_line: list[str]
     launcher: dict  # the backend's resolved options
     given: list[str]  # which of them came from the command line
-    jobs: list[dict]
+    jobs: list[JobEntry]
     reruns: list = field(default_factory=list)
     backend_state: dict = field(default_factory=dict)  # what the backend keeps (Slurm: the arrays)
     schema: int = SWEEP_SCHEMA
@@ -719,15 +786,15 @@ class SweepRecord:
         try:
             if not isinstance(data, dict):
                 raise Invalid("(top)", f"expected a JSON object, got {type(data).__name__}")
-            for key in ("launcher", "backend_state", "reruns"):  # the fields of any shape (a job's: check_job)
+            for key in ("launcher", "backend_state", "reruns"):  # the fields of any shape (a job's: JobEntry)
                 if too_deep(data.get(key), MAX_DEPTH - 1):
                     raise Invalid(key, f"nested deeper than {MAX_DEPTH} levels")
             schema = _sweep_schema("schema", data.get("schema"))
             jobs = data.get("jobs")
             if not isinstance(jobs, list):
                 raise Invalid("jobs", "missing or not a list")
-            checked = [check_job(job, f"jobs[{i}]") for i, job in enumerate(jobs)]
-            nums = [job["num"] for job in checked]
+            checked = [JobEntry.from_dict(job, f"jobs[{i}]") for i, job in enumerate(jobs)]
+            nums = [job.num for job in checked]
             if len(set(nums)) != len(nums):
                 raise Invalid("jobs", "two jobs have the same num")
             launcher = _dict("launcher", data.get("launcher") or {})
@@ -773,12 +840,12 @@ def job_dir_name(num: int, tool: str, experiment: str) -> str:
     return f"{num}_{tool}_{experiment.replace('/', '-')}"
 
 
-def job_run_dir(root: Path, sweep_dir: Path, job: dict) -> Path:
+def job_run_dir(root: Path, sweep_dir: Path, job: JobEntry) -> Path:
     """A job's run dir, where its record and result are: a child of the sweep dir named by its validated num, tool
     and experiment, or for a job that reused an earlier run, that run's dir (`reused_from`, inside the stash)."""
-    if job.get("reused_from"):
-        return inside(root, job["reused_from"], "sweep.json reused_from")
-    path = sweep_dir / job_dir_name(job["num"], job["tool"], job["experiment"])
+    if job.reused_from:
+        return inside(root, job.reused_from, "sweep.json reused_from")
+    path = sweep_dir / job_dir_name(job.num, job.tool, job.experiment)
     if path.is_symlink():
         raise StashError(f"{path} is a symbolic link: a run dir of the sweep must be a folder in it.")
     return path

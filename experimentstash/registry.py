@@ -12,7 +12,7 @@ from pathlib import Path
 import yaml
 
 from . import StashError
-from .display import excerpt
+from .output import excerpt
 from .records import MAX_DEPTH, BadRecord, is_name, plain_relative, read_limited
 
 # limits of every YAML file the launcher reads: a small file must not expand into billions of items
@@ -45,6 +45,7 @@ WORKDIRS = ("tool", "run_dir")
 # the experiment trackers a run can report to, with the settings each takes (top level and per tool)
 TRACKERS = ("none", "wandb", "mlflow")
 TRACKER_SETTINGS = {"wandb": ("project", "entity"), "mlflow": ("tracking_uri", "experiment")}
+_STASH_KEYS = {"tools", "tracker", *TRACKER_SETTINGS}  # the top-level keys of meta.yaml besides the backends
 
 
 def find_root(start: Path | None = None) -> Path:
@@ -109,11 +110,14 @@ class Stash:
 
     @classmethod
     def from_raw(cls, root: Path, raw) -> "Stash":
-        from .backends import BACKENDS
+        from . import backends
 
-        tools = _parse_tools(root, raw, set(BACKENDS), _tracker(f"{META}: ", raw if isinstance(raw, dict) else {}))
+        names = set(backends.BACKENDS)
+        if isinstance(raw, dict) and set(map(str, raw)) - names - _STASH_KEYS:  # another package's backend, perhaps
+            names.update(backends.added())
+        tools = _parse_tools(root, raw, names, _tracker(f"{META}: ", raw if isinstance(raw, dict) else {}))
         machine = {}
-        for name in BACKENDS:
+        for name in names:
             value = raw.get(name) or {}
             if not isinstance(value, dict):
                 raise StashError(f"{META}: '{name}' must be a mapping of launcher options of the {name} backend.")
@@ -328,7 +332,7 @@ def _tracker(where: str, raw: dict, stash_wide: tuple[str, dict] = ("none", {}))
 def _parse_tools(root: Path, raw, backend_keys: set[str], tracker: tuple[str, dict]) -> dict[str, Tool]:
     if not isinstance(raw, dict):
         raise StashError(f"{META}: must be a mapping with a 'tools' key.")
-    top_keys = {"tools", "tracker", *TRACKER_SETTINGS, *backend_keys}
+    top_keys = {*_STASH_KEYS, *backend_keys}
     unknown = set(map(str, raw)) - top_keys
     if unknown:
         raise StashError(f"{META}: unknown key {excerpt(sorted(unknown)[0])} (known: "

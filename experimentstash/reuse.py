@@ -20,7 +20,7 @@ from pathlib import Path
 from . import StashError
 from .fingerprint import digest
 from .gitcmd import GitError, git
-from .invocation import warn_skipped
+from .output import warn_skipped
 from .records import (EXPERIMENT_COPY, HEX, MAX_RESULT_BYTES, MAX_RUN_BYTES, RUN_FILE, BadRecord, RunRecord, Status,
                       inside, read_json, read_limited, recorded_path, to_json)
 from .registry import MAX_EXPERIMENT_BYTES

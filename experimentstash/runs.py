@@ -1,22 +1,15 @@
-"""`experimentstash runs`: a table (or JSON) of the past runs recorded under outputs/ and multirun/."""
+"""The run records of a stash: every run.json under outputs/ and multirun/, read and validated, with the runs whose
+launcher is gone shown as `lost`; and the tail of a run's log."""
 
 from __future__ import annotations
 
-import fnmatch
-import json
-import math
 import os
-import shlex
-import sys
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 
 from . import StashError
-from .display import plain
-from .invocation import warn_skipped
-from .procs import owner_alive
-from .records import RUN_FILE, STATUS_WORDS, BadRecord, RunRecord, Status, read_run, redact, to_json
+from .owner import owner_alive
+from .records import RUN_FILE, BadRecord, Missing, RunRecord, Status, open_regular, read_run
 
 RUN_FOLDERS = ("outputs", "multirun")
 
@@ -86,176 +79,19 @@ def found_at(run_dir: Path) -> Found:
     return Found(_lost_when_gone(read_run(run_dir)), run_dir)
 
 
-def select(runs: list[Found], tool: str | None = None, experiment: str | None = None,
-           status: str | None = None, last: int | None = None, fingerprint: str | None = None
-           ) -> tuple[list[Found], str | None]:
-    """Filter runs; `experiment` may be a glob pattern (figure1/*); `last` keeps the N most recent. Returns the runs
-    and, when runs were recorded but a filter left none, that filter (`--experiment 'x*'`)."""
-    if experiment and any(c in experiment for c in "*?["):
-        same_experiment = lambda f: fnmatch.fnmatchcase(f.record.experiment, experiment)
-    else:
-        same_experiment = lambda f: f.record.experiment == experiment
-    filters = [
-        ("--tool", tool, lambda f: f.record.tool == tool),
-        ("--experiment", experiment, same_experiment),
-        ("--status", status, lambda f: f.record.status == status),
-        ("--fingerprint", fingerprint, lambda f: (f.record.fingerprint or "").startswith(fingerprint)),
-    ]
-    emptied = None
-    for flag, value, keep in filters:
-        if value:
-            kept = [f for f in runs if keep(f)]
-            if runs and not kept:
-                emptied = f"{flag} {shlex.quote(value)}"
-            runs = kept
-    if last is not None:
-        runs = runs[-last:] if last > 0 else []
-    return runs, emptied
 
 
-def check_tool(root: Path, runs: list[Found], tool: str | None) -> None:
-    """A --tool that is neither registered nor named by any record is refused, with the closest name."""
-    if not tool or any(f.record.tool == tool for f in runs):
-        return
-    from .registry import Stash, closest
-
-    names = sorted(set(Stash.load(root).tools) | {f.record.tool for f in runs})
-    if tool not in names:
-        raise StashError(f"Unknown tool '{tool}'{closest(tool, names)}: the tools registered or with runs here are "
-                         f"{', '.join(names) or 'none'}.")
-
-
-def commit_cell(record: RunRecord) -> str:
-    commit = record.tool_commit
-    if not commit:
-        return "-"
-    marks = ""
-    if record.tool_pinned_commit and record.tool_pinned_commit != commit:
-        marks += "+"  # moved: checkout differs from the stash's pin
-    if record.tool_dirty:
-        marks += "*"  # uncommitted changes, saved as tool.diff
-    return commit[:8] + marks
-
-
-def short(text: str, limit: int = 40) -> str:
-    return text if len(text) <= limit else text[:limit - 3] + "..."
-
-
-def _time_cell(value) -> str:
-    if not value:
-        return "-"
+def tail(path: Path, lines: int = 10) -> str:
+    """The last lines of a log (a regular file of the run dir: a FIFO or a link there is not read)."""
     try:
-        return datetime.fromisoformat(str(value).replace("Z", "+00:00")).astimezone().strftime("%Y-%m-%d %H:%M:%S")
-    except (ValueError, OverflowError):  # not a time, or one this machine's clock cannot show
-        return str(value)
-
-
-def _duration_cell(value) -> str:
-    if not isinstance(value, (int, float)) or not math.isfinite(value):
-        return "-"
-    if value < 60:
-        return f"{value:.1f}s"
-    minutes, seconds = divmod(int(round(value)), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{seconds:02d}s"
-
-
-def _value(value) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    if isinstance(value, (dict, list)):
-        return json.dumps(value, separators=(",", ":"))
-    return str(value)
-
-
-def result_cell(result, limit: int = 6) -> str:
-    if result is None:
+        with os.fdopen(open_regular(path), "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - 64 * 1024))
+            text = f.read().decode(errors="replace")
+    except Missing:
         return ""
-    if not isinstance(result, dict):
-        return short(_value(result))
-    items = [f"{k}={short(_value(v))}" for k, v in list(result.items())[:limit]]
-    if len(result) > limit:
-        items.append(f"... ({len(result) - limit} more)")
-    return " ".join(items)
-
-
-COLUMNS = ("id", "started", "tool", "experiment", "overrides", "commit", "status", "duration", "result")
-
-
-def add_arguments(p) -> None:
-    p.add_argument("--tool", help="only runs of this tool")
-    p.add_argument("--experiment", help="only runs of this experiment id (a glob pattern like 'figure1/*' works)")
-    p.add_argument("--status", help="only runs with this status (succeeded, failed, running, lost, ...)")
-    p.add_argument("--fingerprint", metavar="PREFIX", help="only runs whose fingerprint starts with PREFIX "
-                   "(the same inputs: every attempt)")
-    p.add_argument("--last", type=int, metavar="N", help="only the N most recent runs")
-    p.add_argument("--json", action="store_true", help="print the run records as a JSON list, for scripts")
-
-
-def run(args, root: Path) -> int:
-    if args.last is not None and args.last < 0:
-        raise StashError(f"--last {args.last}: give a number of runs, 0 or more.")
-    if args.status and args.status not in STATUS_WORDS:
-        raise StashError(f"--status {args.status}: expected one of {', '.join(STATUS_WORDS)}.")
-    runs, bad = load_runs(root)
-    check_tool(root, runs, args.tool)
-    shown, emptied = select(runs, args.tool, args.experiment, args.status, args.last, args.fingerprint)
-    if args.json:
-        # one record per line: readable, and json's fast C encoder (an indent would make it the slow Python one)
-        lines = ",\n".join(to_json(shown_record(f.record)) for f in shown)
-        sys.stdout.write("[\n" + lines + ("\n]\n" if shown else "]\n"))
-    else:
-        _print_table(shown, len(runs), emptied)
-    warn_skipped(root, bad)
-    return 0
-
-
-def shown_record(record: RunRecord) -> dict:
-    """A record as output shows it: no credentials in the variables (a record from before they were redacted)."""
-    data = record.to_dict()
-    variables = (record.env or {}).get("variables")
-    if variables:
-        data["env"] = {**record.env, "variables": {k: redact(v) for k, v in variables.items()}}
-    return data
-
-
-def _print_table(runs: list[Found], total: int, emptied: str | None) -> None:
-    """Plain aligned columns (rich's Table takes seconds for thousands of rows); status coloured on a terminal."""
-    out = sys.stdout
-    if not runs:
-        which = f"No runs match {emptied}" if emptied else f"No runs{' match' if total else ' yet'}"
-        out.write(f"{which} ({total} recorded under outputs/ and multirun/).\n")
-        return
-    rows = []
-    for f in runs:
-        r = f.record
-        experiment = r.experiment + (f" (reproduces {r.get('reproduces')})" if r.get("reproduces") else "")
-        rows.append((
-            f.label, _time_cell(r.started_at), r.tool, experiment, short(" ".join(r.overrides)), commit_cell(r),
-            r.status.value, _duration_cell(r.duration_s), result_cell(r.result),
-        ))
-    write_aligned(out, COLUMNS, rows, COLUMNS.index("status"))
-    out.write(f"{len(runs)} of {total} runs. commit: + checkout not at the pin, * uncommitted changes (tool.diff).\n")
-
-
-def write_aligned(out, header, rows, status_col: int | None = None) -> None:
-    """Plain aligned columns (rich's Table takes seconds for thousands of rows); on a terminal the header is bold
-    and the status words of the status column coloured."""
-    header = [plain(c) for c in header]  # names and values from records: never an escape sequence
-    rows = [[plain(c) for c in row] for row in rows]
-    widths = [max(len(header[i]), *(len(row[i]) for row in rows)) for i in range(len(header))]
-    colour = out.isatty() and not os.environ.get("NO_COLOR")
-
-    def line(cells, head=False) -> str:
-        parts = []
-        for i, cell in enumerate(cells):
-            text = cell if i == len(cells) - 1 else cell.ljust(widths[i])
-            if colour and head:
-                text = f"\033[1m{text}\033[0m"
-            elif colour and i == status_col and cell in STATUS_WORDS:
-                text = f"\033[{Status(cell).ansi}m{text}\033[0m"
-            parts.append(text)
-        return "  ".join(parts).rstrip() + "\n"
-
-    out.write(line(header, head=True))
-    out.write("".join(line(row) for row in rows))
+    except BadRecord as err:
+        return f"({path.name} {err.reason}: not shown)"
+    except OSError:
+        return ""
+    return "\n".join(text.rstrip("\n").splitlines()[-lines:])

@@ -1,7 +1,7 @@
 """The launcher's `stash.*` options, declared once: each one's default, its line of help and its check.
 
-The launcher's Hydra config (app.py stores the defaults as the `stash` node), the command line's checks, every
-job's options (job.split_job) and `--help` all read this declaration.
+The launcher's Hydra config (launch/app.py stores the defaults as the `stash` node), the command line's checks, every
+job's options (launch/plan.py split_job) and `--help` all read this declaration.
 """
 
 from __future__ import annotations

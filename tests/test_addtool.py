@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from conftest import experiment, git, make_tool_repo
-from experimentstash.addtool import append_block
+from experimentstash.registering import append_block
 
 
 def stash_state(stash) -> dict:

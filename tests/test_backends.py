@@ -1,118 +1,112 @@
-"""What every sweep backend does alike, written once and run on each registered backend (local, and the real
-Slurm of .ci/slurm-up): statuses, failure isolation, results and records, rerun, Ctrl-C.
+"""What every sweep backend does alike (experimentstash.testing.BackendSuite), run on local, on the real Slurm of
+.ci/slurm-up, and on the thread-pool backend that docs/backends.md writes, taken from there and registered the way it
+says. And backends that cannot run: refused with one message, the others untouched."""
 
-A new backend gets these tests by one row in BACKEND_OPTIONS: the words that select it and keep its limits short.
-"""
-
-import json
-import signal
-import time
+import re
 from pathlib import Path
 
 import pytest
 
-from conftest import experiment, pid_alive
+from conftest import REPO
 from experimentstash.backends import BACKENDS
-
-# per backend: the launcher words of its sweeps, and the marks of its tests (what it needs to run)
-BACKEND_OPTIONS = {
-    "local": (["hydra.launcher.max_parallel=4"], []),
-    "slurm": (["hydra/launcher=stash_slurm", "hydra.launcher.timeout_min=5", "hydra.launcher.signal_delay_s=5"],
-              [pytest.mark.slurm]),
-}
+from experimentstash.testing import BackendSuite, sweep_json
 
 
-@pytest.fixture(params=[pytest.param(name, marks=BACKEND_OPTIONS.get(name, ([], []))[1]) for name in BACKENDS])
-def backend(request) -> str:
-    return request.param
+class TestLocal(BackendSuite):
+    backend = "local"
+    words = ["hydra.launcher.max_parallel=4"]
+    one_at_a_time = ["hydra.launcher.max_parallel=1"]
+    fail_fast = ["hydra.launcher.fail_fast=true"]
 
 
-def sweep(stash, backend: str, *words: str):
-    return stash.run("-m", *BACKEND_OPTIONS[backend][0], *words, timeout=300)
+@pytest.mark.slurm
+class TestSlurm(BackendSuite):
+    backend = "slurm"
+    words = ["hydra/launcher=stash_slurm", "hydra.launcher.timeout_min=5", "hydra.launcher.signal_delay_s=5"]
+    one_at_a_time = ["hydra.launcher.array_parallelism=1"]
+    no_wait = ["hydra.launcher.wait=false"]
 
 
-def sweep_dir(stash) -> Path:
-    (folder,) = [p for p in (stash.root / "multirun").iterdir() if p.is_dir()]
+def readme_blocks(language: str) -> list[str]:
+    """The code blocks of one language in the docs' "Adding a backend"."""
+    return re.findall(rf"```{language}\n(.*?)```", (REPO / "docs" / "backends.md").read_text(), re.DOTALL)
+
+
+def installed(folder: Path, module: str, code: str, entry_points: str) -> Path:
+    """`module` with `code` in `folder`, registered by a dist-info folder beside it, as pip would install it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{module}.py").write_text(code)
+    info = folder / f"{module}-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {module.replace('_', '-')}\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(entry_points)
     return folder
 
 
-def sweep_json(stash) -> dict:
-    return json.loads((sweep_dir(stash) / "sweep.json").read_text())
+class TestThreadPoolFromTheDocs(BackendSuite):
+    """The backend as docs/backends.md writes it: one module, one line of registration."""
+
+    backend = "threads"
+    words = ["hydra/launcher=stash_threads", "hydra.launcher.workers=4"]
+    one_at_a_time = ["hydra.launcher.workers=1"]
+
+    @pytest.fixture
+    def backend_paths(self, tmp_path) -> tuple[str, ...]:
+        (code,) = readme_blocks("python")
+        (toml,) = readme_blocks("toml")
+        group, line = toml.strip().splitlines()
+        assert group == '[project.entry-points."experimentstash.backends"]'
+        name, _, target = line.partition(" = ")
+        module = target.strip('"').split(":")[0]
+        entry = f"[experimentstash.backends]\n{name} = {target.strip(chr(34))}\n"
+        return (str(installed(tmp_path / "site", module, code, entry)),)
 
 
-def run_json(stash, job: dict) -> dict:
-    return json.loads((stash.root / job["run_dir"] / "run.json").read_text())
+def test_every_built_in_backend_runs_the_suite():
+    assert {cls.backend for cls in BackendSuite.__subclasses__()} >= set(BACKENDS)
 
 
-def agreed(record: dict, job: dict) -> bool:
-    """A job's run.json and its sweep.json entry say the same: status, exit code, duration and end time."""
-    fields = ("status", "exit_code", "duration_s", "ended_at")
-    return record["ended_at"] is not None and [record[f] for f in fields] == [job[f] for f in fields]
+BROKEN = "import a_library_that_is_not_installed\n"
+NO_RUN = """from dataclasses import dataclass
+
+from experimentstash.backends.base import Backend
 
 
-def test_every_registered_backend_has_its_options_here():
-    assert set(BACKEND_OPTIONS) == set(BACKENDS)
+@dataclass
+class Options:
+    workers: int = 1
 
 
-def test_every_job_ends_with_its_status_result_and_record(stash, backend):
-    stash.write("configs/fx/experiment/crash2.yaml", experiment("crash: true\nvalue: 7\n"))
-    out = sweep(stash, backend, "tool=fx", "experiment=a,crash,b,crash2")
-    assert out.returncode == 1, out.stdout + out.stderr
-    data = sweep_json(stash)
-    assert data["backend"] == backend
-    jobs = data["jobs"]
-    # a failed job never hides the others
-    assert [(j["num"], j["experiment"], j["status"], j["exit_code"]) for j in jobs] == [
-        (0, "a", "succeeded", 0), (1, "crash", "failed", 3), (2, "b", "succeeded", 0), (3, "crash2", "failed", 3)]
-    assert all(j["duration_s"] is not None for j in jobs)
-    for job in jobs:  # one run.json per job, in its run dir, that says the same and knows its sweep
-        record = run_json(stash, job)
-        assert record["sweep"] == {"id": data["id"], "num": job["num"]}
-        assert agreed(record, job)
-    results = [run_json(stash, j)["result"] for j in jobs]  # the tool's result file, read into its record
-    assert [result["score"] if result else None for result in results] == [2.0, None, 4.0, None]
-    # the table of every job, then every failure with the tail of its stderr, then the counts
-    for column in ("tool", "experiment", "overrides", "status", "duration", "run dir"):
-        assert column in out.stdout
-    assert "job 1 failed, exit code 3" in out.stdout and "job 3 failed, exit code 3" in out.stdout
-    assert out.stdout.count("boom: the fixture tool was asked to crash") == 2
-    assert "4 jobs: 2 succeeded, 2 failed" in out.stdout
+class HalfBackend(Backend):
+    Options = Options
+"""
 
 
-def test_rerun_relaunches_only_what_failed(stash, backend):
-    out = sweep(stash, backend, "tool=fx", "experiment=a,crash")
-    assert out.returncode == 1, out.stdout + out.stderr
-    folder = sweep_dir(stash)
-    first = (folder / "0_fx_a" / "run.json").read_text()
-    stash.write("configs/fx/experiment/crash.yaml", experiment())
-    out = stash.run("rerun", str(folder), timeout=300)
+@pytest.fixture
+def broken(stash, tmp_path):
+    """A stash where two other packages' backends are installed: one fails to import, one lacks run()."""
+    site = installed(tmp_path / "site", "broken_backend", BROKEN, "[experimentstash.backends]\n"
+                     "broken = broken_backend:Backend\nhalf = half_backend:HalfBackend\n")
+    (site / "half_backend.py").write_text(NO_RUN)
+    stash.paths = (str(site),)
+    return stash
+
+
+def test_a_backend_that_cannot_be_loaded_breaks_only_itself(broken):
+    out = broken.run("-m", "tool=fx", "experiment=a,b")
     assert out.returncode == 0, out.stdout + out.stderr
-    assert (folder / "0_fx_a" / "run.json").read_text() == first  # not run again
-    data = sweep_json(stash)
-    assert [j["status"] for j in data["jobs"]] == ["succeeded", "succeeded"]
-    assert [r["jobs"] for r in data["reruns"]] == [[1]]
-    assert json.loads((folder / "1_fx_crash.attempt1" / "run.json").read_text())["status"] == "failed"
-    assert "2 jobs: 2 succeeded" in out.stdout
-    status = stash.run("status", str(folder))
-    assert status.returncode == 0 and "2 jobs: 2 succeeded" in status.stdout
+    assert [j["status"] for j in sweep_json(broken)["jobs"]] == ["succeeded", "succeeded"]
+    out = broken.run("-m", "hydra/launcher=stash_broken", "tool=fx", "experiment=a")
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert out.stderr.strip().splitlines() == [
+        "error: The broken backend (broken_backend:Backend) cannot be loaded: ModuleNotFoundError: No module named "
+        "'a_library_that_is_not_installed'. Fix or remove it; the other backends work."]
+    out = broken.run("--help")
+    assert out.returncode == 0 and "hydra/launcher=stash_broken (broken): The broken backend" in out.stdout
 
 
-def test_ctrl_c_ends_every_job_and_records_it_interrupted(stash, backend):
-    proc = stash.popen("-m", *BACKEND_OPTIONS[backend][0], "tool=fx", "experiment=slow", "seed=range(3)",
-                       "spawn_child=true", "ignore_term=true", "stash.grace=1")
-    deadline = time.monotonic() + 120
-    while len(list((stash.root / "multirun").rglob("seen.json"))) < 3 and time.monotonic() < deadline:
-        time.sleep(0.2)
-    saw = [json.loads(p.read_text()) for p in (stash.root / "multirun").rglob("seen.json")]
-    assert len(saw) == 3
-    proc.send_signal(signal.SIGINT)
-    stdout, _ = proc.communicate(timeout=120)
-    assert proc.returncode == 130
-    jobs = sweep_json(stash)["jobs"]
-    assert [j["status"] for j in jobs] == ["interrupted"] * 3
-    assert all(agreed(run_json(stash, j), j) for j in jobs)
-    assert "3 jobs: 3 interrupted" in stdout
-    for tool_saw in saw:
-        assert not pid_alive(tool_saw["pid"]) and not pid_alive(tool_saw["child_pid"])
-    status = stash.run("status", str(sweep_dir(stash)))
-    assert status.returncode == 0 and "3 jobs: 3 interrupted" in status.stdout
+def test_a_backend_without_a_required_hook_is_refused_before_anything_runs(broken):
+    out = broken.run("-m", "hydra/launcher=stash_half", "tool=fx", "experiment=a")
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert "The half backend (half_backend:HalfBackend) does not implement run" in out.stderr
+    assert not (broken.root / "multirun").exists()

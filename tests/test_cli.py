@@ -158,9 +158,56 @@ def test_the_cycle_check_passes_a_package_without_cycles(tmp_path):
     assert import_cycle(import_graph(package)) is None
 
 
-def test_the_core_never_imports_a_backend():
+def layer(module: str) -> str:
+    """The layer of a module of the package: commands, launch, views, backends, or library (the package's own
+    modules: records, the stash and its pins, fingerprints, output helpers); cli and testing stand above them."""
+    parts = module.split(".")
+    if len(parts) > 1 and parts[1] in ("commands", "launch", "views", "backends"):
+        return parts[1]
+    if module in ("experimentstash.cli", "experimentstash.__main__", "experimentstash.testing"):
+        return "top"
+    return "library"
+
+
+# what each layer may import besides itself: every layer only the ones below it
+BELOW = {
+    "top": {"commands", "launch", "views", "backends", "library"},
+    "commands": {"launch", "views", "backends", "library"},
+    "launch": {"views", "backends", "library"},
+    "views": {"library"},
+    "backends": {"library"},
+    "library": set(),
+}
+
+
+def layering_breaks(graph: dict[str, set[str]]) -> list[str]:
+    """Every import of a module by one of a layer it must not reach: `a -> b` lines."""
+    return [f"{name} -> {other}" for name, imported in sorted(graph.items()) for other in sorted(imported)
+            if layer(other) != layer(name) and layer(other) not in BELOW[layer(name)]]
+
+
+def test_each_layer_imports_only_the_layers_below_it():
+    """Library code never imports a command, a view, the launch engine or a backend; views and backends import
+    only the library; only the command line imports commands. The backends' registry (backends/__init__.py)
+    is read by the library's stash for the names of this machine's launcher defaults."""
     graph = import_graph(PACKAGE)
-    backends = {n for n in graph if n.startswith("experimentstash.backends.")}
+    breaks = [b for b in layering_breaks(graph) if b != "experimentstash.registry -> experimentstash.backends"]
+    assert breaks == []
+
+
+def test_the_layering_check_finds_an_upward_import():
+    graph = {"experimentstash.records": {"experimentstash.views.compare"},
+             "experimentstash.views.compare": {"experimentstash.commands.compare"},
+             "experimentstash.commands.compare": {"experimentstash.views.compare"}}
+    assert layering_breaks(graph) == ["experimentstash.records -> experimentstash.views.compare",
+                                      "experimentstash.views.compare -> experimentstash.commands.compare"]
+
+
+def test_the_core_never_imports_a_backend():
+    """Only the contract (base.py) and the built-ins' options; a backend is loaded by name from the registry."""
+    graph = import_graph(PACKAGE)
+    backends = {n for n in graph if n.startswith("experimentstash.backends.")} - {
+        "experimentstash.backends.base", "experimentstash.backends.options"}
     for name, imported in graph.items():
         if not name.startswith("experimentstash.backends"):
             assert not imported & backends, f"{name} imports a backend by name"
@@ -178,7 +225,7 @@ def test_plain_words_are_read_as_hydra_reads_them(word):
 
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    from experimentstash.invocation import is_plain, override_value
+    from experimentstash.launch.argv import is_plain, override_value
 
     assert is_plain(word)
     ours, hydras = override_value(word), OverridesParser.create().parse_override(word).value()

@@ -13,20 +13,10 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, pid_alive
-from test_backends import agreed
+from experimentstash.testing import agreed, wait_for
 
 ROOT = os.geteuid() == 0
 needs_root = pytest.mark.skipif(not ROOT, reason="mounts a small tmpfs: needs root")
-
-
-def wait_for(predicate, timeout=60.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def seen_files(stash, folder):

@@ -23,7 +23,7 @@ DRIVER = '''
 import json, os, signal, subprocess, sys, threading
 if os.environ.get("NO_PYNVML"):
     sys.modules["pynvml"] = None  # as if nvidia-ml-py were not installed
-from experimentstash import resources
+from experimentstash.launch import resources
 
 runs = json.loads(sys.argv[1])
 figures = {}

@@ -17,7 +17,7 @@ import pytest
 import submitit
 
 from conftest import experiment, new_stash, pid_alive
-from test_backends import agreed
+from experimentstash.testing import agreed
 
 SLURM = ["hydra/launcher=stash_slurm", "hydra.launcher.signal_delay_s=5", "hydra.launcher.timeout_min=5"]
 
@@ -189,13 +189,19 @@ def test_ctrl_c_cancels_every_array_running_and_pending(stash, max_array_size):
     assert proc.returncode == 130
     data = sweep_json(stash)
     assert len(data["backend_state"]["arrays"]) == 2
-    assert [j["status"] for j in data["jobs"]] == ["interrupted"] * jobs
+    # the first task of each array ran and is interrupted; the pending ones never started: cancelled, no run dir
+    started = [0, max_array_size]
+    assert [j["status"] for j in data["jobs"]] == [
+        "interrupted" if j["num"] in started else "cancelled" for j in data["jobs"]]
+    assert [(stash.root / j["run_dir"]).exists() for j in data["jobs"]] == [
+        j["num"] in started for j in data["jobs"]]
     assert squeue(f"stash-{data['id']}") == ""  # nothing of either array is left
     for seen in saw:
         assert not pid_alive(json.loads(seen.read_text())["pid"])
-    assert f"{jobs} jobs: {jobs} interrupted" in stdout
+    counts = f"{jobs} jobs: {jobs - 2} cancelled, 2 interrupted"
+    assert counts in stdout
     status = stash.run("status", str(sweep_dir(stash)))
-    assert status.returncode == 0 and f"{jobs} jobs: {jobs} interrupted" in status.stdout
+    assert status.returncode == 0 and counts in status.stdout
 
 
 # --- what Slurm does to tasks -----------------------------------------------------------------------------------

@@ -328,3 +328,20 @@ def test_status_of_a_sweep_with_thousands_of_failed_jobs_is_bounded(stash):
     assert f"{jobs} jobs: {jobs} failed (table lists the first 100 of the {jobs} that did not succeed)" in out.stdout
     rows = [line for line in out.stdout.splitlines() if "│ crash " in line]
     assert len(rows) == 100 and "│ 99 " in rows[-1]
+
+
+ENTRY_KEYS = ["num", "tool", "experiment", "overrides", "run_dir", "status", "exit_code", "duration_s", "ended_at",
+              "launch_overrides"]
+
+
+def test_sweep_json_entries_keep_their_keys_and_order(stash):
+    """Scripts read sweep.json: each job entry has the same keys in the same order, as launched and once `status`
+    has read it back and found it true."""
+    out = stash.run("-m", "tool=fx", "experiment=a,crash")
+    assert out.returncode == 1, out.stderr
+    assert [list(job) for job in sweep_json(stash)["jobs"]] == [ENTRY_KEYS, ENTRY_KEYS]
+    text = (sweep_dir(stash) / "sweep.json").read_text()
+    assert text.count("\n    {") == 2  # one line per job
+    status = stash.run("status", str(sweep_dir(stash)))
+    assert status.returncode == 0, status.stderr
+    assert (sweep_dir(stash) / "sweep.json").read_text() == text

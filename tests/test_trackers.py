@@ -222,9 +222,9 @@ def test_workdir_run_dir_for_a_script_tool_and_no_tracker_imported_without_one(s
     run_dir = stash.root / record["run_dir"]
     assert json.loads((run_dir / "seen.json").read_text())["cwd"] == str(run_dir)
     imported = {line.split("|")[-1].strip() for line in out.stderr.splitlines() if line.startswith("import time:")}
-    assert "experimentstash.single" in imported  # the import list is there, and holds no tracker
+    assert "experimentstash.launch.single" in imported  # the import list is there, and holds no tracker
     assert not {name for name in imported if name.split(".")[0] in ("wandb", "mlflow")}
-    assert "experimentstash.trackers" not in imported
+    assert "experimentstash.launch.trackers" not in imported
     assert not [k for k in record["env"]["variables"] if k.startswith(("WANDB_", "MLFLOW_"))]
 
 

@@ -1,50 +1,114 @@
-"""The backends a sweep can run on, named in this one place and imported only when used.
+"""The backends a sweep can run on: the one place that names them, and loads them only when they are used.
 
-A backend is one module with an `Options` dataclass (its `hydra.launcher.*` options, also the defaults a stash
-may set under `<backend>:` in configs/meta.yaml) and a `Backend` class (see backends/local.py for what it
-implements). Adding one: write the module and add a line here.
+Built in: local and slurm (below). Another package adds one through the entry point group
+`experimentstash.backends`: `<name> = <module>:<class>`, its Backend subclass, chosen with
+hydra/launcher=stash_<name>. A backend that cannot be loaded breaks only itself: choosing it is one clear
+error, every other backend works. Hydra's plugin scan registers launcher configs from the options classes
+alone (options_class): the built-ins' are in backends/options.py, apart from their code.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib
 import math
 import typing
 from dataclasses import fields
 
 from .. import StashError
-from ..display import excerpt
+from ..output import excerpt
 
-# backend name (as recorded in sweep.json, and the meta.yaml key of its defaults) -> (hydra/launcher=<name>, module)
+ENTRY_POINTS = "experimentstash.backends"
+# backend name (as recorded in sweep.json, and the meta.yaml key of its defaults) -> (hydra/launcher=<name>,
+# its Backend class, its options class)
 BACKENDS = {
-    "local": ("stash", "experimentstash.backends.local"),
-    "slurm": ("stash_slurm", "experimentstash.backends.slurm"),
+    "local": ("stash", "experimentstash.backends.local:LocalBackend", "experimentstash.backends.options:LocalOptions"),
+    "slurm": ("stash_slurm", "experimentstash.backends.slurm:SlurmBackend",
+              "experimentstash.backends.options:SlurmOptions"),
 }
 DEFAULT = "local"  # the backend of a single run, and of a sweep without hydra/launcher
 LAUNCHER_TARGET = "hydra_plugins.experimentstash_launcher.launcher.StashLauncher"
 
 
-def module(name: str):
-    if name not in BACKENDS:
-        raise StashError(f"Unknown backend '{name}' (known: {', '.join(BACKENDS)}): this experimentstash cannot run "
-                         "or follow its jobs.")
-    return importlib.import_module(BACKENDS[name][1])
+@functools.cache
+def added() -> dict[str, str]:
+    """The backends other packages add (entry points): name -> `module:class`. Read only when a name is not
+    a built-in's: the usual start-up never looks."""
+    from importlib import metadata  # slow to import: only here
+
+    found = {}
+    for point in metadata.entry_points(group=ENTRY_POINTS):
+        if point.name not in BACKENDS:
+            found[point.name] = point.value
+    return found
 
 
+def names() -> list[str]:
+    return [*BACKENDS, *added()]
+
+
+def launcher_of(name: str) -> str:
+    """hydra/launcher=<this> chooses the backend."""
+    return BACKENDS[name][0] if name in BACKENDS else f"stash_{name}"
+
+
+def _where(name: str) -> str:
+    if name in BACKENDS:
+        return BACKENDS[name][1]
+    if name in added():
+        return added()[name]
+    raise StashError(f"Unknown backend '{name}' (known: {', '.join(names())}): this experimentstash cannot run or "
+                     "follow its jobs.")
+
+
+def _load(name: str, path: str):
+    module, _, attr = path.partition(":")
+    try:
+        return getattr(importlib.import_module(module), attr)
+    except Exception as err:  # a broken backend breaks only itself
+        raise StashError(f"The {name} backend ({path}) cannot be loaded: {type(err).__name__}: {err}. "
+                         "Fix or remove it; the other backends work.") from None
+
+
+@functools.cache
 def backend_class(name: str):
-    return module(name).Backend
+    """The Backend class of a backend, checked against the contract (backends/base.py) when it is loaded."""
+    from .base import Backend
+
+    path = _where(name)
+    cls = _load(name, path)
+    if not (isinstance(cls, type) and issubclass(cls, Backend)):
+        raise StashError(f"The {name} backend ({path}) is not a subclass of experimentstash.backends.base.Backend.")
+    missing = sorted(getattr(cls, "__abstractmethods__", ()))
+    if missing:
+        raise StashError(f"The {name} backend ({path}) does not implement {', '.join(missing)} (a hook every backend "
+                         "has): it cannot run.")
+    if not dataclasses.is_dataclass(getattr(cls, "Options", None)):
+        raise StashError(f"The {name} backend ({path}) has no Options dataclass of its hydra.launcher.* options.")
+    return cls
 
 
 def options_class(name: str):
-    return module(name).Options
+    """A backend's options: a built-in's without importing its code, another's from its Backend class."""
+    if name in BACKENDS:
+        return _load(name, BACKENDS[name][2])
+    return backend_class(name).Options
+
+
+def create(name: str, options):
+    return backend_class(name)(options)
 
 
 def for_launcher(launcher: str | None) -> str | None:
     """The backend of `hydra/launcher=<launcher>` (none given: local), or None for another launcher (basic, ...)."""
     if launcher is None:
         return DEFAULT
-    return next((name for name, (hydra_name, _) in BACKENDS.items() if hydra_name == launcher), None)
+    for name, (hydra_name, _, _) in BACKENDS.items():
+        if hydra_name == launcher:
+            return name
+    name = launcher[len("stash_"):] if launcher.startswith("stash_") else None
+    return name if name in added() else None
 
 
 def option_names(name: str) -> list[str]:
@@ -102,7 +166,7 @@ def resolve_options(name: str, values: dict, given: set[str], machine: dict, rec
     values = {k: v for k, v in values.items() if k != "_target_"}
     unknown = sorted(set(map(str, given | set(values))) - set(known))
     if unknown:
-        where = "recorded in sweep.json" if recorded else f"of hydra/launcher={BACKENDS[name][0]}"
+        where = "recorded in sweep.json" if recorded else f"of hydra/launcher={launcher_of(name)}"
         raise StashError(f"Unknown launcher option 'hydra.launcher.{unknown[0]}' {where} (known: {', '.join(known)}).")
     unknown = sorted(set(map(str, machine)) - set(known))
     if unknown:

@@ -11,12 +11,12 @@ import os
 import shutil
 import subprocess
 import time
-from dataclasses import dataclass, field
 from functools import lru_cache
-from pathlib import Path
-from typing import Any, Dict, List, Optional
 
-from .. import StashError
+from .. import Interrupted, StashError
+from ..records import RunRecord, Status, now_iso, read_run_if_any
+from .base import Backend, Job, Launch, Sweep
+from .options import SlurmOptions
 
 # Slurm's final states that say more than the job's own record: Slurm ended it
 SLURM_VERDICT = {
@@ -27,31 +27,11 @@ SLURM_ACTIVE = {"PENDING": "pending", "REQUEUED": "pending", "CONFIGURING": "pen
                 "COMPLETING": "running", "SUSPENDED": "running"}
 GONE = "GONE"  # not in squeue (which forgets ended jobs): the task ended, its run.json tells how
 POLL_FIRST, POLL_MAX = 1.0, 30.0
-WRITE_EVERY = 1.0  # seconds between two writes of sweep.json while the arrays are submitted
+WRITE_EVERY = 1.0  # seconds between two progress lines while the arrays are submitted
 CANCEL_WAIT = 60.0  # seconds to wait for cancelled tasks to end (Slurm's KillWait: 30 s by default)
 
 
-@dataclass
-class Options:
-    """Option names as in hydra-submitit-launcher."""
-
-    partition: Optional[str] = None
-    timeout_min: int = 60
-    cpus_per_task: Optional[int] = None
-    gpus_per_node: Optional[int] = None
-    mem_gb: Optional[float] = None
-    account: Optional[str] = None
-    qos: Optional[str] = None
-    constraint: Optional[str] = None
-    exclude: Optional[str] = None
-    additional_parameters: Dict[str, Any] = field(default_factory=dict)
-    setup: List[str] = field(default_factory=list)  # shell lines run before the job, e.g. module load
-    signal_delay_s: int = 90  # submitit's signal this long before the time limit: checkpoint and requeue
-    array_parallelism: int = 256
-    wait: bool = True  # false: submit, write sweep.json, exit; follow with `experimentstash status`
-
-
-def executor_parameters(opts: Options) -> dict:
+def executor_parameters(opts: SlurmOptions) -> dict:
     """Our option names -> submitit's SlurmExecutor parameters."""
     params = {
         "partition": opts.partition, "time": opts.timeout_min, "cpus_per_task": opts.cpus_per_task,
@@ -80,7 +60,7 @@ def check_reachable() -> None:
         )
 
 
-def check_options(opts: Options) -> None:
+def check_options(opts: SlurmOptions) -> None:
     """`sbatch --test-only` with the launch's options: a partition, account, qos or limit that the cluster refuses
     stops the sweep before anything is written or submitted."""
     from submitit.slurm.slurm import _make_sbatch_string  # the very script submitit submits, with `true` to run
@@ -180,11 +160,12 @@ def _array_of(job_id: str | None) -> str:
     return (job_id or "").split("_")[0]
 
 
-class Backend:
-    def __init__(self, options: Options, stash):
-        self.options = options
-        self.stash = stash
-        self.launched: list = []  # (planned job, its task id) of the last run(): what follow_hint speaks of
+class SlurmBackend(Backend):
+    Options = SlurmOptions
+
+    def __init__(self, options: SlurmOptions):
+        super().__init__(options)
+        self.launched: list = []  # (job number, its task id) of the last run(): what follow_hint speaks of
         self.arrays: list[str] = []  # the arrays that run() submitted (sweep.json keeps those of every launch)
 
     @property
@@ -192,7 +173,7 @@ class Backend:
         return self.options.wait
 
     @staticmethod
-    def validate(opts: Options) -> None:
+    def validate(opts: SlurmOptions) -> None:
         if opts.timeout_min <= 0:
             raise StashError(f"hydra.launcher.timeout_min={opts.timeout_min}: give a positive number of minutes.")
         if opts.signal_delay_s >= opts.timeout_min * 60:
@@ -206,107 +187,94 @@ class Backend:
     def job_fields(self) -> dict:
         return {"slurm_job_id": None, "slurm_state": None}
 
-    def job_timeout(self) -> float | None:
-        return None  # Slurm's time limit ends the task
-
     def preflight(self) -> None:
         check_reachable()
         check_options(self.options)
 
     # --- submitting -----------------------------------------------------------------------------------------
-    def run(self, sweep, planned, facts) -> None:
-        from ..execute import Interrupted
-
-        submitted: list = []  # (planned job, its Slurm task id), in the order of `planned`
+    def run(self, launch: Launch) -> None:
+        submitted: list = []  # (job, its Slurm task id), in the order of launch.jobs
         self.launched, self.arrays = submitted, []
         try:
-            self.submit(sweep, planned, facts, submitted)
+            self.submit(launch, submitted)
             if self.options.wait:
-                self.follow(sweep, submitted)
+                self.follow(launch, submitted)
         except Interrupted as stop:
-            self.interrupt(sweep, planned, stop)
+            self.interrupt(launch, stop)
             raise
 
-    def submit(self, sweep, planned, facts, submitted: list) -> None:
+    def submit(self, launch: Launch, submitted: list) -> None:
         """Submit the jobs as arrays of at most MaxArraySize tasks; each array and task id goes to sweep.json."""
         import submitit
 
-        from ..execute import Interrupted
         from .slurm_task import NodeTask
 
-        executor = submitit.SlurmExecutor(folder=sweep.dir / ".submitit", max_num_timeout=0)
-        executor.update_parameters(job_name=job_name(sweep), **executor_parameters(self.options))
-        task = NodeTask(self.stash.root, float(sweep.base["stash"]["grace"]), self.options.timeout_min)
-        arrays = sweep.record.backend_state.setdefault("arrays", [])
-        parts = chunks(planned, max_array_size())
+        executor = submitit.SlurmExecutor(folder=launch.sweep_dir / ".submitit", max_num_timeout=0)
+        executor.update_parameters(job_name=job_name(launch), **executor_parameters(self.options))
+        task = NodeTask(launch.stash_root, self.options.timeout_min)
+        arrays = launch.state.setdefault("arrays", [])
+        parts = chunks(launch.jobs, max_array_size())
         written = time.monotonic()
         for k, part in enumerate(parts):
-            specs = [p.spec for p in part]
-            children = [sweep.tracking.child(p.num) if sweep.tracking else None for p in part]  # made on the nodes
             try:
-                jobs = executor.map_array(task, specs, [facts.pins[s.tool.name] for s in specs],
-                                          [facts.stash] * len(specs), [facts.sha[s.experiment_file] for s in specs],
-                                          children)
+                tasks = executor.map_array(task, part)
             except Interrupted:
                 raise
             except Exception as err:  # sbatch refused
-                self._refused(sweep, planned, submitted, err, f"array {k + 1} of {len(parts)}")
-            arrays.append(_array_of(jobs[0].job_id))
+                self._refused(launch, submitted, err, f"array {k + 1} of {len(parts)}")
+            arrays.append(_array_of(tasks[0].job_id))
             self.arrays.append(arrays[-1])
-            for p, job in zip(part, jobs):
-                sweep.update(p.num, slurm_job_id=job.job_id)
-                submitted.append((p, job.job_id))
-            if time.monotonic() - written >= WRITE_EVERY:  # not after each of thousands of arrays: a big file
-                sweep.tick()
+            for job, submitted_task in zip(part, tasks):
+                launch.update(job.num, slurm_job_id=submitted_task.job_id)
+                submitted.append((job, submitted_task.job_id))
+            if time.monotonic() - written >= WRITE_EVERY:  # the progress line, not after each of thousands of arrays
+                launch.tick()
                 written = time.monotonic()
 
-    def _refused(self, sweep, planned, submitted: list, err: Exception, which: str) -> None:
+    def _refused(self, launch: Launch, submitted: list, err: Exception, which: str) -> None:
         """sbatch refused an array (its options passed `sbatch --test-only`): the launch is all or nothing."""
-        from ..records import Status
-
         said = str(err).strip().splitlines()
         before = "Nothing was submitted"
         if submitted:
-            failed = cancel(job_name(sweep))
+            failed = cancel(job_name(launch))
             before = f"The {len(submitted)} jobs submitted before it were " + (
                 f"NOT cancelled ({failed})" if failed else "cancelled")
-        for p in planned:
-            sweep.update(p.num, status=Status.CANCELLED)
+        for job in launch.jobs:
+            launch.cancelled(job.num)
         raise StashError(
             f"sbatch refused {which} ({said[-1] if said else err}). {before}; the launch's jobs are recorded "
-            f"`cancelled`: `experimentstash rerun {os.path.relpath(sweep.dir, sweep.stash.root)}` submits them again."
+            f"`cancelled`: `experimentstash rerun {os.path.relpath(launch.sweep_dir, launch.stash_root)}` submits "
+            "them again."
         )
 
     # --- following ------------------------------------------------------------------------------------------
-    def follow(self, sweep, submitted: list) -> None:
+    def follow(self, launch: Launch, submitted: list) -> None:
         """Wait for the tasks, keeping sweep.json true: one sacct call per poll, the pause between two polls
         growing by a fifth, from 1 s up to 30 s, while nothing changes."""
-        from ..records import Status
-
-        waiting = {p.num: (p, task_id) for p, task_id in submitted}
-        name = job_name(sweep)
+        waiting = {job.num: (job, task_id) for job, task_id in submitted}
+        name = job_name(launch)
         pause, last = POLL_FIRST, None
         while waiting:
             states = task_states([task_id for _, task_id in waiting.values()], name) or {}
-            for num, (p, task_id) in list(waiting.items()):
-                if Status(self.update_job(sweep, num, p.spec.run_dir, states.get(task_id))).final:
+            for num, (job, task_id) in list(waiting.items()):
+                if self.update_job(launch, job, states.get(task_id)).final:
                     del waiting[num]
-            sweep.tick()
+            launch.tick()
             pause = POLL_FIRST if states != last else min(pause * 1.2, POLL_MAX)
             last = states
             deadline = time.monotonic() + pause
             while waiting and time.monotonic() < deadline:
                 time.sleep(0.2)
-                sweep.tick()
+                launch.tick()
 
-    def interrupt(self, sweep, planned, stop) -> None:
-        """Ctrl-C: cancel every array of the sweep and wait for its tasks to end; every job that had not ended
-        before is recorded `interrupted` (sweep.json and its run.json)."""
-        from ..invocation import console
-        from ..records import Status, now_iso, read_run_if_any
+    def interrupt(self, launch: Launch, stop: Interrupted) -> None:
+        """Ctrl-C: cancel every array of the sweep and wait for its tasks to end; every job that had started and
+        not ended before is recorded `interrupted` (sweep.json and its run.json), one that never started
+        `cancelled`."""
+        from ..output import console
 
         stopped_at = now_iso()
-        name = job_name(sweep)
+        name = job_name(launch)
         console.print(f"\n{stop}: cancelling the sweep's Slurm tasks", highlight=False)
         failed = cancel(name)
         if failed:
@@ -314,43 +282,45 @@ class Backend:
                           highlight=False)
         else:
             wait_until_ended(name)
-        for p in planned:
-            if Status(sweep.jobs[p.num]["status"]).final:
+        for job in launch.jobs:
+            if launch.entries[job.num].status.final:
                 continue
-            record = read_run_if_any(p.spec.run_dir)
-            if record is not None and record.status.final and record.ended_at and record.ended_at < stopped_at:
-                self.update_job(sweep, p.num, p.spec.run_dir, None, record)  # it ended on its own before
-                continue
-            sweep.agree(p.num, record, Status.INTERRUPTED)
+            record = read_run_if_any(job.run_dir)
+            if record is None:
+                launch.cancelled(job.num)
+            elif record.status.final and record.ended_at and record.ended_at < stopped_at:
+                self.update_job(launch, job, None, record)  # it ended on its own before
+            else:
+                launch.ended(job.num, record, Status.INTERRUPTED)
 
-    def update_job(self, sweep, num: int, run_dir: Path, slurm_state: str | None, record=None) -> str:
-        """Bring one job up to date from its run.json and Slurm's word (sweep.agree); its status."""
-        from ..records import read_run_if_any
-
+    def update_job(self, launch: Launch, job: Job, slurm_state: str | None, record: RunRecord | None = None) -> Status:
+        """Bring one job up to date from its run.json and Slurm's word; its status."""
         if record is None and slurm_state not in ("PENDING", "REQUEUED", None):
-            record = read_run_if_any(run_dir)
-        status = merged_status(record.status.value if record else None, slurm_state)
-        sweep.agree(num, record, status, slurm_state=slurm_state)
+            record = read_run_if_any(job.run_dir)
+        status = Status(merged_status(record.status.value if record else None, slurm_state))
+        if status.final:
+            launch.ended(job.num, record, status, slurm_state=slurm_state)
+        else:
+            launch.update(job.num, status=status, slurm_state=slurm_state)
         return status
 
     # --- later: `status`, `rerun`, wait=false -----------------------------------------------------------------
-    def refresh(self, sweep, statuses) -> tuple[dict, str | None]:
+    def refresh(self, sweep: Sweep, statuses: dict[int, Status]) -> tuple[dict, str | None]:
         """Slurm's word on every submitted job (`status`, `rerun`), merged with what its record says (`statuses`),
         and a note when Slurm's records cannot be had."""
-        from ..records import Status
-
-        submitted = {job["num"]: job["slurm_job_id"] for job in sweep.jobs.values()
-                     if isinstance(job.get("slurm_job_id"), str)}
+        submitted = {num: entry.extra.get("slurm_job_id") for num, entry in sweep.entries.items()
+                     if isinstance(entry.extra.get("slurm_job_id"), str)}
         states = task_states(list(submitted.values()), job_name(sweep)) or {}
         verdicts = {}
         for num, task_id in submitted.items():
-            own = statuses.get(num, Status(sweep.jobs[num]["status"]))
-            verdicts[num] = (merged_status(own.value, states.get(task_id)), {"slurm_state": states.get(task_id)})
+            own = statuses.get(num, sweep.entries[num].status)
+            verdicts[num] = (Status(merged_status(own.value, states.get(task_id))),
+                             {"slurm_state": states.get(task_id)})
         if any(states.get(i) is None for i in submitted.values()):
             return verdicts, "Slurm has no record of some jobs: their status is what run.json says."
         return verdicts, None
 
-    def before_rerun(self, sweep, jobs: list[dict]) -> None:
+    def before_rerun(self, sweep: Sweep, nums: list[int]) -> None:
         """Never two attempts of one job at once: no rerun while Slurm still has a task of the sweep (squeue, which
         knows a task as soon as it is submitted; sacct may not yet)."""
         left = queued(job_name(sweep))
@@ -361,33 +331,26 @@ class Backend:
             raise StashError(
                 f"{len(left)} task(s) of this sweep are still pending or running on Slurm ({', '.join(left[:3])}"
                 f"{', ...' if len(left) > 3 else ''}). Wait for them (`experimentstash status "
-                f"{os.path.relpath(sweep.dir, sweep.stash.root)}`) or cancel them (`scancel --name="
+                f"{os.path.relpath(sweep.sweep_dir, sweep.stash_root)}`) or cancel them (`scancel --name="
                 f"{job_name(sweep)}`), then rerun."
             )
 
-    def follow_hint(self, sweep) -> None:
-        from ..invocation import console
-        from ..summary import print_summary
-
-        pending = [p for p, _ in self.launched if sweep.jobs[p.num]["status"] == "pending"]
-        if not pending:  # interrupted while submitting: nothing to follow
-            print_summary(sweep.stash.root, sweep.dir, [sweep.jobs[n] for n in sorted(sweep.jobs)])
-            return
+    def follow_hint(self, sweep: Sweep) -> str | None:
+        pending = [job for job, _ in self.launched if sweep.entries[job.num].status == Status.PENDING]
+        if not pending:  # interrupted while submitting: nothing to follow, the table says it
+            return None
         ids = self.arrays
         shown = ", ".join(ids) if len(ids) <= 4 else f"{ids[0]}, {ids[1]}, ..., {ids[-1]}"
         kind = f"array {shown}" if len(ids) == 1 else f"{len(ids)} arrays ({shown})"
         jobs = "1 job" if len(pending) == 1 else f"{len(pending)} jobs"
-        console.print(
-            f"Submitted {jobs} as Slurm {kind}. Follow them with:\n"
-            f"  experimentstash status {os.path.relpath(sweep.dir, sweep.stash.root)}\n"
-            f"  squeue --name={job_name(sweep)}",
-            highlight=False,
-        )
+        return (f"Submitted {jobs} as Slurm {kind}. Follow them with:\n"
+                f"  experimentstash status {os.path.relpath(sweep.sweep_dir, sweep.stash_root)}\n"
+                f"  squeue --name={job_name(sweep)}")
 
 
-def job_name(sweep) -> str:
+def job_name(sweep: Sweep) -> str:
     """The Slurm job name of every array of a sweep."""
-    return f"stash-{sweep.id}"
+    return f"stash-{sweep.sweep_id}"
 
 
 def cancel(name: str) -> str | None:

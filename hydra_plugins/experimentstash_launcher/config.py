@@ -1,11 +1,17 @@
-"""Typed configs of the launcher (one per backend: hydra/launcher=stash, stash_slurm, ...) and the sweeper."""
+"""Typed configs of the launcher (one per backend: hydra/launcher=stash, stash_slurm, ...) and the sweeper.
 
-import importlib
+Hydra scans this module in every Hydra app of the environment (the tools' too): it reads the backends' options
+classes only, never their code (backends/__init__.py), and a backend whose options cannot be had is left out,
+so one broken backend breaks nothing else. Another package's backend gets its config here only when it is the
+one chosen (the command line loaded it already).
+"""
+
 from dataclasses import dataclass, field, make_dataclass
 
 from hydra.core.config_store import ConfigStore
 
-from experimentstash.backends import BACKENDS, LAUNCHER_TARGET
+from experimentstash import StashError, backends
+from experimentstash.launch.invocation import current
 
 
 @dataclass
@@ -15,11 +21,15 @@ class StashSweeperConf:
 
 def _register() -> None:
     store = ConfigStore.instance()
-    for name, (launcher, module) in BACKENDS.items():
-        options = importlib.import_module(module).Options  # backend modules keep their top-level imports light
+    chosen = {current.backend: type(current.launcher_options)} if current.launcher_options is not None else {}
+    for name in dict.fromkeys([*backends.BACKENDS, *chosen]):
+        try:
+            options = chosen.get(name) or backends.options_class(name)
+        except StashError:
+            continue  # named when it is chosen
         node = make_dataclass(f"{name.capitalize()}LauncherConf",
-                              [("_target_", str, field(default=LAUNCHER_TARGET))], bases=(options,))
-        store.store(group="hydra/launcher", name=launcher, node=node, provider="experimentstash")
+                              [("_target_", str, field(default=backends.LAUNCHER_TARGET))], bases=(options,))
+        store.store(group="hydra/launcher", name=backends.launcher_of(name), node=node, provider="experimentstash")
     store.store(group="hydra/sweeper", name="stash", node=StashSweeperConf, provider="experimentstash")
 
 

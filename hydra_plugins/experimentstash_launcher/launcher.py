@@ -1,5 +1,6 @@
 """The launcher: hands every job of a launch to the sweep core, which runs it on the chosen backend."""
 
+from pathlib import Path
 from typing import Optional, Sequence
 
 from hydra.core.utils import JobReturn
@@ -14,9 +15,10 @@ class SweepEnd(Callback):
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
         if config.hydra.runtime.choices.get("hydra/sweeper") != "stash":
-            from experimentstash.summary import print_sweep_end
+            from experimentstash.launch.invocation import current
+            from experimentstash.views.summary import print_sweep_end
 
-            print_sweep_end(config)
+            print_sweep_end(current.root, Path(config.hydra.sweep.dir).absolute())
 
 
 class StashLauncher(Launcher):
@@ -31,9 +33,9 @@ class StashLauncher(Launcher):
         self.config = config
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
-        from experimentstash import StashError
-        from experimentstash.invocation import current, fail
-        from experimentstash.sweep import new_sweep
+        from experimentstash import Escape, Interrupted, StashError
+        from experimentstash.launch.invocation import current
+        from experimentstash.launch.sweep import new_sweep
 
         try:
             if self.sweep is None:
@@ -45,5 +47,5 @@ class StashLauncher(Launcher):
             extra = [] if ours else current.tool_overrides
             numbered = [(num, [*words, *extra]) for num, words in enumerate(job_overrides, start=initial_job_idx)]
             return [self.sweep.job_return(p) for p in self.sweep.launch(numbered, table=ours)]
-        except StashError as err:
-            fail(err)
+        except (StashError, Interrupted) as err:  # through Hydra, which would show it as a crash: cli.py gives its exit code
+            raise Escape(err) from None

@@ -21,9 +21,9 @@ class StashSweeper(Sweeper):
         )
 
     def sweep(self, arguments: List[str]) -> Any:
-        from experimentstash import StashError, backends
-        from experimentstash.expand import expand
-        from experimentstash.invocation import current, fail
+        from experimentstash import Escape, StashError, backends
+        from experimentstash.launch.expand import expand
+        from experimentstash.launch.invocation import current
         from experimentstash.registry import Stash
 
         # our launcher takes the tool overrides from every job's list; another launcher's task function adds them
@@ -31,8 +31,8 @@ class StashSweeper(Sweeper):
         try:
             stash = Stash.load(current.root)
             jobs = expand(stash, [*arguments, *(current.tool_overrides if ours else [])], self.config.tool)
-        except StashError as err:
-            fail(err)
+        except StashError as err:  # through Hydra, which would show it as a crash: cli.py gives its exit code
+            raise Escape(err) from None
         returns = self.launcher.launch(jobs, initial_job_idx=0)
         if not ours:  # the task function ran elsewhere (joblib's workers): its return value is the exit code
             for ret in returns:

@@ -1,0 +1,34 @@
+"""`experimentstash diff RUN_A RUN_B`: what differs between two runs (views/diff.py compares them)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from ..output import shown_path
+from ..records import to_json
+from ..runs import found_at
+from ..views.diff import compare_runs, render
+from ..views.summary import quiet_when_closed
+from . import folder
+
+
+def add_arguments(p) -> None:
+    p.add_argument("run_a", metavar="RUN_A", help="a run dir (holds run.json)")
+    p.add_argument("run_b", metavar="RUN_B", help="another run dir")
+    p.add_argument("--format", choices=("text", "json"), default="text", help="text (default) or json")
+
+
+def run(args, root: Path) -> int:
+    a, b = (found_at(folder(root, given, "a run dir (holds run.json)")) for given in (args.run_a, args.run_b))
+    cmp = compare_runs(a, b, root)
+    with quiet_when_closed():
+        if args.format == "json":
+            for side, found in (("a", a), ("b", b)):
+                cmp[side]["run_dir"] = str(shown_path(root, found.folder))
+            sys.stdout.write(to_json(cmp, indent=2) + "\n")
+        else:
+            sys.stdout.write(render(cmp, str(shown_path(root, a.folder)), str(shown_path(root, b.folder))))
+        sys.stdout.flush()
+    return 0
+

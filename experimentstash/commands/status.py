@@ -1,0 +1,30 @@
+"""`experimentstash status <sweep dir>`: every job's state, from its run.json and from the sweep's backend."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from . import folder
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("sweep_dir", help="the sweep dir (a folder under multirun/ holding sweep.json)")
+
+
+def run(args, root: Path) -> int:
+    from ..launch.sweep import open_sweep
+    from ..launch.trackers import settle
+    from ..output import plain_lines
+    from ..registry import Stash
+    from ..views.summary import print_summary
+
+    stash = Stash.load(root)
+    sweep = open_sweep(stash, folder(root, args.sweep_dir))
+    notes = sweep.refresh()
+    sweep.commit()  # sweep.json and run.json in line with what is known, unless a launcher at work on it keeps them
+    print_summary(stash.root, sweep.dir, [sweep.jobs[n] for n in sorted(sweep.jobs)])
+    for note in notes:
+        print(plain_lines(note))
+    for line in settle(stash, sweep):  # MLflow runs of jobs that ended while no launcher watched them
+        print(plain_lines(line))
+    return 0
