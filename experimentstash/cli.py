@@ -4,7 +4,8 @@ message and 2, Interrupted is 128 + its signal, and otherwise the runs' own exit
 
 Each command is a module of commands/ with `add_arguments(parser)` and `run(args, root) -> exit code`, imported
 only when it runs (Hydra, GitPython and submitit load slowly). A module with RUNS_TOOLS = True starts tools: it
-runs under the keeper (launch/supervise.py), like a Hydra launch.
+runs under the keeper (launch/supervise.py), like a Hydra launch; one with NEEDS_STASH = False runs anywhere (root
+None).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from .registry import find_root
 
 # name -> (module, one line of help)
 COMMANDS = {
+    "init": ("init", "make a new stash: a git repository with configs/meta.yaml and a .gitignore"),
     "list": ("listing", "the registered tools, their pins and experiments"),
     "runs": ("runs", "past runs from the run.json files under outputs/ and multirun/"),
     "status": ("status", "the state of every job of a sweep, from its run.json files and its backend"),
@@ -193,7 +195,7 @@ def run_command(argv: list[str]) -> int:
     except TypeError:  # a command that takes the rest of the line as it is (check)
         args = parser.parse_args(argv[1:])
     module = importlib.import_module(f"experimentstash.commands.{args.module}")
-    root = find_root()
+    root = find_root() if getattr(module, "NEEDS_STASH", True) else None
     if getattr(module, "RUNS_TOOLS", False):
         from .launch.supervise import keep
 
