@@ -169,6 +169,23 @@ def resolve_interpreter(stash: Stash, tool: Tool) -> Interpreter:
     return Interpreter("python", str(python), (str(python),))
 
 
+def launcher_venv(stash: Stash, tool: Tool) -> Path:
+    """Where a run makes a uv tool's environment when the tool's checkout has none (.venv)."""
+    return stash.root / ".cache" / "venvs" / tool.name
+
+
+def setup_missing(stash: Stash, tool: Tool) -> str | None:
+    """What the tool still needs before it runs here, with the command that gives it; None when nothing."""
+    try:
+        interpreter = prepare_tool(stash, tool).interpreter
+    except StashError as err:
+        return str(err)
+    if interpreter.kind == "uv" and not (tool.path / ".venv").exists() and not launcher_venv(stash, tool).exists():
+        return (f"Tool '{tool.name}': its uv environment is not built: `cd {tool.rel_path} && uv sync --frozen` "
+                "builds it (or the first run does, into .cache/venvs/).")
+    return None
+
+
 def prepare_tool(stash: Stash, tool: Tool) -> PreparedTool:
     """The interpreter, entrypoint argv and launcher-set environment of a tool, checked once per tool."""
     if not tool.path.is_dir() or not any(tool.path.iterdir()):
@@ -230,7 +247,7 @@ def launcher_env(stash: Stash, tool: Tool) -> dict[str, str]:
         env["HYDRA_SEARCH_PACKAGES"] = ":".join(tool.search_packages)
     if (tool.path / "uv.lock").is_file() and not (tool.path / ".venv").exists():
         # keep a new uv environment out of the tool's checkout
-        env["UV_PROJECT_ENVIRONMENT"] = str(stash.root / ".cache" / "venvs" / tool.name)
+        env["UV_PROJECT_ENVIRONMENT"] = str(launcher_venv(stash, tool))
     if tool.workdir == "run_dir" and tool.entrypoint[0] == "-m":
         # started in its run dir, `python -m` no longer finds the tool's package in the working dir: the same
         # folder goes first on the import path instead
