@@ -128,6 +128,12 @@ def exit_code(err: Exception) -> int:
 def _dispatch(argv: list[str]) -> int:
     if not argv:
         return run_command(["list"])
+    for flag in ("-sc", "--shell-completion"):  # answered from the stash, before Hydra (launch/completion.py)
+        if flag in argv:
+            from .launch.completion import shell_completion
+
+            at = argv.index(flag) + 1
+            return shell_completion(argv[at] if at < len(argv) else None, COMMANDS)
     if argv[0] in COMMANDS or argv[0] == "help":
         return run_command(argv)
     if HELP & set(argv):
@@ -148,18 +154,12 @@ def launch(argv: list[str]) -> int:
     from .registry import Stash
 
     words = split_argv(argv)
-    completing = "-sc" in argv or "--shell-completion" in argv
-    if not completing:
-        check_command_line(*words)
+    check_command_line(*words)
     hydra_words, tool_words = route_tool_overrides(*words)
     current.root = find_root()
     stash = Stash.load(current.root)
     current.launcher_options = check_launcher_options(hydra_words, stash)
     current.backend = backends.for_launcher(chosen(hydra_words, "launcher"))
-    if completing:
-        from .launch.app import register_choices
-
-        register_choices(stash)
     current.argv = list(argv)
     current.tool_overrides = tool_words
     if {"-m", "--multirun"} & set(hydra_words) and not NO_RUN_FLAGS & set(argv) and current.launcher_options is None:
