@@ -24,7 +24,7 @@ from .registry import find_root
 # name -> (module, one line of help)
 COMMANDS = {
     "init": ("init", "make a new stash: a git repository with configs/meta.yaml and a .gitignore"),
-    "list": ("listing", "the registered tools, their pins and experiments"),
+    "list": ("listing", "the registered tools, their pins and experiments, and what a tool still needs to run"),
     "runs": ("runs", "past runs from the run.json files under outputs/ and multirun/"),
     "status": ("status", "the state of every job of a sweep, from its run.json files and its backend"),
     "rerun": ("rerun", "re-launch the jobs of a sweep that did not succeed"),
