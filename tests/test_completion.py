@@ -1,5 +1,5 @@
 """Shell completion: the answers to a TAB as the shell asks for them (COMP_LINE and COMP_POINT, `-sc query=bash`), and
-bash itself completing a line on a terminal with the script `-sc install=bash` prints."""
+bash, zsh and fish themselves completing lines on a terminal with the script `-sc install=<shell>` prints."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import os
 import pty
 import re
 import select
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -95,17 +96,27 @@ def test_a_shell_completion_word_that_is_none_is_refused(two_tools):
     assert out.stderr.startswith("error: -sc query=tcsh: give install=<shell>, uninstall=<shell> or query=<shell>")
 
 
-class Terminal:
-    """An interactive bash on a pseudo-terminal, in the stash, with the script of `-sc install=bash` loaded."""
+# each shell: how it starts without the user's settings, what it runs first, and how the script is loaded
+SHELLS = {
+    "bash": (["bash", "--norc", "--noprofile", "-i"], "true", 'eval "$(experimentstash -sc install=bash)"'),
+    "zsh": (["zsh", "-f", "-i"], "bindkey -e; autoload -U compinit && compinit -u",
+            'eval "$(experimentstash -sc install=zsh)"'),
+    "fish": (["fish", "--no-config", "-i"], "true", "experimentstash -sc install=fish | source"),
+}
 
-    def __init__(self, stash, bin_dir: Path):
+
+class Terminal:
+    """An interactive shell on a pseudo-terminal, in the stash, with the script of `-sc install=<shell>` loaded."""
+
+    def __init__(self, shell: str, stash, bin_dir: Path):
+        argv, setup, install = SHELLS[shell]
         env = {**os.environ, "PYTHONPATH": stash.pythonpath, "PATH": f"{bin_dir}:{os.environ['PATH']}",
                "PS1": "$ ", "TERM": "dumb", "INPUTRC": "/dev/null", "HOME": str(bin_dir)}
         self.pid, self.fd = pty.fork()
         if self.pid == 0:
             os.chdir(stash.root)
-            os.execve("/bin/bash", ["bash", "--norc", "--noprofile", "-i"], env)
-        self.type('eval "$(experimentstash -sc install=bash)"; echo READY\n')
+            os.execvpe(argv[0], argv, env)
+        self.type(f"{setup}; {install}; echo READY\n")
         self.read_until(re.compile(r"\nREADY"))
 
     def type(self, text: str) -> None:
@@ -119,11 +130,11 @@ class Terminal:
                 found = pattern.search(seen.decode(errors="replace"))
                 if found:
                     return found.group(1) if pattern.groups else found.group(0)
-        raise AssertionError(f"bash never printed {pattern.pattern!r}; it printed {seen!r}")
+        raise AssertionError(f"the shell never printed {pattern.pattern!r}; it printed {seen!r}")
 
     def completed(self, keys: str) -> str:
-        """The line bash makes of `keys` (TABs completing it), printed back by echo (Ctrl-A goes to its start), with
-        a mark after it that shows a space bash added at its end."""
+        """The line the shell makes of `keys` (TABs completing it), printed back by echo (Ctrl-A goes to its start),
+        with a mark after it that shows a space the shell added at its end."""
         self.type(keys + "@\x01echo LINE: \n")
         return self.read_until(re.compile(r"\nLINE: ([^\r\n]*)@\r?\n"))
 
@@ -132,19 +143,22 @@ class Terminal:
         os.waitpid(self.pid, 0)
 
 
-@pytest.fixture
-def bash(two_tools, tmp_path):
+@pytest.fixture(params=list(SHELLS))
+def terminal(request, two_tools, tmp_path):
+    if shutil.which(request.param) is None:
+        pytest.skip(f"{request.param} is not installed here")
     script = tmp_path / "experimentstash"  # the console script, as pip installs it
     script.write_text(f"#!/bin/sh\nexec {sys.executable} -m experimentstash \"$@\"\n")
     script.chmod(0o755)
-    terminal = Terminal(two_tools, tmp_path)
-    yield terminal
-    terminal.close()
+    shell = Terminal(request.param, two_tools, tmp_path)
+    yield shell
+    shell.close()
 
 
-def test_bash_completes_the_console_script_and_python_dash_m(bash):
-    assert bash.completed("experimentstash tool=f\t") == "experimentstash tool=fx "
-    assert bash.completed("experimentstash tool=gx exp\tsu\t") == "experimentstash tool=gx experiment=sub/deeper/g2 "
-    assert bash.completed("python -m experimentstash -m tool=fx experiment=fig1/y stash.pin=st\t") == \
+def test_the_shell_completes_the_console_script_and_python_dash_m(terminal):
+    assert terminal.completed("experimentstash tool=f\t") == "experimentstash tool=fx "
+    assert terminal.completed("experimentstash tool=gx exp\tsu\t") == \
+        "experimentstash tool=gx experiment=sub/deeper/g2 "
+    assert terminal.completed("python -m experimentstash -m tool=fx experiment=fig1/y stash.pin=st\t") == \
         "python -m experimentstash -m tool=fx experiment=fig1/y stash.pin=strict "
-    assert bash.completed("python -m experimentstash ini\t") == "python -m experimentstash init "
+    assert terminal.completed("python -m experimentstash ini\t") == "python -m experimentstash init "

@@ -23,7 +23,7 @@ FLAGS = ("-m", "--multirun", "--help")
 HYDRA_KEYS = ("hydra/launcher=", "hydra.run.dir=", "hydra.sweep.dir=")
 DONE = ("=", "/", "(", ",")  # a candidate ending so goes on: no space after it
 
-# bash (and zsh through bashcompinit). The line up to the cursor goes to the same program the user is typing
+# bash. The line up to the cursor goes to the same program the user is typing
 # (`experimentstash`, or `python -m experimentstash` with that python). Bash splits words at '=' and ':' too:
 # each candidate loses what comes before the word bash replaces. After any other `python ...`, the completion that
 # python had before runs.
@@ -54,6 +54,27 @@ BASH_UNINSTALL = """complete -r experimentstash python python3
 [[ -n $_experimentstash_python_before ]] && complete -F "$_experimentstash_python_before" python
 unset -f _experimentstash_complete
 unset _experimentstash_python_before
+"""
+# zsh: the same, natively (bash's script through bashcompinit fails: zsh reads arrays and `read` otherwise)
+ZSH = """_experimentstash() {
+    local line=${BUFFER[1,CURSOR]}
+    local -a program found
+    if [[ ${words[1]:t} == python* ]]; then
+        if [[ ${words[2]} != -m || ${words[3]} != experimentstash || $CURRENT -le 3 ]]; then
+            if (( $+functions[_python] )); then _python; else _files; fi
+            return
+        fi
+        program=(${words[1]} -m experimentstash)
+    else
+        program=(${words[1]})
+    fi
+    found=(${(f)"$(COMP_LINE=$line COMP_POINT=${#line} $program -sc query=zsh 2>/dev/null)"})
+    if (( ${#found} )); then compadd -Q -S '' -- $found; else _files; fi
+}
+compdef _experimentstash experimentstash python python3
+"""
+ZSH_UNINSTALL = """compdef -d experimentstash python python3
+unfunction _experimentstash
 """
 FISH = """function __experimentstash_complete
     set -lx COMP_LINE (commandline -cp)
@@ -89,11 +110,9 @@ def shell_completion(value: str | None, commands) -> int:
             words = [w if w.endswith(DONE) else w + " " for w in words]
         if words:
             print("\n".join(words))
-    elif shell == "fish":
-        print(FISH if action == "install" else FISH_UNINSTALL, end="")
     else:
-        zsh = "autoload -U +X bashcompinit && bashcompinit\n" if shell == "zsh" else ""
-        print(zsh + (BASH if action == "install" else BASH_UNINSTALL), end="")
+        scripts = {"bash": (BASH, BASH_UNINSTALL), "zsh": (ZSH, ZSH_UNINSTALL), "fish": (FISH, FISH_UNINSTALL)}
+        print(scripts[shell][action == "uninstall"], end="")
     return 0
 
 
