@@ -73,7 +73,8 @@ ZSH = """_experimentstash() {
 }
 compdef _experimentstash experimentstash python python3
 """
-ZSH_UNINSTALL = """compdef -d experimentstash python python3
+ZSH_UNINSTALL = """compdef -d experimentstash
+if (( $+functions[_python] )); then compdef _python python python3; else compdef -d python python3; fi
 unfunction _experimentstash
 """
 FISH = """function __experimentstash_complete
