@@ -70,6 +70,8 @@ FX = ["a", "b", "c", "crash", "fig1/x", "fig1/y", "glob(", "slow", "snapshots/v1
     ("experimentstash re", ["report ", "reproduce ", "rerun "]),
     ("experimentstash in", ["init "]),
     ("experimentstash runs ", []),
+    ("experimentstash help re", ["report ", "reproduce ", "rerun "]),
+    ("experimentstash help runs ", []),
     ("python -m experimentstas", []),  # still the program's words
 ])
 def test_completion_answers(two_tools, line, expected):

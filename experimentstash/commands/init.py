@@ -55,7 +55,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("dir", nargs="?", default=".", help="the stash's folder, made when missing (default: here)")
 
 
-def run(args, root: None) -> int:
+def run(args, root: Path | None) -> int:
     folder = Path(args.dir).expanduser().resolve()
     if folder.exists() and not folder.is_dir():
         raise StashError(f"{args.dir} is a file: give a folder for the new stash.")

@@ -126,7 +126,9 @@ def candidates(line: str, commands) -> list[str]:
         return []
     quote = word[:1] if word[:1] in "'\"" else ""
     typed = word[len(quote):]
-    if args and args[0] in commands:
+    if args == ["help"]:
+        return sorted(c for c in commands if c.startswith(typed))
+    if args and args[0] in commands or args[:1] == ["help"]:
         return []  # a command's own arguments: file names, as the shell gives them
     args = [w.strip("'\"") for w in args]
     if "=" in typed:
