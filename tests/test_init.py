@@ -11,7 +11,7 @@ import yaml
 
 from conftest import Stash, git, make_tool_repo
 from experimentstash.commands.init import META_TEMPLATE
-from experimentstash.registry import TOOL_KEYS, Stash as Stash_
+from experimentstash import registry
 
 
 def test_init_add_tool_commit_then_a_run_and_a_sweep(tmp_path):
@@ -93,6 +93,6 @@ def test_the_new_meta_yaml_shows_every_key_of_a_tool_in_an_entry_that_validates(
     start = lines.index("#   NAME:")
     block = "\n".join(line[1:] for line in lines[start:lines.index("#", start)])
     entry = yaml.safe_load(textwrap.dedent(block))
-    assert set(entry["NAME"]) == set(TOOL_KEYS)
-    tool = Stash_.from_raw(tmp_path, {"tools": entry}).tool("NAME")
+    assert set(entry["NAME"]) == set(registry.TOOL_KEYS)
+    tool = registry.Stash.from_raw(tmp_path, {"tools": entry}).tool("NAME")
     assert (tool.rel_path, tool.tracker, tool.result) == ("tools/NAME", "wandb", "metrics.json")
