@@ -168,7 +168,7 @@ def launch(argv: list[str]) -> int:
         from .launch.supervise import keep
 
         keep()
-    if all(override_key(w) in ("tool", "experiment") or override_key(w).startswith(DIRECT) for w in hydra_words):
+    if all(override_key(w) in ("tool", "experiment", "pipeline") or override_key(w).startswith(DIRECT) for w in hydra_words):
         from .launch.single import run_direct  # one run: Hydra's app would only parse what is parsed already
 
         return run_direct(hydra_words)

@@ -1,0 +1,124 @@
+"""Pipelines: configs/pipelines/<name>.yaml names stages (a tool and an experiment each) run after the stages they
+need, the references between them filled in, each stage a run with its own record."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from experimentstash.testing import Stash, experiment
+
+THREE = """\
+stages:
+  train:
+    tool: fx
+    experiment: a
+  evaluate:
+    tool: fx
+    experiment: b
+    needs: [train]
+    overrides: ["+checkpoint=${stages.train.run_dir}/result.json"]
+  table:
+    tool: fx
+    experiment: c
+    needs: [evaluate]
+    gather: true
+    overrides: ["+runs=${stages.evaluate.run_dirs}"]
+"""
+
+
+def with_pipeline(stash: Stash, text: str = THREE, name: str = "three") -> Stash:
+    stash.write(f"configs/pipelines/{name}.yaml", text)
+    stash.commit("a pipeline")
+    return stash
+
+
+def by_stage(stash: Stash, folder: str = "outputs") -> dict[str, dict]:
+    return {r["stage"]: r for r in stash.runs(folder)}
+
+
+def test_one_chain_runs_every_stage_in_order_with_references_and_records(stash):
+    with_pipeline(stash)
+    out = stash.run("pipeline=three", "train.value=5", "seed=3")
+    assert out.returncode == 0, out.stdout + out.stderr
+    runs = by_stage(stash)
+    assert list(runs) == ["train", "evaluate", "table"]  # oldest first: in order
+    train, evaluate, table = runs.values()
+    assert all(r["pipeline"] == "three" and r["status"] == "succeeded" for r in runs.values())
+    # a stage's override goes to that stage only, any other to every stage
+    assert train["overrides"] == ["value=5", "seed=3"]
+    assert train["result"]["score"] == 10.0 and evaluate["result"]["score"] == 4.0
+    train_dir = stash.root / train["run_dir"]
+    evaluate_dir = stash.root / evaluate["run_dir"]
+    seen = json.loads((evaluate_dir / "seen.json").read_text())
+    assert seen["cfg"]["checkpoint"] == f"{train_dir}/result.json" and seen["cfg"]["seed"] == 3
+    seen = json.loads((stash.root / table["run_dir"] / "seen.json").read_text())
+    assert seen["cfg"]["runs"] == [str(evaluate_dir)]  # a Hydra list
+    assert train["upstream"] == [] and evaluate["upstream"] == [train["id"]]
+    assert table["upstream"] == [train["id"], evaluate["id"]]
+    for stage in runs:
+        assert f"{stage}: succeeded" in out.stderr
+
+
+def test_a_failed_stage_cancels_the_stages_after_it(stash):
+    with_pipeline(stash)
+    out = stash.run("pipeline=three", "evaluate.crash=true")
+    assert out.returncode == 3, out.stdout + out.stderr
+    runs = by_stage(stash)
+    assert {s: r["status"] for s, r in runs.items()} == {"train": "succeeded", "evaluate": "failed"}
+    assert "table: cancelled, upstream stage evaluate did not succeed" in out.stderr
+    assert "boom" in (stash.root / runs["evaluate"]["run_dir"] / "stderr.log").read_text()
+
+
+def test_old_records_without_the_pipeline_fields_stay_valid(stash):
+    out = stash.run("tool=fx", "experiment=a")
+    assert out.returncode == 0, out.stderr
+    (path,) = (stash.root / "outputs").rglob("run.json")
+    record = json.loads(path.read_text())
+    assert (record["pipeline"], record["stage"], record["upstream"]) == (None, None, [])
+    for key in ("pipeline", "stage", "upstream"):
+        del record[key]
+    path.write_text(json.dumps(record))
+    listed = stash.run("runs")
+    assert listed.returncode == 0 and "skipped" not in listed.stdout + listed.stderr, listed.stdout + listed.stderr
+
+
+BAD = {
+    "cycle": ("stages:\n  a: {tool: fx, experiment: a, needs: [b]}\n  b: {tool: fx, experiment: b, needs: [a]}\n",
+              "the stages need each other in a cycle (a -> b -> a)"),
+    "unknown stage": ("stages:\n  a: {tool: fx, experiment: a, needs: [trian]}\n",
+                      "stage 'a' needs 'trian', which is no stage of this pipeline"),
+    "unknown tool": ("stages:\n  a: {tool: nope, experiment: a}\n", "stage 'a': Unknown tool 'nope'"),
+    "unknown experiment": ("stages:\n  a: {tool: fx, experiment: zzz}\n",
+                           "stage 'a': Unknown experiment 'zzz' for tool 'fx'"),
+    "unresolvable reference": (
+        "stages:\n  a: {tool: fx, experiment: a}\n  b: {tool: fx, experiment: b, overrides: ['+x=${stages.a.run_dir}']}\n",
+        "stage 'b': '+x=${stages.a.run_dir}': ${stages.a.run_dir} cannot be resolved: 'a' is not a stage that 'b' needs"),
+    "unknown field": (
+        "stages:\n  a: {tool: fx, experiment: a}\n  b: {tool: fx, experiment: b, needs: [a], overrides: ['+x=${stages.a.out}']}\n",
+        "stage 'b': '+x=${stages.a.out}': ${stages.a.out} cannot be resolved"),
+    "run_dirs outside a gather stage": (
+        "stages:\n  a: {tool: fx, experiment: a}\n  b: {tool: fx, experiment: b, needs: [a], overrides: ['+x=${stages.a.run_dirs}']}\n",
+        "stage 'b': '+x=${stages.a.run_dirs}': ${stages.a.run_dirs} cannot be resolved"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD))
+def test_a_bad_pipeline_file_is_one_error_and_nothing_runs(stash, case):
+    text, message = BAD[case]
+    with_pipeline(stash, text, "bad")
+    out = stash.run("pipeline=bad")
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert f"error: configs/pipelines/bad.yaml: {message}" in out.stderr
+    assert "Traceback" not in out.stderr and out.stderr.count("error:") == 1
+    assert not (stash.root / "outputs").exists()
+
+
+def test_an_unknown_pipeline_or_a_tool_beside_it_is_refused(stash):
+    with_pipeline(stash)
+    out = stash.run("pipeline=thre")
+    assert out.returncode == 2 and "Unknown pipeline 'thre' (did you mean 'three'?)" in out.stderr, out.stderr
+    out = stash.run("pipeline=three", "tool=fx")
+    assert out.returncode == 2 and "pipeline=three names the tool and experiment of each of its stages" in out.stderr
+    assert not (stash.root / "outputs").exists()
