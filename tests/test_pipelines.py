@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from experimentstash.testing import Stash, experiment
+from experimentstash.testing import Stash, experiment, run_json, sweep_dir, sweep_json
 
 THREE = """\
 stages:
@@ -122,3 +122,73 @@ def test_an_unknown_pipeline_or_a_tool_beside_it_is_refused(stash):
     out = stash.run("pipeline=three", "tool=fx")
     assert out.returncode == 2 and "pipeline=three names the tool and experiment of each of its stages" in out.stderr
     assert not (stash.root / "outputs").exists()
+
+
+def sweep_of(stash: Stash) -> tuple[dict, dict[int, dict]]:
+    data = sweep_json(stash)
+    return data, {job["num"]: job for job in data["jobs"]}
+
+
+def seen(stash: Stash, job: dict) -> dict:
+    return json.loads((stash.root / job["run_dir"] / "seen.json").read_text())
+
+
+def test_a_pipeline_sweep_runs_its_chains_without_a_barrier_then_gathers(stash):
+    with_pipeline(stash)
+    out = stash.run("-m", "pipeline=three", "train.value=1,2", "seed=0,1", "hydra.launcher.max_parallel=2")
+    assert out.returncode == 0, out.stdout + out.stderr
+    data, jobs = sweep_of(stash)
+    assert [(j["chain"], j["stage"], j["needs"]) for j in jobs.values()] == [
+        (0, "train", []), (0, "evaluate", [0]), (1, "train", []), (1, "evaluate", [2]),
+        (2, "train", []), (2, "evaluate", [4]), (3, "train", []), (3, "evaluate", [6]),
+        (None, "table", [1, 3, 5, 7])]
+    assert all(j["status"] == "succeeded" and j["pipeline"] == "three" for j in jobs.values())
+    assert [jobs[n]["overrides"] for n in (0, 2, 4, 6)] == [
+        ["value=1", "seed=0"], ["value=1", "seed=1"], ["value=2", "seed=0"], ["value=2", "seed=1"]]
+    # each evaluate reads its own chain's train; the gather stage gets every evaluate's run dir, as a list
+    for train, evaluate in ((0, 1), (2, 3), (4, 5), (6, 7)):
+        assert seen(stash, jobs[evaluate])["cfg"]["checkpoint"] == str(stash.root / jobs[train]["run_dir"] / "result.json")
+    table = seen(stash, jobs[8])
+    assert table["cfg"]["runs"] == [str(stash.root / jobs[n]["run_dir"]) for n in (1, 3, 5, 7)]
+    assert "seed" not in table["overrides"] and "value" not in table["overrides"]  # what tells the chains apart
+    # no barrier: with two workers, the first evaluate starts before the last chains' train does
+    assert min(seen(stash, jobs[n])["started"] for n in (1, 3)) < max(seen(stash, jobs[n])["started"] for n in (4, 6))
+    record = run_json(stash, jobs[8])
+    assert (record["pipeline"], record["stage"]) == ("three", "table")
+    assert record["upstream"] == [f"{data['id']}_{n}" for n in range(8)]
+    assert run_json(stash, jobs[3])["upstream"] == [f"{data['id']}_2"]
+    for column in ("chain", "stage"):
+        assert column in out.stdout
+    assert "9 jobs: 9 succeeded" in out.stdout
+
+
+def test_a_failed_chain_cancels_only_its_later_stages(stash):
+    with_pipeline(stash)
+    out = stash.run("-m", "pipeline=three", "train.crash=false,true", "seed=0")
+    assert out.returncode == 1, out.stdout + out.stderr
+    _, jobs = sweep_of(stash)
+    assert [(j["stage"], j["status"], j.get("reason")) for j in jobs.values()] == [
+        ("train", "succeeded", None), ("evaluate", "succeeded", None),
+        ("train", "failed", None), ("evaluate", "cancelled", "upstream failed"),
+        ("table", "cancelled", "upstream failed")]
+    assert not (stash.root / jobs[3]["run_dir"]).exists()
+    assert "cancelled (upstream failed)" in out.stdout and "job 2 failed, exit code 3" in out.stdout
+
+
+def test_rerun_runs_a_failed_middle_stage_and_what_it_cancelled_in_order(stash):
+    stash.write("configs/fx/experiment/flaky.yaml", experiment("crash: true\n"))
+    with_pipeline(stash, THREE.replace("experiment: b", "experiment: flaky"))
+    out = stash.run("-m", "pipeline=three", "seed=0,1")
+    assert out.returncode == 1, out.stdout + out.stderr
+    _, jobs = sweep_of(stash)
+    assert [j["status"] for j in jobs.values()] == ["succeeded", "failed", "succeeded", "failed", "cancelled"]
+    trains = [(stash.root / jobs[n]["run_dir"] / "run.json").read_text() for n in (0, 2)]
+    stash.write("configs/fx/experiment/flaky.yaml", experiment("value: 4\n"))
+    out = stash.run("rerun", str(sweep_dir(stash)))
+    assert out.returncode == 0, out.stdout + out.stderr
+    data, jobs = sweep_of(stash)
+    assert [j["status"] for j in jobs.values()] == ["succeeded"] * 5
+    assert [r["jobs"] for r in data["reruns"]] == [[1, 3, 4]]
+    assert [(stash.root / jobs[n]["run_dir"] / "run.json").read_text() for n in (0, 2)] == trains  # not run again
+    assert seen(stash, jobs[4])["started"] > max(seen(stash, jobs[n])["ended"] for n in (1, 3))
+    assert seen(stash, jobs[1])["cfg"]["checkpoint"] == str(stash.root / jobs[0]["run_dir"] / "result.json")

@@ -90,6 +90,7 @@ class JobSpec:
     sweep: dict | None = None  # {"id": sweep id, "num": job number}
     fingerprint: object = None  # fingerprint.Fingerprint, when computed
     tracker: str = "none"  # the experiment tracker the job reports to (trackers.py): none, wandb or mlflow
+    stage: dict | None = None  # a pipeline's stage: {"pipeline", "stage", "upstream" (the run ids it consumed)}
 
 
 @lru_cache(maxsize=4096)

@@ -16,7 +16,7 @@ import socket
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
@@ -35,6 +35,7 @@ from ..reuse import GONE, Chooser, Earlier, check_run, earlier_runs
 from ..views.summary import Progress, print_summary
 from .facts import Facts, gather
 from .invocation import current
+from .pipeline import LINK_KEYS, expand_chains, upstream_of
 from .plan import JobSpec, base_config, plan_job, reuses, split_job
 from .run import PlannedJob
 from .supervise import Runner, raise_on_signals, run_processes, terminate
@@ -47,6 +48,7 @@ class Planned:
     spec: JobSpec
     options: dict  # this job's stash.* options
     words: list[str]  # its whole override list: what `rerun` replays
+    link: dict | None = None  # a pipeline's stage: its pipeline, chain, stage and the jobs it needs (pipeline.py)
 
     @property
     def num(self) -> int:
@@ -112,7 +114,17 @@ class Sweep(base.Sweep):
     def plan(self, numbered) -> list[Planned]:
         """Plan every (job number, override list) before anything starts; the first bad job stops them all."""
         planned, prepared = [], {}
-        for num, words in numbered:
+        try:
+            jobs = expand_chains(self.stash, self.base, self.dir, numbered)
+        except StashError as err:
+            raise StashError(f"{err} Nothing was started.") from None
+        links = {num: job.extra for num, job in self.jobs.items() if "stage" in job.extra}  # a rerun's stages
+        links.update({num: link for num, _, link in jobs if link})
+        for num, words, link in jobs:
+            link = link or ({k: links[num][k] for k in LINK_KEYS} if num in links else None)
+            if link and not self.backend.follows_needs:
+                raise StashError(f"The {self.record.backend} backend cannot run a pipeline's stages one after "
+                                 "another yet: run it with the local backend (hydra/launcher=stash).")
             try:
                 tool, experiment, options, tool_words = split_job(words, self.base)
                 run_dir = self.dir / job_dir_name(num, str(tool), str(experiment))
@@ -122,7 +134,10 @@ class Sweep(base.Sweep):
                                 tracker=options["tracker"])
             except StashError as err:
                 raise StashError(f"Job {num} ({' '.join(words)}): {err} Nothing was started.") from None
-            planned.append(Planned(spec, options, list(words)))
+            if link:
+                spec = replace(spec, stage={"pipeline": link["pipeline"], "stage": link["stage"],
+                                            "upstream": [f"{self.id}_{n}" for n in upstream_of(links, num)]})
+            planned.append(Planned(spec, options, list(words), link))
         return planned
 
     def inspect(self, planned: list[Planned]) -> Facts:
@@ -148,10 +163,13 @@ class Sweep(base.Sweep):
 
     # --- sweep.json -----------------------------------------------------------------------------------------
     def _entry(self, p: Planned) -> JobEntry:
-        return JobEntry.new(
+        entry = JobEntry.new(
             self.backend.job_fields(), num=p.num, tool=p.spec.tool.name, experiment=p.spec.experiment,
             overrides=list(p.spec.overrides), run_dir=os.path.relpath(p.spec.run_dir, self.stash.root),
             status=Status.PENDING, exit_code=None, duration_s=None, ended_at=None, launch_overrides=list(p.words))
+        if p.link:
+            entry.update(**{key: p.link[key] for key in LINK_KEYS})
+        return entry
 
     def update(self, num: int, **fields) -> None:
         if "status" in fields:
@@ -341,9 +359,11 @@ class Sweep(base.Sweep):
         """A job as its backend gets it: its run carries its pin, the stash's state, its experiment's sha256,
         the watch on its tool's checkout and its tracker run."""
         name = p.spec.tool.name
-        return PlannedJob(p.num, p.spec, self.stash.root, facts.pins[name], facts.stash,
-                          facts.sha[p.spec.experiment_file], self.grace, watch=facts.watches.get(name),
-                          tracking=self.tracking, runner=runner)
+        job = PlannedJob(p.num, p.spec, self.stash.root, facts.pins[name], facts.stash,
+                         facts.sha[p.spec.experiment_file], self.grace, watch=facts.watches.get(name),
+                         tracking=self.tracking, runner=runner)
+        job.needs = tuple(p.link["needs"]) if p.link else ()
+        return job
 
     def _track(self, planned: list[Planned], facts: Facts) -> None:
         """The trackers' variables in every job that reports to W&B or MLflow (trackers.py: imported only then)."""
@@ -641,8 +661,8 @@ class SweepLaunch(base.Launch):
     def ended(self, num: int, record: RunRecord | None, status: Status | None = None, **fields) -> None:
         self._sweep.agree(num, record, status or record.status, **fields)
 
-    def cancelled(self, num: int) -> None:
-        self._sweep.update(num, status=Status.CANCELLED)
+    def cancelled(self, num: int, reason: str | None = None) -> None:
+        self._sweep.update(num, status=Status.CANCELLED, **({"reason": reason} if reason else {}))
 
     def update(self, num: int, **fields) -> None:
         if "status" in fields and Status(fields["status"]).final:

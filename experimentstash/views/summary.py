@@ -96,7 +96,9 @@ def _print_summary(root: Path, sweep_dir: Path, jobs: list[JobEntry], out: Conso
     shown = not_ok[:FULL_TABLE_ROWS]
     where = shown_path(root, sweep_dir)
     table = Table(title=cell(f"sweep {where}/"), title_justify="left")
-    for column in ("#", "tool", "experiment", "overrides", "status", "duration", "run dir"):
+    stages = any("stage" in job.extra for job in jobs)  # a pipeline's: each job's chain and stage
+    for column in ("#", *(("chain", "stage") if stages else ()), "tool", "experiment", "overrides", "status",
+                   "duration", "run dir"):
         table.add_column(column, overflow="fold")
     for job in shown:
         run_dir = job_run_dir(root, sweep_dir, job)
@@ -104,8 +106,12 @@ def _print_summary(root: Path, sweep_dir: Path, jobs: list[JobEntry], out: Conso
             run_cell = str(shown_path(root, run_dir))
         else:
             run_cell = run_dir.name if run_dir.is_dir() else "-"
-        table.add_row(str(job.num), cell(job.tool), cell(job.experiment), cell(" ".join(job.overrides)),
-                      styled(job.status), _duration(job.duration_s), cell(run_cell))
+        status = styled(job.status)
+        if isinstance(job.extra.get("reason"), str):  # a job cancelled because one it needs did not succeed
+            status.append(f" ({plain(job.extra['reason'])})")
+        place = (_chain(job.extra.get("chain")), cell(str(job.extra.get("stage", "")))) if stages else ()
+        table.add_row(str(job.num), *place, cell(job.tool), cell(job.experiment), cell(" ".join(job.overrides)),
+                      status, _duration(job.duration_s), cell(run_cell))
     if shown:
         out.print(table)
     failed = [job for job in jobs if job.status in FAILED]
@@ -131,6 +137,11 @@ def _print_summary(root: Path, sweep_dir: Path, jobs: list[JobEntry], out: Conso
     out.print(Text(f"Report:  experimentstash report {quoted}"))
     if all(s.final for s in counts) and not all(s.ok for s in counts):  # each status once
         out.print(Text(f"Rerun:   experimentstash rerun {quoted}"))  # the jobs that did not succeed
+
+
+def _chain(chain) -> str:
+    """A stage job's chain; a gather stage's is every chain."""
+    return "all" if chain is None else str(chain)
 
 
 def _over_hint(jobs: list[JobEntry]) -> str:
