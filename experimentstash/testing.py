@@ -386,6 +386,26 @@ class BackendSuite:
         assert [j["status"] for j in jobs] == ["failed", "cancelled", "cancelled"]
         assert not any((stash.root / j["run_dir"]).exists() for j in jobs[1:])
 
+    def test_a_pipelines_stages_run_after_what_they_need_or_are_refused(self, stash):
+        """Job.needs: a stage starts once the jobs it needs succeeded, and is cancelled when one did not; a backend
+        that does not follow needs (Backend.follows_needs) is refused a pipeline before anything runs."""
+        from . import backends
+
+        stash.write("configs/pipelines/two.yaml", "stages:\n  first: {tool: fx, experiment: a}\n"
+                    "  second: {tool: fx, experiment: b, needs: [first], overrides: ['+up=${stages.first.run_dir}']}\n")
+        out = self.sweep(stash, "pipeline=two", "first.crash=true,false")
+        if not backends.backend_class(self.backend).follows_needs:
+            assert out.returncode == 2 and "cannot run a pipeline's stages" in out.stderr, out.stdout + out.stderr
+            assert not (stash.root / "multirun").exists()
+            return
+        assert out.returncode == 1, out.stdout + out.stderr
+        jobs = sweep_json(stash)["jobs"]
+        assert [(j["stage"], j["status"]) for j in jobs] == [
+            ("first", "failed"), ("second", "cancelled"), ("first", "succeeded"), ("second", "succeeded")]
+        assert jobs[1]["reason"] == "upstream failed" and not (stash.root / jobs[1]["run_dir"]).exists()
+        first, second = (json.loads((stash.root / j["run_dir"] / "seen.json").read_text()) for j in jobs[2:])
+        assert second["cfg"]["up"] == str(stash.root / jobs[2]["run_dir"]) and second["started"] > first["ended"]
+
     def test_submitted_without_waiting_then_followed_by_status(self, stash):
         if self.no_wait is None:
             pytest.skip(f"the {self.backend} backend always waits for its jobs")

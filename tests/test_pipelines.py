@@ -4,10 +4,11 @@ need, the references between them filled in, each stage a run with its own recor
 from __future__ import annotations
 
 import json
+import signal
 
 import pytest
 
-from experimentstash.testing import Stash, experiment, run_json, sweep_dir, sweep_json
+from experimentstash.testing import Stash, experiment, run_json, sweep_dir, sweep_json, wait_for
 
 THREE = """\
 stages:
@@ -192,3 +193,38 @@ def test_rerun_runs_a_failed_middle_stage_and_what_it_cancelled_in_order(stash):
     assert [(stash.root / jobs[n]["run_dir"] / "run.json").read_text() for n in (0, 2)] == trains  # not run again
     assert seen(stash, jobs[4])["started"] > max(seen(stash, jobs[n])["ended"] for n in (1, 3))
     assert seen(stash, jobs[1])["cfg"]["checkpoint"] == str(stash.root / jobs[0]["run_dir"] / "result.json")
+
+
+def test_reuse_takes_a_finished_prefix_of_an_interrupted_sweep_and_a_changed_stage_reruns_what_follows(stash):
+    stash.write("configs/fx/experiment/long.yaml", experiment("sleep: 60\n"))
+    with_pipeline(stash, THREE.replace("experiment: b", "experiment: long"))
+    proc = stash.popen("-m", "pipeline=three", "seed=0,1", "stash.grace=1")
+    wait_for(lambda: len(list((stash.root / "multirun").rglob("seen.json"))) == 3, what="both trains and an evaluate")
+    first = sweep_dir(stash)
+    wait_for(lambda: [j["status"] for j in json.loads((first / "sweep.json").read_text())["jobs"][0:3:2]]
+             == ["succeeded"] * 2, what="both trains ended")
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=120)
+    assert proc.returncode == 130
+    stash.write("configs/fx/experiment/long.yaml", experiment("value: 4\n"))
+
+    def sweep(*words):
+        out = stash.run("-m", "pipeline=three", "seed=0,1", "stash.reuse=true", *words)
+        assert out.returncode == 0, out.stdout + out.stderr
+        folder = max((p for p in (stash.root / "multirun").iterdir() if p.name not in done), key=lambda p: p.name)
+        done.add(folder.name)
+        return out, json.loads((folder / "sweep.json").read_text())["jobs"]
+
+    done = {first.name}
+    out, jobs = sweep()
+    assert "2 of 5 jobs reuse earlier runs" in out.stdout + out.stderr
+    assert [j["status"] for j in jobs] == ["reused", "succeeded", "reused", "succeeded", "succeeded"]
+    train = stash.root / jobs[0]["run_dir"]
+    assert train.parent == first  # the interrupted sweep's train
+    assert seen(stash, jobs[1])["cfg"]["checkpoint"] == f"{train}/result.json"
+    assert run_json(stash, jobs[1])["upstream"] == [run_json(stash, jobs[0])["id"]]
+    out, jobs = sweep()  # everything done: every stage reused
+    assert [j["status"] for j in jobs] == ["reused"] * 5
+    stash.write("configs/fx/experiment/a.yaml", experiment("value: 9\n"))  # train changed: train and all after it
+    out, jobs = sweep()
+    assert [j["status"] for j in jobs] == ["succeeded"] * 5

@@ -31,6 +31,7 @@ from ..records import (LOCK_FILE, RUN_FILE, SWEEP_FILE, BadRecord, JobEntry, Mis
                       Status, SweepRecord, check_writable, encode_sweep, folder_problem, is_disk_full, is_signed,
                       job_dir_name, job_run_dir, move_aside, now_iso, read_run, to_json, write_run, write_text)
 from ..registry import Stash
+from ..fingerprint import with_upstream
 from ..reuse import GONE, Chooser, Earlier, check_run, earlier_runs
 from ..views.summary import Progress, print_summary
 from .facts import Facts, gather
@@ -136,16 +137,58 @@ class Sweep(base.Sweep):
                 raise StashError(f"Job {num} ({' '.join(words)}): {err} Nothing was started.") from None
             if link:
                 spec = replace(spec, stage={"pipeline": link["pipeline"], "stage": link["stage"],
-                                            "upstream": [f"{self.id}_{n}" for n in upstream_of(links, num)]})
+                                            "upstream": [self._run_id(n) for n in upstream_of(links, num)]})
             planned.append(Planned(spec, options, list(words), link))
         return planned
+
+    def _run_id(self, num: int) -> str:
+        """The run id of a job: its record's, when it has run (or reused an earlier run)."""
+        record = self.records.get(num)
+        return record.id if record else f"{self.id}_{num}"
 
     def inspect(self, planned: list[Planned]) -> Facts:
         """Pins once per tool per sweep; the pin policy may refuse the whole sweep before anything starts."""
         self.facts, specs = gather(self.stash.root, [(p.spec, p.options) for p in planned], warn, self.facts)
         for p, spec in zip(planned, specs):
             p.spec = spec
+        self._stand_on_upstream(planned)
         return self.facts
+
+    def _stand_on_upstream(self, planned: list[Planned]) -> None:
+        """A stage's fingerprint takes its upstream stages' fingerprints (fingerprint.with_upstream): upstream
+        first, as job numbers go. An upstream job outside this launch (a rerun's) has its record's."""
+        by_num = {p.num: p for p in planned}
+        for p in sorted(planned, key=lambda p: p.num):
+            if not p.link:
+                continue
+            upstream = {}
+            for need in p.link["needs"]:
+                if need in by_num:
+                    folder, fingerprint = by_num[need].spec.run_dir, by_num[need].spec.fingerprint
+                    upstream[str(folder)] = fingerprint.digest if fingerprint else None
+                elif need in self.jobs:
+                    record = self.records.get(need)
+                    upstream[str(job_run_dir(self.stash.root, self.dir, self.jobs[need]))] = record and record.fingerprint
+            p.spec = replace(p.spec, fingerprint=with_upstream(p.spec.fingerprint, upstream))
+
+    def _repoint(self, planned: list[Planned], reused: dict[int, object]) -> None:
+        """The stages after a reused one read the earlier run's dir, and record its id among their upstream."""
+        moved = {str(p.spec.run_dir): str(reused[p.num].folder) for p in planned if p.num in reused}
+        ids = {f"{self.id}_{num}": found.record.id for num, found in reused.items()}
+        if not moved:
+            return
+
+        def word(text: str) -> str:
+            for old, new in moved.items():
+                text = text.replace(old, new)
+            return text
+
+        for p in planned:
+            if p.link and p.num not in reused and any(need in reused for need in p.link["needs"]):
+                stage = {**p.spec.stage, "upstream": [ids.get(i, i) for i in p.spec.stage["upstream"]]}
+                p.spec = replace(p.spec, overrides=tuple(map(word, p.spec.overrides)), argv=tuple(map(word, p.spec.argv)),
+                                 stage=stage)
+                p.words = [word(w) for w in p.words]
 
     def reusable(self, planned: list[Planned]) -> dict[int, object]:
         """Job number -> the earlier run (runs.Found) it reuses: one that succeeded with the same fingerprint and
@@ -284,6 +327,7 @@ class Sweep(base.Sweep):
         planned = self.plan(numbered)
         facts = self.inspect(planned)
         reused = self.reusable(planned)
+        self._repoint(planned, reused)
         to_run = [p for p in planned if p.num not in reused]
         if to_run:
             self.backend.preflight()
