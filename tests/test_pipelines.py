@@ -162,6 +162,22 @@ def test_a_pipeline_sweep_runs_its_chains_without_a_barrier_then_gathers(stash):
         assert column in out.stdout
     assert "9 jobs: 9 succeeded" in out.stdout
 
+    def compare(*words):
+        shown = stash.run("compare", str(sweep_dir(stash)), "--format", "json", *words)
+        assert shown.returncode == 0, shown.stdout + shown.stderr
+        return json.loads(shown.stdout)
+
+    # one row per chain: its overrides as typed, the results of its last stage (or of the stage asked for)
+    rows = compare()
+    assert [(r["experiment"], r["train.value"], r["seed"], r["score"]) for r in rows] == [
+        ("b", "1", "0", 4.0), ("b", "1", "1", 4.0), ("b", "2", "0", 4.0), ("b", "2", "1", 4.0)]
+    assert [(r["experiment"], r["score"]) for r in compare("--stage", "train")] == [
+        ("a", 2.0), ("a", 2.0), ("a", 4.0), ("a", 4.0)]
+    assert [r["experiment"] for r in compare("--stage", "table")] == ["c"]
+    wrong = stash.run("compare", str(sweep_dir(stash)), "--stage", "trian")
+    assert wrong.returncode == 2 and "--stage trian: no job of" in wrong.stderr
+    assert "(its stages: train, evaluate, table)" in wrong.stderr
+
 
 def test_a_failed_chain_cancels_only_its_later_stages(stash):
     with_pipeline(stash)

@@ -90,7 +90,8 @@ def run_pipeline(stash: Stash, name: str, options: dict, words: list[str], grace
     return code
 
 
-LINK_KEYS = ("pipeline", "chain", "stage", "needs")  # a stage job's place in its pipeline, in sweep.json
+# a stage job's place in its pipeline, in sweep.json; chain_overrides: the chain's tool overrides as typed
+LINK_KEYS = ("pipeline", "chain", "stage", "needs", "chain_overrides")
 
 
 def expand_chains(stash: Stash, base, sweep_dir: Path, numbered) -> list[tuple[int, list[str], dict | None]]:
@@ -106,7 +107,7 @@ def expand_chains(stash: Stash, base, sweep_dir: Path, numbered) -> list[tuple[i
         raise StashError("A sweep runs pipelines (pipeline=) or tools' experiments (tool=, experiment=), not both: "
                          "start them as two sweeps.")
     loaded: dict[str, Pipeline] = {}
-    chains = []  # (pipeline, chain number, stage words routed, stash words, stage -> job number)
+    chains = []  # (pipeline, chain number, stage words routed, stash words, stage -> job number, tool words)
     num = numbered[0][0]
     for chain, ((_, words), name) in enumerate(zip(numbered, names)):
         tool, experiment, _, tool_words = split_job(words, base)
@@ -116,7 +117,7 @@ def expand_chains(stash: Stash, base, sweep_dir: Path, numbered) -> list[tuple[i
         for stage in pipeline.chain:
             nums[stage.name], num = num, num + 1
         chains.append((pipeline, chain, pipeline.route(tool_words),
-                       [w for w in words if override_key(w).startswith("stash.")], nums))
+                       [w for w in words if override_key(w).startswith("stash.")], nums, tool_words))
     gathered = {}  # pipeline name -> gather stage -> job number
     for name, pipeline in loaded.items():
         for stage in pipeline.gathers:
@@ -126,11 +127,11 @@ def expand_chains(stash: Stash, base, sweep_dir: Path, numbered) -> list[tuple[i
         return sweep_dir / job_dir_name(n, stage.tool, stage.experiment)
 
     jobs = []
-    for pipeline, chain, routed, stash_words, nums in chains:
+    for pipeline, chain, routed, stash_words, nums, tool_words in chains:
         dirs = {s.name: [folder(nums[s.name], s)] for s in pipeline.chain}
         for stage in pipeline.chain:
             link = {"pipeline": pipeline.name, "chain": chain, "stage": stage.name,
-                    "needs": [nums[n] for n in stage.needs]}
+                    "needs": [nums[n] for n in stage.needs], "chain_overrides": list(tool_words)}
             jobs.append((nums[stage.name], _stage_job(pipeline, stage, stash_words, routed, dirs), link))
     for name, by_stage in gathered.items():
         pipeline = loaded[name]
@@ -143,7 +144,8 @@ def expand_chains(stash: Stash, base, sweep_dir: Path, numbered) -> list[tuple[i
         stash_words = [w for w in mine[0][3] if all(w in c[3] for c in mine)]
         for stage in pipeline.gathers:
             link = {"pipeline": name, "chain": None, "stage": stage.name,
-                    "needs": [n for need in stage.needs for n in nums[need]]}
+                    "needs": [n for need in stage.needs for n in nums[need]],
+                    "chain_overrides": [w for w in mine[0][5] if all(w in c[5] for c in mine)]}
             jobs.append((by_stage[stage.name], _stage_job(pipeline, stage, stash_words, routed, dirs), link))
     return sorted(jobs, key=lambda job: job[0])
 
@@ -162,3 +164,17 @@ def upstream_of(links: dict[int, dict], num: int) -> list[int]:
             seen.add(need)
             todo.extend(links[need]["needs"])
     return sorted(seen)
+
+
+def recorded_link(job, where: Path) -> dict:
+    """A stage job's link as sweep.json has it (a rerun's), checked: a StashError naming the file when it is off."""
+    link = {key: job.extra.get(key) for key in LINK_KEYS}
+    needs, overrides = link["needs"], link["chain_overrides"]
+    ok = (isinstance(link["pipeline"], str) and isinstance(link["stage"], str)
+          and (link["chain"] is None or type(link["chain"]) is int)
+          and isinstance(needs, list) and all(type(n) is int and 0 <= n < job.num for n in needs)
+          and isinstance(overrides, list) and all(isinstance(w, str) for w in overrides))
+    if not ok:
+        raise StashError(f"{where}: job {job.num}: its pipeline, chain, stage, needs or chain_overrides are damaged "
+                         "(needs: numbers of earlier jobs). Start the pipeline's sweep again.")
+    return link

@@ -36,7 +36,7 @@ from ..reuse import GONE, Chooser, Earlier, check_run, earlier_runs
 from ..views.summary import Progress, print_summary
 from .facts import Facts, gather
 from .invocation import current
-from .pipeline import LINK_KEYS, expand_chains, upstream_of
+from .pipeline import LINK_KEYS, expand_chains, recorded_link, upstream_of
 from .plan import JobSpec, base_config, plan_job, reuses, split_job
 from .run import PlannedJob
 from .supervise import Runner, raise_on_signals, run_processes, terminate
@@ -119,10 +119,11 @@ class Sweep(base.Sweep):
             jobs = expand_chains(self.stash, self.base, self.dir, numbered)
         except StashError as err:
             raise StashError(f"{err} Nothing was started.") from None
-        links = {num: job.extra for num, job in self.jobs.items() if "stage" in job.extra}  # a rerun's stages
+        links = {num: recorded_link(job, self.dir / SWEEP_FILE)  # a rerun's stages
+                 for num, job in self.jobs.items() if "stage" in job.extra}
         links.update({num: link for num, _, link in jobs if link})
         for num, words, link in jobs:
-            link = link or ({k: links[num][k] for k in LINK_KEYS} if num in links else None)
+            link = links.get(num)
             if link and not self.backend.follows_needs:
                 raise StashError(f"The {self.record.backend} backend cannot run a pipeline's stages one after "
                                  "another yet: run it with the local backend (hydra/launcher=stash).")
