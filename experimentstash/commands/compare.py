@@ -15,7 +15,7 @@ from .. import StashError
 from ..output import say, warn_skipped
 from ..records import SWEEP_FILE
 from ..runs import found_at, load_runs
-from ..views.compare import FORMATS, Entry, build, grouped, sort_rows, sweep_entries, write
+from ..views.compare import FORMATS, STAGE_HELP, Entry, build, grouped, sort_rows, sweep_entries, write
 from ..views.listing import check_tool, select
 from ..views.summary import quiet_when_closed
 from . import folder as folder_arg
@@ -29,8 +29,7 @@ def add_arguments(p) -> None:
     p.add_argument("--last", type=int, metavar="N", help="only the N most recent runs")
     p.add_argument("--over", metavar="KEY", help="one row for the runs that differ only in KEY (e.g. seed): "
                    "each value as mean ± std, with n")
-    p.add_argument("--stage", metavar="NAME", help="of a pipeline's sweep: one row per chain, its job of this stage "
-                   "(by default the chain's last stage)")
+    p.add_argument("--stage", metavar="NAME", help=STAGE_HELP)
     p.add_argument("--sort", metavar="COLUMN", help="sort by this column; --sort=-COLUMN for descending")
     p.add_argument("--format", choices=FORMATS, default="table", help="table (default), csv, json or md")
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from .. import StashError
 from ..output import say, shown_path
 from ..records import write_text
-from ..views.compare import build, grouped, sweep_entries
+from ..views.compare import STAGE_HELP, build, grouped, sweep_entries
 from ..views.report import INSTALL, page
 from . import folder
 
@@ -19,8 +19,7 @@ def add_arguments(p) -> None:
     p.add_argument("-o", "--output", metavar="FILE", help="where to write the report (default: <sweep dir>/report.html)")
     p.add_argument("--over", metavar="KEY", help="error bars over this key (e.g. seed): each point is the mean ± std "
                    "of the runs that differ only in KEY")
-    p.add_argument("--stage", metavar="NAME", help="of a pipeline's sweep: one row per chain, its job of this stage "
-                   "(by default the chain's last stage)")
+    p.add_argument("--stage", metavar="NAME", help=STAGE_HELP)
 
 
 def run(args, root: Path) -> int:

@@ -25,6 +25,7 @@ from .listing import _duration_cell, _value, write_aligned
 from .summary import shown_overrides
 
 FORMATS = ("table", "csv", "json", "md")
+STAGE_HELP = "of a pipeline's sweep: one row per chain, its job of this stage (by default the chain's last stage)"
 FIXED = ("run", "tool", "experiment")
 ENDING = ("status", "duration")
 # a spreadsheet reads a cell starting with one of these as a formula (OWASP's list; its tab and carriage return
