@@ -9,8 +9,8 @@ from pathlib import Path
 
 from .. import StashError
 from ..output import say, shown_path
-from ..pipelines import REFERENCE, Pipeline, Stage, load
 from ..overrides import override_key
+from ..pipelines import REFERENCE, Pipeline, Stage, load
 from ..records import Status, job_dir_name
 from ..registry import Stash
 from .facts import gather

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import re
 import socket
 import threading
 import time
@@ -24,6 +25,7 @@ from rich.text import Text
 
 from .. import Interrupted, StashError, backends
 from ..backends import base
+from ..fingerprint import with_upstream
 from ..output import console, plain, warn, warn_skipped
 from ..overrides import override_key
 from ..owner import owner_alive
@@ -31,7 +33,6 @@ from ..records import (LOCK_FILE, RUN_FILE, SWEEP_FILE, BadRecord, JobEntry, Mis
                       Status, SweepRecord, check_writable, encode_sweep, folder_problem, is_disk_full, is_signed,
                       job_dir_name, job_run_dir, move_aside, now_iso, read_run, to_json, write_run, write_text)
 from ..registry import Stash
-from ..fingerprint import with_upstream
 from ..reuse import GONE, Chooser, Earlier, check_run, earlier_runs
 from ..views.summary import Progress, print_summary
 from .facts import Facts, gather
@@ -119,10 +120,14 @@ class Sweep(base.Sweep):
             jobs = expand_chains(self.stash, self.base, self.dir, numbered)
         except StashError as err:
             raise StashError(f"{err} Nothing was started.") from None
+        chained = {num: link for num, _, link in jobs if link}
+        if chained and self.jobs:  # an optimizing sweeper's next batch would number its jobs anew
+            raise StashError("A pipeline is swept by the stash sweeper (the default): other sweepers launch batch "
+                             "after batch, and a pipeline's stages are numbered once. Nothing was started.")
         links = {num: recorded_link(job, self.dir / SWEEP_FILE)  # a rerun's stages
                  for num, job in self.jobs.items() if "stage" in job.extra}
-        links.update({num: link for num, _, link in jobs if link})
-        for num, words, link in jobs:
+        links.update(chained)
+        for num, words, _ in jobs:
             link = links.get(num)
             if link and not self.backend.follows_needs:
                 raise StashError(f"The {self.record.backend} backend cannot run a pipeline's stages one after "
@@ -169,26 +174,26 @@ class Sweep(base.Sweep):
                     upstream[str(folder)] = fingerprint.digest if fingerprint else None
                 elif need in self.jobs:
                     record = self.records.get(need)
-                    upstream[str(job_run_dir(self.stash.root, self.dir, self.jobs[need]))] = record and record.fingerprint
+                    folder = job_run_dir(self.stash.root, self.dir, self.jobs[need])
+                    upstream[str(folder)] = record and record.fingerprint
             p.spec = replace(p.spec, fingerprint=with_upstream(p.spec.fingerprint, upstream))
 
     def _repoint(self, planned: list[Planned], reused: dict[int, object]) -> None:
         """The stages after a reused one read the earlier run's dir, and record its id among their upstream."""
         moved = {str(p.spec.run_dir): str(reused[p.num].folder) for p in planned if p.num in reused}
-        ids = {f"{self.id}_{num}": found.record.id for num, found in reused.items()}
         if not moved:
             return
+        ids = {f"{self.id}_{num}": found.record.id for num, found in reused.items()}
+        folders = re.compile("|".join(map(re.escape, sorted(moved, key=len, reverse=True))))
 
         def word(text: str) -> str:
-            for old, new in moved.items():
-                text = text.replace(old, new)
-            return text
+            return folders.sub(lambda match: moved[match.group()], text)
 
         for p in planned:
-            if p.link and p.num not in reused and any(need in reused for need in p.link["needs"]):
+            if p.link and p.num not in reused:
                 stage = {**p.spec.stage, "upstream": [ids.get(i, i) for i in p.spec.stage["upstream"]]}
-                p.spec = replace(p.spec, overrides=tuple(map(word, p.spec.overrides)), argv=tuple(map(word, p.spec.argv)),
-                                 stage=stage)
+                p.spec = replace(p.spec, overrides=tuple(map(word, p.spec.overrides)),
+                                 argv=tuple(map(word, p.spec.argv)), stage=stage)
                 p.words = [word(w) for w in p.words]
 
     def reusable(self, planned: list[Planned]) -> dict[int, object]:
