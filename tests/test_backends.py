@@ -22,7 +22,6 @@ class TestLocal(BackendSuite):
 @pytest.mark.slurm
 class TestSlurm(BackendSuite):
     backend = "slurm"
-    follows_needs = False
     words = ["hydra/launcher=stash_slurm", "hydra.launcher.timeout_min=5", "hydra.launcher.signal_delay_s=5"]
     one_at_a_time = ["hydra.launcher.array_parallelism=1"]
     no_wait = ["hydra.launcher.wait=false"]

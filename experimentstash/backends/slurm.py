@@ -162,6 +162,7 @@ def _array_of(job_id: str | None) -> str:
 
 class SlurmBackend(Backend):
     Options = SlurmOptions
+    follows_needs = True  # Slurm's dependencies: aftercorr task by task, afterok on every job a gather needs
 
     def __init__(self, options: SlurmOptions):
         super().__init__(options)
@@ -210,12 +211,22 @@ class SlurmBackend(Backend):
         from .slurm_task import NodeTask
 
         executor = submitit.SlurmExecutor(folder=launch.sweep_dir / ".submitit", max_num_timeout=0)
-        executor.update_parameters(job_name=job_name(launch), **executor_parameters(self.options))
-        task = NodeTask(launch.stash_root, self.options.timeout_min)
+        params = executor_parameters(self.options)
+        executor.update_parameters(job_name=job_name(launch), **params)
+        inside = {job.num for job in launch.jobs}
+        follows = any(set(job.needs) & inside for job in launch.jobs)
+        # a task whose job did not succeed fails on Slurm too, so that what needs it never starts
+        task = NodeTask(launch.stash_root, self.options.timeout_min, strict=follows)
         arrays = launch.state.setdefault("arrays", [])
-        parts = chunks(launch.jobs, max_array_size())
+        groups = stage_groups(launch.jobs) if follows else [launch.jobs]
+        parts = [(group, part) for group in groups for part in chunks(group, max_array_size())]
+        tasks_of: dict[int, str] = {}  # job number -> its task id, as submitted
+        chunk_of: dict[int, tuple[int, str]] = {}  # job number -> (its index in its group, its array)
         written = time.monotonic()
-        for k, part in enumerate(parts):
+        for k, (group, part) in enumerate(parts):
+            if follows:
+                executor.update_parameters(additional_parameters={
+                    **params.get("additional_parameters", {}), **dependency(group, part, inside, tasks_of, chunk_of)})
             try:
                 tasks = executor.map_array(task, part)
             except Interrupted:
@@ -227,6 +238,8 @@ class SlurmBackend(Backend):
             for job, submitted_task in zip(part, tasks):
                 launch.update(job.num, slurm_job_id=submitted_task.job_id)
                 submitted.append((job, submitted_task.job_id))
+                tasks_of[job.num] = submitted_task.job_id
+                chunk_of[job.num] = (group.index(job), arrays[-1])
             if time.monotonic() - written >= WRITE_EVERY:  # the progress line, not after each of thousands of arrays
                 launch.tick()
                 written = time.monotonic()
@@ -298,7 +311,9 @@ class SlurmBackend(Backend):
         if record is None and slurm_state not in ("PENDING", "REQUEUED", None):
             record = read_run_if_any(job.run_dir)
         status = Status(merged_status(record.status.value if record else None, slurm_state))
-        if status.final:
+        if status == Status.CANCELLED and record is None and job.needs and not launch.stopping:
+            launch.ended(job.num, None, status, slurm_state=slurm_state, reason="upstream failed")
+        elif status.final:
             launch.ended(job.num, record, status, slurm_state=slurm_state)
         else:
             launch.update(job.num, status=status, slurm_state=slurm_state)
@@ -346,6 +361,32 @@ class SlurmBackend(Backend):
         return (f"Submitted {jobs} as Slurm {kind}. Follow them with:\n"
                 f"  experimentstash status {os.path.relpath(sweep.sweep_dir, sweep.stash_root)}\n"
                 f"  squeue --name={job_name(sweep)}")
+
+
+def stage_groups(jobs: list[Job]) -> list[list[Job]]:
+    """The jobs of a launch by pipeline stage (a job that is no stage: a group of its own kind), in order: each
+    group is submitted as arrays after the groups it needs."""
+    groups: dict = {}
+    for job in jobs:
+        stage = getattr(job.spec, "stage", None) or {}
+        groups.setdefault((stage.get("pipeline"), stage.get("stage")), []).append(job)
+    return list(groups.values())
+
+
+def dependency(group: list[Job], part: list[Job], inside: set[int], tasks_of: dict[int, str],
+               chunk_of: dict[int, tuple[int, str]]) -> dict:
+    """sbatch's dependency of one array of a group. Task by task (aftercorr) when each job needs the job at its
+    own index of one upstream array (a chain's stage after the one before); else afterok on every task the array's
+    jobs need (a gather stage, or a rerun's stages). A dependency that can never be met cancels the task."""
+    needs = [[n for n in job.needs if n in inside] for job in part]
+    if not any(needs):
+        return {}
+    upstream = {chunk_of[n[0]][1] for n in needs if len(n) == 1}
+    aligned = all(len(n) == 1 and chunk_of[n[0]][0] == group.index(job) for job, n in zip(part, needs))
+    if aligned and len(upstream) == 1:
+        return {"dependency": f"aftercorr:{upstream.pop()}", "kill_on_invalid_dep": "yes"}
+    tasks = sorted({tasks_of[n] for ns in needs for n in ns})
+    return {"dependency": "afterok:" + ":".join(tasks), "kill_on_invalid_dep": "yes"}
 
 
 def job_name(sweep: Sweep) -> str:
