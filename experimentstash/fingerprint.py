@@ -27,6 +27,7 @@ from pathlib import Path
 
 from . import StashError
 from .gitcmd import git
+from .overrides import replaced
 from .pins import StashState, ToolPin
 from .records import BadRecord, plain_relative, read_limited
 from .registry import MAX_EXPERIMENT_BYTES, SNAPSHOTS, parse_yaml
@@ -186,11 +187,7 @@ def with_upstream(fingerprint: Fingerprint | None, upstream: dict[str, str | Non
     if fingerprint is None or None in upstream.values():
         return None
 
-    def word(text: str) -> str:
-        for folder, digest_ in upstream.items():
-            text = text.replace(folder, f"<run {digest_}>")
-        return text
-
-    parts = {**fingerprint.parts, "overrides": [word(w) for w in fingerprint.parts["overrides"]],
+    standing = {folder: f"<run {digest_}>" for folder, digest_ in upstream.items()}
+    parts = {**fingerprint.parts, "overrides": replaced(fingerprint.parts["overrides"], standing),
              "upstream": list(upstream.values())}
     return Fingerprint(digest(parts), parts)

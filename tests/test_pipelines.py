@@ -244,3 +244,22 @@ def test_reuse_takes_a_finished_prefix_of_an_interrupted_sweep_and_a_changed_sta
     stash.write("configs/fx/experiment/a.yaml", experiment("value: 9\n"))  # train changed: train and all after it
     out, jobs = sweep()
     assert [j["status"] for j in jobs] == ["succeeded"] * 5
+
+
+def test_reproducing_a_stage_reproduces_its_upstream_runs_first(stash):
+    with_pipeline(stash)
+    out = stash.run("pipeline=three", "seed=2")
+    assert out.returncode == 0, out.stdout + out.stderr
+    original = by_stage(stash)
+    out = stash.run("reproduce", str(stash.root / original["table"]["run_dir"]))
+    assert out.returncode == 0, out.stdout + out.stderr
+    said = " ".join(out.stderr.split())  # whatever the width
+    assert said.index(f"upstream run {original['train']['id']} (stage train)") < said.index(
+        f"upstream run {original['evaluate']['id']} (stage evaluate)") < said.index(
+        f"reproducing run {original['table']['id']}")
+    again = {r["reproduces"]: r for r in stash.runs() if "reproduces" in r}
+    train, evaluate, table = (again[original[s]["id"]] for s in ("train", "evaluate", "table"))
+    # each reproduction reads the reproductions before it, not the original runs
+    assert seen(stash, evaluate)["cfg"]["checkpoint"] == f"{stash.root / train['run_dir']}/result.json"
+    assert seen(stash, table)["cfg"]["runs"] == [str(stash.root / evaluate["run_dir"])]
+    assert table["result"] == original["table"]["result"]

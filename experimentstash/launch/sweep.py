@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import fcntl
 import os
-import re
 import socket
 import threading
 import time
@@ -27,7 +26,7 @@ from .. import Interrupted, StashError, backends
 from ..backends import base
 from ..fingerprint import with_upstream
 from ..output import console, plain, warn, warn_skipped
-from ..overrides import override_key
+from ..overrides import override_key, replaced
 from ..owner import owner_alive
 from ..records import (LOCK_FILE, RUN_FILE, SWEEP_FILE, BadRecord, JobEntry, Missing, Reserve, RunDirError, RunRecord,
                       Status, SweepRecord, check_writable, encode_sweep, folder_problem, is_disk_full, is_signed,
@@ -184,17 +183,12 @@ class Sweep(base.Sweep):
         if not moved:
             return
         ids = {f"{self.id}_{num}": found.record.id for num, found in reused.items()}
-        folders = re.compile("|".join(map(re.escape, sorted(moved, key=len, reverse=True))))
-
-        def word(text: str) -> str:
-            return folders.sub(lambda match: moved[match.group()], text)
-
         for p in planned:
             if p.link and p.num not in reused:
                 stage = {**p.spec.stage, "upstream": [ids.get(i, i) for i in p.spec.stage["upstream"]]}
-                p.spec = replace(p.spec, overrides=tuple(map(word, p.spec.overrides)),
-                                 argv=tuple(map(word, p.spec.argv)), stage=stage)
-                p.words = [word(w) for w in p.words]
+                p.spec = replace(p.spec, overrides=tuple(replaced(p.spec.overrides, moved)),
+                                 argv=tuple(replaced(p.spec.argv, moved)), stage=stage)
+                p.words = replaced(p.words, moved)
 
     def reusable(self, planned: list[Planned]) -> dict[int, object]:
         """Job number -> the earlier run (runs.Found) it reuses: one that succeeded with the same fingerprint and
