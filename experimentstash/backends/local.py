@@ -97,19 +97,19 @@ class LocalBackend(Backend):
         queue: list = []  # jobs that may start, lowest number first: a chain's next stage before later chains
         futures: dict = {}
 
-        def start(jobs) -> set:
-            """Queue `jobs`; start queued ones while a worker is free. The futures started."""
+        def start(jobs, running: set) -> None:
+            """Queue `jobs`; start queued ones while a worker is free (`running`: the futures not seen ended)."""
             for job in jobs:
                 heapq.heappush(queue, (job.num, job))
-            new = {}
-            while queue and sum(not f.done() for f in futures) + len(new) < workers:
+            while queue and len(running) < workers:
                 _, job = heapq.heappop(queue)
-                new[pool.submit(one, job)] = job.num
-            futures.update(new)
-            return set(new)
+                future = pool.submit(one, job)
+                futures[future] = job.num
+                running.add(future)
 
         try:
-            pending = start(order.ready())
+            pending: set = set()
+            start(order.ready(), pending)
             while pending:
                 done, pending = wait(pending, timeout=0.25, return_when=FIRST_COMPLETED)
                 for future in done:  # a job that succeeded lets those that need it start; any other cancels them
@@ -117,7 +117,7 @@ class LocalBackend(Backend):
                     ready, cancelled = order.ended(futures[future], ok)
                     for num in cancelled:
                         launch.cancelled(num, None if launch.stopping else "upstream failed")
-                    pending |= start(ready)
+                    start(ready, pending)
                 launch.tick()
         except BaseException as stop:  # Ctrl-C, or anything that stops the wait: no job goes on without us
             if isinstance(stop, Interrupted):
