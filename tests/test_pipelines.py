@@ -204,7 +204,7 @@ def test_rerun_runs_a_failed_middle_stage_and_what_it_cancelled_in_order(stash):
     out = stash.run("rerun", str(sweep_dir(stash)))
     assert out.returncode == 0, out.stdout + out.stderr
     data, jobs = sweep_of(stash)
-    assert [j["status"] for j in jobs.values()] == ["succeeded"] * 5
+    assert [(j["status"], j.get("reason")) for j in jobs.values()] == [("succeeded", None)] * 5
     assert [r["jobs"] for r in data["reruns"]] == [[1, 3, 4]]
     assert [(stash.root / jobs[n]["run_dir"] / "run.json").read_text() for n in (0, 2)] == trains  # not run again
     assert seen(stash, jobs[4])["started"] > max(seen(stash, jobs[n])["ended"] for n in (1, 3))

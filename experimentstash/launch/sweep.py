@@ -239,6 +239,8 @@ class Sweep(base.Sweep):
         rewritten with it, an end time when it had none, and `fields` (slurm_state); the sweep.json entry then
         carries the record's status, exit code, duration and end time, and `fields`."""
         status = Status(status)
+        # an earlier attempt's reason (upstream failed) is not this one's
+        stale = {"reason": None} if self.jobs[num].extra.get("reason") and "reason" not in fields else {}
         if record is not None:
             if status.final and record.status != status:
                 signed = is_signed(self.stash.root, record)  # a record that was not this stash's stays unsigned
@@ -249,7 +251,7 @@ class Sweep(base.Sweep):
             self.records[num] = record
             self.results[num] = record.result
             fields.update(exit_code=record.exit_code, duration_s=record.duration_s, ended_at=record.ended_at)
-        self.update(num, status=status, **fields)
+        self.update(num, status=status, **fields, **stale)
 
     def _rewrite(self, num: int, record: RunRecord, signed: bool) -> None:
         """Write a job's settled record; while refresh() is at work, only once commit() has checked every write."""
