@@ -219,14 +219,14 @@ class SlurmBackend(Backend):
         task = NodeTask(launch.stash_root, self.options.timeout_min, strict=follows)
         arrays = launch.state.setdefault("arrays", [])
         groups = stage_groups(launch.jobs) if follows else [launch.jobs]
-        parts = [(group, part) for group in groups for part in chunks(group, max_array_size())]
-        tasks_of: dict[int, str] = {}  # job number -> its task id, as submitted
-        chunk_of: dict[int, tuple[int, str]] = {}  # job number -> (its index in its group, its array)
+        parts = [part for group in groups for part in chunks(group, max_array_size())]
+        index = {job.num: i for group in groups for i, job in enumerate(group)}  # each job's place in its group
+        submitted_as: dict[int, tuple[str, str]] = {}  # job number -> (its task id, its array)
         written = time.monotonic()
-        for k, (group, part) in enumerate(parts):
+        for k, part in enumerate(parts):
             if follows:
                 executor.update_parameters(additional_parameters={
-                    **params.get("additional_parameters", {}), **dependency(group, part, inside, tasks_of, chunk_of)})
+                    **params.get("additional_parameters", {}), **dependency(part, inside, index, submitted_as)})
             try:
                 tasks = executor.map_array(task, part)
             except Interrupted:
@@ -238,8 +238,7 @@ class SlurmBackend(Backend):
             for job, submitted_task in zip(part, tasks):
                 launch.update(job.num, slurm_job_id=submitted_task.job_id)
                 submitted.append((job, submitted_task.job_id))
-                tasks_of[job.num] = submitted_task.job_id
-                chunk_of[job.num] = (group.index(job), arrays[-1])
+                submitted_as[job.num] = (submitted_task.job_id, arrays[-1])
             if time.monotonic() - written >= WRITE_EVERY:  # the progress line, not after each of thousands of arrays
                 launch.tick()
                 written = time.monotonic()
@@ -373,20 +372,25 @@ def stage_groups(jobs: list[Job]) -> list[list[Job]]:
     return list(groups.values())
 
 
-def dependency(group: list[Job], part: list[Job], inside: set[int], tasks_of: dict[int, str],
-               chunk_of: dict[int, tuple[int, str]]) -> dict:
-    """sbatch's dependency of one array of a group. Task by task (aftercorr) when each job needs the job at its
-    own index of one upstream array (a chain's stage after the one before); else afterok on every task the array's
-    jobs need (a gather stage, or a rerun's stages). A dependency that can never be met cancels the task."""
+def dependency(part: list[Job], inside: set[int], index: dict[int, int],
+               submitted_as: dict[int, tuple[str, str]]) -> dict:
+    """sbatch's dependency of one array of a stage. Task by task (aftercorr) when each job needs the job at its own
+    place of one upstream array (a chain's stage after the one before); else afterok on what the array's jobs need:
+    a whole array by its id, else its tasks (a gather stage, a rerun's stages). A dependency that can never be met
+    cancels the task."""
     needs = [[n for n in job.needs if n in inside] for job in part]
     if not any(needs):
         return {}
-    upstream = {chunk_of[n[0]][1] for n in needs if len(n) == 1}
-    aligned = all(len(n) == 1 and chunk_of[n[0]][0] == group.index(job) for job, n in zip(part, needs))
-    if aligned and len(upstream) == 1:
+    upstream = {submitted_as[n[0]][1] for n in needs if len(n) == 1}
+    if len(upstream) == 1 and all(len(n) == 1 and index[n[0]] == index[job.num] for job, n in zip(part, needs)):
         return {"dependency": f"aftercorr:{upstream.pop()}", "kill_on_invalid_dep": "yes"}
-    tasks = sorted({tasks_of[n] for ns in needs for n in ns})
-    return {"dependency": "afterok:" + ":".join(tasks), "kill_on_invalid_dep": "yes"}
+    needed = {n for ns in needs for n in ns}
+    by_array: dict[str, list[int]] = {}
+    for num, (_, array) in submitted_as.items():
+        by_array.setdefault(array, []).append(num)
+    whole = [array for array, nums in by_array.items() if set(nums) <= needed]
+    tasks = sorted(submitted_as[n][0] for n in needed if submitted_as[n][1] not in whole)
+    return {"dependency": "afterok:" + ":".join([*whole, *tasks]), "kill_on_invalid_dep": "yes"}
 
 
 def job_name(sweep: Sweep) -> str:
