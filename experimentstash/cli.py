@@ -39,11 +39,13 @@ COMMANDS = {
 
 USAGE = """\
 usage: experimentstash [-m] tool=<tool> experiment=<id> [tool overrides] [stash.*=...] [hydra.*=...]
+       experimentstash [-m] pipeline=<name> [<stage>.key=value] [tool overrides] [stash.*=...]
        experimentstash <command> [options]        (experimentstash <command> --help for its details)
 
 Run the experiments of a stash: one run, or with -m (--multirun) a sweep over every combination, the way
 Hydra expands it (experiment=a,b  'seed=range(3)'  'experiment=glob(figure1/*)').
-Every override other than tool, experiment, stash.* and hydra.* goes to the tool as typed.
+Every override other than tool, experiment, pipeline, stash.* and hydra.* goes to the tool as typed; with a
+pipeline (configs/pipelines/<name>.yaml), one whose first key is a stage's name goes to that stage only.
 
   experimentstash tool=demo experiment=pca n_components=3
   experimentstash -m tool=demo experiment=pca,random_projection 'seed=range(3)'
@@ -170,7 +172,7 @@ def launch(argv: list[str]) -> int:
         from .launch.supervise import keep
 
         keep()
-    if all(override_key(w) in ("tool", "experiment") or override_key(w).startswith(DIRECT) for w in hydra_words):
+    if all(override_key(w) in ("tool", "experiment", "pipeline") or override_key(w).startswith(DIRECT) for w in hydra_words):
         from .launch.single import run_direct  # one run: Hydra's app would only parse what is parsed already
 
         return run_direct(hydra_words)

@@ -16,14 +16,15 @@ class NodeTask(submitit.helpers.Checkpointable):
     """What one array task runs on its node: its job (a pickled base.Job). Preempted: ends the tool, records
     `preempted`, requeues itself."""
 
-    def __init__(self, root: Path, timeout_min: int):
+    def __init__(self, root: Path, timeout_min: int, strict: bool = False):
         self.root = root
         self.timeout_min = timeout_min
+        self.strict = strict  # a job that did not succeed fails its task: Slurm then never starts what needs it
         self._job: Job | None = None
         self._started = 0.0
 
     def __getstate__(self):
-        return {"root": self.root, "timeout_min": self.timeout_min}
+        return {"root": self.root, "timeout_min": self.timeout_min, "strict": self.strict}
 
     def __setstate__(self, state):
         self.__init__(**state)
@@ -36,7 +37,10 @@ class NodeTask(submitit.helpers.Checkpointable):
         extra = {"slurm_job_id": env.job_id, "node": socket.gethostname(), "requeued": len(previous),
                  "previous_attempts": previous}
         record = job.run(extra=extra, ignore_signals=(submitit.JobEnvironment._usr_sig(),))
-        return (record.status if record else Status.CANCELLED).value
+        status = record.status if record else Status.CANCELLED
+        if self.strict and not status.ok:
+            raise RuntimeError(f"job {job.num} {status}: see {job.run_dir}/stderr.log")
+        return status.value
 
     def checkpoint(self, *args, **kwargs):
         # the same rule as submitit: a signal late in the time limit is the limit, earlier it is a preemption

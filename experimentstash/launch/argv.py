@@ -13,7 +13,7 @@ import shlex
 from .. import StashError
 from ..overrides import is_override, override_key
 
-LAUNCHER_KEYS = ("tool", "experiment", "stash", "hydra")
+LAUNCHER_KEYS = ("tool", "experiment", "pipeline", "stash", "hydra")
 # Hydra's flags that take the next word as their value
 FLAGS_WITH_VALUE = {
     "--cfg", "-c", "--package", "-p", "--config-path", "-cp", "--config-name", "-cn",

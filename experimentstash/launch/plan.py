@@ -90,6 +90,7 @@ class JobSpec:
     sweep: dict | None = None  # {"id": sweep id, "num": job number}
     fingerprint: object = None  # fingerprint.Fingerprint, when computed
     tracker: str = "none"  # the experiment tracker the job reports to (trackers.py): none, wandb or mlflow
+    stage: dict | None = None  # a pipeline's stage: {"pipeline", "stage", "upstream" (the run ids it consumed)}
 
 
 @lru_cache(maxsize=4096)
@@ -126,6 +127,15 @@ def split_job(words, base) -> tuple[str | None, str | None, dict, list[str]]:
     return tool, experiment, options, tool_words
 
 
+def pipeline_of(words, base) -> str | None:
+    """The pipeline a job's overrides name (pipeline=<name>), over the launcher's config."""
+    chosen = base.get("pipeline")
+    for word in words:
+        if override_key(word) == "pipeline":
+            chosen = _meta_value(word)
+    return None if chosen is None else str(chosen)
+
+
 def reuses(spec: "JobSpec", options: dict) -> bool:
     """stash.reuse on the command line, else the tool's `reuse:` in meta.yaml."""
     return spec.tool.reuse if options.get("reuse") is None else bool(options["reuse"])
@@ -134,7 +144,7 @@ def reuses(spec: "JobSpec", options: dict) -> bool:
 def base_config() -> dict:
     """The launcher's defaults (tool, experiment, stash.*) without Hydra, for a single run started directly and
     for replaying recorded jobs: like Hydra's composed config, read by key."""
-    return {"tool": None, "experiment": None, "stash": stash_options.defaults()}
+    return {"tool": None, "experiment": None, "pipeline": None, "stash": stash_options.defaults()}
 
 
 def new_run_id() -> str:
