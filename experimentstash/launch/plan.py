@@ -90,6 +90,7 @@ class JobSpec:
     sweep: dict | None = None  # {"id": sweep id, "num": job number}
     fingerprint: object = None  # fingerprint.Fingerprint, when computed
     tracker: str = "none"  # the experiment tracker the job reports to (trackers.py): none, wandb or mlflow
+    launcher: dict | None = None  # a sweep's job: its backend and launcher options (run.json `launcher`)
 
 
 @lru_cache(maxsize=4096)

@@ -16,7 +16,7 @@ import socket
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
@@ -27,7 +27,7 @@ from ..backends import base
 from ..output import console, plain, warn, warn_skipped
 from ..overrides import override_key
 from ..owner import owner_alive
-from ..records import (LOCK_FILE, RUN_FILE, SWEEP_FILE, BadRecord, JobEntry, Missing, Reserve, RunDirError, RunRecord,
+from ..records import (LOCK_FILE, RUN_FILE, SWEEP_FILE, BadRecord, JobEntry, Missing, RerunEntry, Reserve, RunDirError, RunRecord,
                       Status, SweepRecord, check_writable, encode_sweep, folder_problem, is_disk_full, is_signed,
                       job_dir_name, job_run_dir, move_aside, now_iso, read_run, to_json, write_run, write_text)
 from ..registry import Stash
@@ -35,6 +35,8 @@ from ..reuse import GONE, Chooser, Earlier, check_run, earlier_runs
 from ..views.summary import Progress, print_summary
 from .facts import Facts, gather
 from .invocation import current
+from .launcher_options import resolve
+from .rerun_options import rerun_options
 from .plan import JobSpec, base_config, plan_job, reuses, split_job
 from .run import PlannedJob
 from .supervise import Runner, raise_on_signals, run_processes, terminate
@@ -57,14 +59,16 @@ class Sweep(base.Sweep):
     """One sweep dir with its sweep.json; launch() may be called more than once (optimizing sweepers)."""
 
     def __init__(self, stash: Stash, sweep_dir: Path, backend: str, options, given: list[str],
-                 command_line: list[str], config, record: SweepRecord | None = None):
+                 command_line: list[str], config, record: SweepRecord | None = None, profile: str | None = None):
         self.stash = stash
         self.dir = sweep_dir
         self.base = config
         self.backend = backends.create(backend, options)
         self.record = record or SweepRecord(
             id=sweep_dir.name, created_at=now_iso(), backend=backend, command_line=list(command_line),
-            launcher=backends.options_dict(options), given=sorted(given), jobs=[])
+            launcher=backends.options_dict(options), given=sorted(given), jobs=[], profile=profile)
+        # of the options its jobs run with (a rerun's may differ)
+        self.given, self.profile = list(given), profile if record is None else record.profile
         self.id = self.record.id
         self.jobs: dict[int, JobEntry] = {job.num: job for job in self.record.jobs}
         self.results: dict[int, object] = {}  # parsed result file of each job that ran
@@ -112,6 +116,8 @@ class Sweep(base.Sweep):
     def plan(self, numbered) -> list[Planned]:
         """Plan every (job number, override list) before anything starts; the first bad job stops them all."""
         planned, prepared = [], {}
+        launcher = {"backend": self.record.backend, "options": backends.options_dict(self.backend.options),
+                    "given": list(self.given), "profile": self.profile}  # each run.json: what it was launched with
         for num, words in numbered:
             try:
                 tool, experiment, options, tool_words = split_job(words, self.base)
@@ -122,7 +128,7 @@ class Sweep(base.Sweep):
                                 tracker=options["tracker"])
             except StashError as err:
                 raise StashError(f"Job {num} ({' '.join(words)}): {err} Nothing was started.") from None
-            planned.append(Planned(spec, options, list(words)))
+            planned.append(Planned(replace(spec, launcher=launcher), options, list(words)))
         return planned
 
     def inspect(self, planned: list[Planned]) -> Facts:
@@ -552,9 +558,11 @@ def open_sweep(stash: Stash, sweep_dir: Path, holding: Sweep | None = None) -> S
     return sweep
 
 
-def rerun(stash: Stash, sweep_dir: Path) -> int:
-    """Re-launch the jobs of a sweep that did not succeed, into the same sweep dir, with the same overrides."""
+def rerun(stash: Stash, sweep_dir: Path, words: list[str] = ()) -> int:
+    """Re-launch the jobs of a sweep that did not succeed, into the same sweep dir, with the same overrides and the
+    launcher options `words` give (hydra.launcher.*, stash.timeout, stash.profile) over the last attempt's."""
     sweep = open_sweep(stash, sweep_dir)
+    retry = rerun_options(stash, sweep.record, list(words))
     check_writable(sweep.dir / SWEEP_FILE)
     sweep.lock(wait=True)  # never two attempts of one job at once: a launcher still at work is waited for
     sweep = open_sweep(stash, sweep_dir, sweep)  # what that launcher left
@@ -571,7 +579,14 @@ def rerun(stash: Stash, sweep_dir: Path) -> int:
             check_writable(attempt / RUN_FILE)
     sweep.commit()
     _end_leftovers(sweep, todo)
-    sweep.record.reruns.append({"at": now_iso(), "jobs": [job.num for job in todo]})
+    sweep.backend = backends.create(sweep.record.backend, retry.options)
+    sweep.given, sweep.profile = retry.given, retry.profile
+    if retry.timeout:
+        for job in todo:
+            job.launch_overrides = [w for w in job.launch_overrides if override_key(w) != "stash.timeout"]
+            job.launch_overrides.append(retry.timeout)
+    sweep.record.reruns.append(RerunEntry(at=now_iso(), jobs=[job.num for job in todo], overrides=list(words),
+                                          launcher=backends.options_dict(retry.options), profile=retry.profile))
     sweep.launch([(job.num, job.launch_overrides) for job in sorted(todo, key=lambda j: j.num)],
                  keep_attempts=True)
     return current.exit_code
@@ -595,10 +610,11 @@ def new_sweep(config: DictConfig, composed_options) -> Sweep:
              if override_key(w).startswith(prefix)}
     stash = Stash.load(current.root)
     plain = {k: OmegaConf.to_container(v) if OmegaConf.is_config(v) else v for k, v in composed_options.items()}
-    options = backends.resolve_options(backend, plain, given, stash.machine.get(backend, {}))
+    profile = config.stash.get("profile")
+    options = resolve(stash, backend, plain, given, profile)
     # a relative hydra.sweep.dir is relative to where the command was typed, as in Hydra
     return Sweep(stash, Path(config.hydra.sweep.dir).absolute(), backend, options, sorted(given),
-                 current.argv, config)
+                 current.argv, config, profile=profile)
 
 
 class SweepLaunch(base.Launch):
