@@ -413,6 +413,12 @@ class Sweep(base.Sweep):
         self._lock_fd = fd
         return True
 
+    def unlock(self) -> None:
+        """Give the sweep's lock back: a process that only looks at the sweep holds it no longer than a write."""
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
     def _release(self) -> None:
         """Give back the reserved space for the last write of sweep.json."""
         if self._reserve:
