@@ -46,7 +46,8 @@ WORKDIRS = ("tool", "run_dir")
 # the experiment trackers a run can report to, with the settings each takes (top level and per tool)
 TRACKERS = ("none", "wandb", "mlflow")
 TRACKER_SETTINGS = {"wandb": ("project", "entity"), "mlflow": ("tracking_uri", "experiment")}
-_STASH_KEYS = {"tools", "tracker", "profiles", *TRACKER_SETTINGS}  # the top-level keys of meta.yaml besides the backends
+# the top-level keys of meta.yaml besides the backends
+_STASH_KEYS = {"tools", "tracker", "profiles", *TRACKER_SETTINGS}
 
 
 def find_root(start: Path | None = None) -> Path:

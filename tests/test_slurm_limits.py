@@ -13,6 +13,7 @@ from conftest import experiment
 from experimentstash.testing import run_json, sweep_dir, sweep_json
 
 pytestmark = pytest.mark.slurm
+SLURM = ["hydra/launcher=stash_slurm", "hydra.launcher.timeout_min=5", "hydra.launcher.signal_delay_s=5"]
 
 
 def test_a_timed_out_task_rerun_with_a_longer_time_limit_succeeds(stash):
@@ -60,7 +61,7 @@ def test_max_running_holds_across_the_arrays_of_a_sweep(stash):
     if size > 6:
         pytest.skip(f"MaxArraySize is {size}: 12 jobs would be one array (.ci/slurm-up sets 4)")
     stash.write("configs/fx/experiment/nap.yaml", experiment("sleep: 2\n"))
-    out = stash.run("-m", "hydra/launcher=stash_slurm", "hydra.launcher.timeout_min=5", "hydra.launcher.signal_delay_s=5",
+    out = stash.run("-m", *SLURM,
                     "hydra.launcher.max_running=2", "tool=fx", "experiment=nap", "seed=range(12)", timeout=600)
     assert out.returncode == 0, out.stdout + out.stderr
     data = sweep_json(stash)
@@ -80,7 +81,7 @@ def test_max_running_below_one_is_refused(stash):
 
 
 def test_watch_follows_a_sweep_submitted_without_waiting_to_its_end(stash):
-    out = stash.run("-m", "hydra/launcher=stash_slurm", "hydra.launcher.timeout_min=5", "hydra.launcher.signal_delay_s=5",
+    out = stash.run("-m", *SLURM,
                     "hydra.launcher.wait=false", "tool=fx", "experiment=a,crash")
     assert out.returncode == 0, out.stdout + out.stderr
     watched = stash.run("status", "--watch", str(sweep_dir(stash)), timeout=300)

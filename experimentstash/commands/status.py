@@ -24,10 +24,13 @@ def run(args, root: Path) -> int:
     if args.watch:
         from ..launch.watch import watch
 
-        return watch(stash, folder(root, args.sweep_dir))
-    sweep = open_sweep(stash, folder(root, args.sweep_dir))
-    notes = sweep.refresh()
-    sweep.commit()  # sweep.json and run.json in line with what is known, unless a launcher at work on it keeps them
+        sweep, notes = watch(stash, folder(root, args.sweep_dir)), []  # its notes were shown as they came
+        if sweep is None:  # Ctrl-C: the watch ends, not the sweep
+            return 130
+    else:
+        sweep = open_sweep(stash, folder(root, args.sweep_dir))
+        notes = sweep.refresh()
+        sweep.commit()  # sweep.json and run.json in line with what is known, unless a launcher at work keeps them
     print_summary(stash.root, sweep.dir, [sweep.jobs[n] for n in sorted(sweep.jobs)])
     for note in notes:
         print(plain_lines(note))

@@ -149,7 +149,8 @@ def check_other_launcher(name: str, stash) -> None:
     from ..profiles import WHERE
 
     if name in stash.profiles:
-        raise StashError(f"hydra/launcher={name}: '{name}' is a profile ({WHERE}): choose it with stash.profile={name}.")
+        raise StashError(f"hydra/launcher={name}: '{name}' is a profile ({WHERE}): choose it with "
+                         f"stash.profile={name}.")
     from hydra.core.config_store import ConfigStore
     from hydra.core.plugins import Plugins
 

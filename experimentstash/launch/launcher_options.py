@@ -15,8 +15,8 @@ def chosen_profile(stash: Stash, name, backend: str) -> Profile | None:
     profile = choose(stash.profiles, name)
     if profile.backend not in (None, backend):
         raise StashError(f"stash.profile={name} is a profile of the {profile.backend} backend, but these jobs run on "
-                         f"the {backend} backend (hydra/launcher={backends.launcher_of(backend)}). Leave hydra/launcher "
-                         "out: the profile chooses it.")
+                         f"the {backend} backend (hydra/launcher={backends.launcher_of(backend)}). Leave "
+                         "hydra/launcher out: the profile chooses it.")
     known = backends.option_names(backend)
     unknown = sorted(set(profile.options) - set(known))
     if unknown:

@@ -27,9 +27,10 @@ from ..backends import base
 from ..output import console, plain, warn, warn_skipped
 from ..overrides import override_key
 from ..owner import owner_alive
-from ..records import (LOCK_FILE, RUN_FILE, SWEEP_FILE, BadRecord, JobEntry, Missing, RerunEntry, Reserve, RunDirError, RunRecord,
-                      Status, SweepRecord, check_writable, encode_sweep, folder_problem, is_disk_full, is_signed,
-                      job_dir_name, job_run_dir, move_aside, now_iso, read_run, to_json, write_run, write_text)
+from ..records import (LOCK_FILE, RUN_FILE, SWEEP_FILE, BadRecord, JobEntry, Missing, RerunEntry, Reserve, RunDirError,
+                      RunRecord, Status, SweepRecord, check_writable, encode_sweep, folder_problem, is_disk_full,
+                      is_signed, job_dir_name, job_run_dir, move_aside, now_iso, read_run, to_json, write_run,
+                      write_text)
 from ..registry import Stash
 from ..reuse import GONE, Chooser, Earlier, check_run, earlier_runs
 from ..views.summary import Progress, print_summary
@@ -572,6 +573,7 @@ def rerun(stash: Stash, sweep_dir: Path, words: list[str] = ()) -> int:
     check_writable(sweep.dir / SWEEP_FILE)
     sweep.lock(wait=True)  # never two attempts of one job at once: a launcher still at work is waited for
     sweep = open_sweep(stash, sweep_dir, sweep)  # what that launcher left
+    retry = rerun_options(stash, sweep.record, list(words))  # over its last attempt, if it made one
     sweep.refresh()  # sweep.json may be behind if its launcher was killed
     todo = [job for job in sweep.jobs.values() if not job.status.ok]
     if not todo:

@@ -13,16 +13,17 @@ from rich.text import Text
 
 from ..output import output, plain_lines
 from ..registry import Stash
-from ..views.summary import FAILED, counts_line, print_failure, print_summary
+from ..views.summary import FAILED, counts_line, print_failure
 from ..views.watch import live_view, running, started_line
-from .sweep import open_sweep
+from .sweep import Sweep, open_sweep
 
 POLL = 2.0  # seconds between two looks at the records and the backend
 
 
-def watch(stash: Stash, sweep_dir: Path) -> int:
-    """Follow the sweep until every job has ended (or no launcher is at work on jobs that only it would start);
-    then its table. Ctrl-C ends the watch (130), never the sweep."""
+def watch(stash: Stash, sweep_dir: Path) -> Sweep | None:
+    """Follow the sweep until every job has ended (or no launcher is at work on jobs that only it would start), showing
+    its notes and failures as they come; the sweep as it ended. None after Ctrl-C, which ends the watch, never the
+    sweep."""
     out = output(width=None if Console().is_terminal else 200)
     live = Live(console=out, auto_refresh=False, transient=True) if out.is_terminal else None
     shown: set = set()  # what was printed already: failures (num, ended_at), starts (num, started_at), counts
@@ -32,8 +33,7 @@ def watch(stash: Stash, sweep_dir: Path) -> int:
                 sweep = open_sweep(stash, sweep_dir)
                 notes = sweep.refresh()
                 sweep.commit()  # as `status` does, unless a launcher at work keeps them true
-                idle = sweep.lock()  # no launcher holds the sweep
-                sweep.unlock()
+                idle = _idle(sweep)
                 jobs = [sweep.jobs[n] for n in sorted(sweep.jobs)]
                 started = {num: record.started_at for num, record in sweep.records.items()}
                 _show(out, live, sweep, jobs, started, notes, shown)
@@ -41,9 +41,18 @@ def watch(stash: Stash, sweep_dir: Path) -> int:
                     break
                 time.sleep(POLL)
     except KeyboardInterrupt:
-        return 130
-    print_summary(stash.root, sweep.dir, jobs, out)
-    return 0
+        return None
+    return sweep
+
+
+def _idle(sweep: Sweep) -> bool:
+    """No launcher holds the sweep's lock (False when that cannot be told: a folder that cannot be written)."""
+    try:
+        return sweep.lock()
+    except OSError:
+        return False
+    finally:
+        sweep.unlock()
 
 
 def _show(out, live, sweep, jobs, started, notes, shown: set) -> None:
