@@ -149,3 +149,15 @@ def test_an_unknown_hydra_launcher_points_to_profiles(stash):
     assert "hydra/launcher=a100: no such launcher (launchers: basic," in out.stderr
     assert "A named set of launcher options is a profile: `profiles:` in configs/meta.yaml or meta.local.yaml, " \
            "chosen with stash.profile=NAME (profiles: none yet)." in out.stderr
+
+
+def test_a_damaged_rerun_entry_is_refused_naming_the_field(stash):
+    stash.run("-m", "tool=fx", "experiment=crash")
+    path = sweep_dir(stash) / "sweep.json"
+    data = json.loads(path.read_text())
+    data["reruns"] = [{"at": "2026-01-01T00:00:00Z", "jobs": [0], "launcher": "--upload-pack=x"}]
+    path.write_text(json.dumps(data))
+    for command in ("status", "rerun"):
+        out = stash.run(command, str(sweep_dir(stash)))
+        assert out.returncode == 2 and "Traceback" not in out.stderr
+        assert "field 'reruns[0].launcher': expected a mapping" in out.stderr, out.stderr
