@@ -28,7 +28,9 @@ def running(jobs: list[JobEntry]) -> list[JobEntry]:
 
 
 def live_view(sweep_id: str, jobs: list[JobEntry], started: dict[int, str | None]) -> Group:
-    """The counts line and a table of the running jobs (a terminal's live view)."""
+    """The counts line and a table of the running jobs, if any (a terminal's live view)."""
+    if not running(jobs):
+        return Group(counts_line(sweep_id, jobs))
     now = datetime.now(timezone.utc)
     table = Table(box=None, pad_edge=False)
     for column in ("#", "tool", "experiment", "overrides", "elapsed"):
