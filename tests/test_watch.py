@@ -2,7 +2,12 @@
 happens; Ctrl-C ends the watch quietly, never the sweep. (On Slurm, the same loop follows sacct: test_slurm_limits.)"""
 
 import json
+import os
+import re
+import shlex
 import signal
+import subprocess
+import sys
 
 from conftest import experiment
 from experimentstash.testing import sweep_dir, wait_for
@@ -48,3 +53,15 @@ def test_ctrl_c_ends_the_watch_quietly_and_not_the_sweep(stash):
     assert sweep.poll() is None  # the sweep goes on
     sweep.send_signal(signal.SIGINT)
     sweep.communicate(timeout=60)
+
+
+def test_on_a_terminal_the_view_is_live_with_each_running_jobs_elapsed_time(stash):
+    stash.write("configs/fx/experiment/later.yaml", experiment("sleep: 6\ncrash: true\n"))
+    proc = started_sweep(stash, "experiment=later")
+    command = shlex.join([sys.executable, "-m", "experimentstash", "status", "--watch", str(sweep_dir(stash))])
+    out = subprocess.run(["script", "-qec", command, "/dev/null"], cwd=stash.root, capture_output=True, text=True,
+                         timeout=300, env={**os.environ, "PYTHONPATH": stash.pythonpath, "COLUMNS": "120"})
+    assert proc.wait(timeout=120) == 1
+    assert out.returncode == 0, out.stdout
+    assert "elapsed" in out.stdout and re.search(r"0\s+fx\s+later\s+\d+s", out.stdout)  # the running job, live
+    assert "job 0 failed, exit code 3" in out.stdout and "boom: the fixture tool was asked to crash" in out.stdout
