@@ -6,6 +6,7 @@ from datetime import datetime, timezone
 
 from rich.console import Group
 from rich.table import Table
+from rich.text import Text
 
 from ..output import cell
 from ..records import JobEntry, Status
