@@ -27,19 +27,30 @@ def started_sweep(stash, *words):
     return proc
 
 
+def read_until(proc, *patterns: str) -> str:
+    """The output of `proc` up to the line where every pattern has matched a line (it fails when the output ends
+    first)."""
+    text = ""
+    while not all(re.search(pattern, text, re.MULTILINE) for pattern in patterns):
+        line = proc.stdout.readline()
+        assert line, f"{patterns} not all in: {text}"
+        text += line
+    return text
+
+
 def test_watch_follows_a_sweep_to_its_end_and_shows_each_failure(stash):
-    stash.write("configs/fx/experiment/later.yaml", experiment("sleep: 6\ncrash: true\n"))
-    proc = started_sweep(stash, "experiment=crash,later,a", "hydra.launcher.max_parallel=2")
-    out = stash.run("status", "--watch", str(sweep_dir(stash)), timeout=300)
-    assert proc.wait(timeout=120) == 1
-    assert out.returncode == 0, out.stderr
-    assert "Traceback" not in out.stderr
-    text = out.stdout
-    assert "job 0 failed, exit code 3: fx crash" in text and "job 1 failed, exit code 3: fx later" in text
-    assert text.count("boom: the fixture tool was asked to crash") >= 2  # each failure's log
-    assert "job 1 running: fx later" in text  # running jobs as they start
-    assert text.index("job 1 failed") < text.index("sweep multirun/")  # shown as it happened, before the end table
-    assert text.rstrip().splitlines()[-4].startswith("3 jobs: 2 failed, 1 succeeded.")
+    stash.write("configs/fx/experiment/long.yaml", experiment("sleep: 60\n"))
+    sweep = started_sweep(stash, "experiment=crash,long", "stash.grace=1")
+    watcher = stash.popen("status", "--watch", str(sweep_dir(stash)))
+    seen = read_until(watcher, r"^job 1 running: fx long",  # running jobs as they start
+                      r"^job 0 failed, exit code 3: fx crash", r"^    boom: the fixture tool was asked to crash")
+    sweep.send_signal(signal.SIGINT)  # the sweep ends: so does the watch
+    sweep.communicate(timeout=120)
+    rest, stderr = watcher.communicate(timeout=120)
+    assert watcher.returncode == 0 and "Traceback" not in stderr, stderr
+    assert "sweep multirun/" in rest  # the end table, after the failure was shown
+    (counts,) = [line for line in rest.splitlines() if line.startswith("2 jobs: ")]
+    assert "1 failed" in counts and "1 interrupted" in counts
 
 
 def test_ctrl_c_ends_the_watch_quietly_and_not_the_sweep(stash):
@@ -56,12 +67,16 @@ def test_ctrl_c_ends_the_watch_quietly_and_not_the_sweep(stash):
 
 
 def test_on_a_terminal_the_view_is_live_with_each_running_jobs_elapsed_time(stash):
-    stash.write("configs/fx/experiment/later.yaml", experiment("sleep: 6\ncrash: true\n"))
-    proc = started_sweep(stash, "experiment=later")
+    stash.write("configs/fx/experiment/long.yaml", experiment("sleep: 60\n"))
+    sweep = started_sweep(stash, "experiment=long", "stash.grace=1")
     command = shlex.join([sys.executable, "-m", "experimentstash", "status", "--watch", str(sweep_dir(stash))])
-    out = subprocess.run(["script", "-qec", command, "/dev/null"], cwd=stash.root, capture_output=True, text=True,
-                         timeout=300, env={**os.environ, "PYTHONPATH": stash.pythonpath, "COLUMNS": "120"})
-    assert proc.wait(timeout=120) == 1
-    assert out.returncode == 0, out.stdout
-    assert "elapsed" in out.stdout and re.search(r"0\s+fx\s+later\s+\d+s", out.stdout)  # the running job, live
-    assert "job 0 failed, exit code 3" in out.stdout and "boom: the fixture tool was asked to crash" in out.stdout
+    terminal = subprocess.Popen(["script", "-qec", command, "/dev/null"], cwd=stash.root, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True,
+                                env={**os.environ, "PYTHONPATH": stash.pythonpath, "COLUMNS": "120"})
+    seen = read_until(terminal, r"0\s+fx\s+long\s+\d+s")  # the running job and its elapsed time, live
+    assert "elapsed" in seen and "job 0 running" not in seen  # a live table, not the plain lines
+    sweep.send_signal(signal.SIGINT)
+    sweep.communicate(timeout=120)
+    rest, _ = terminal.communicate(timeout=120)
+    assert terminal.returncode == 0, rest
+    assert "1 jobs: 1 interrupted" in rest
