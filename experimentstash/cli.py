@@ -149,7 +149,7 @@ def _dispatch(argv: list[str]) -> int:
 def launch(argv: list[str]) -> int:
     """A Hydra command line: one run, or a sweep with -m."""
     from .launch.argv import (NO_RUN_FLAGS, check_command_line, check_launcher_options, chosen,
-                              route_tool_overrides, split_argv)
+                              route_tool_overrides, split_argv, with_profile_launcher)
     from . import backends
     from .launch.invocation import current
     from .overrides import override_key
@@ -160,6 +160,7 @@ def launch(argv: list[str]) -> int:
     hydra_words, tool_words = route_tool_overrides(*words)
     current.root = find_root()
     stash = Stash.load(current.root)
+    hydra_words = with_profile_launcher(hydra_words, stash)
     current.launcher_options = check_launcher_options(hydra_words, stash)
     current.backend = backends.for_launcher(chosen(hydra_words, "launcher"))
     current.argv = list(argv)

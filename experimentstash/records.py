@@ -434,6 +434,17 @@ def _env(name, value):
     return value
 
 
+def _launcher(name, value):
+    """The launcher options a run was started with: its backend, the options resolved, those given on the command
+    line, and the profile they came from."""
+    _dict(name, value)
+    _name(f"{name}.backend", value.get("backend"))
+    _dict(f"{name}.options", value.get("options"))
+    _strings(f"{name}.given", value.get("given"))
+    _opt(_name)(f"{name}.profile", value.get("profile"))
+    return value
+
+
 def _run_schema(name, value):
     _type(int, what="a whole number")(name, value)
     if not 1 <= value <= RUN_SCHEMA:
@@ -491,6 +502,7 @@ class RunRecord:
     pipeline: str | None = _f(_opt(_name))  # the pipeline (configs/pipelines/<name>.yaml) the run is a stage of
     stage: str | None = _f(_opt(_name))
     upstream: list[str] = _fl(_strings)  # the run ids of the upstream stages' runs it consumed
+    launcher: dict | None = _f(_opt(_launcher))  # the launcher options of its sweep's launch or rerun (a sweep's job)
     extra: dict = field(default_factory=dict)  # fields of one kind of run: reproduces, slurm_job_id, node, ...
 
     @classmethod
@@ -766,6 +778,28 @@ _ABSENT = object()
 
 
 @dataclass
+class RerunEntry:
+    """One `rerun` of a sweep (sweep.json `reruns`): when, which jobs, the words given to it, and the launcher
+    options its jobs ran with (the next `rerun` starts from these)."""
+
+    at: str = _f(_str, "", required=True)
+    jobs: list[int] = _fl(_list_of(_count, "job numbers"), required=True)
+    overrides: list[str] = _fl(_overrides)  # hydra.launcher.*, stash.timeout, stash.profile as given to `rerun`
+    launcher: dict | None = _f(_opt(_dict))  # the backend's options resolved for this attempt
+    profile: str | None = _f(_opt(_name))
+
+    @classmethod
+    def from_dict(cls, data, where: str) -> "RerunEntry":
+        try:
+            return cls(**_checked(cls, data))
+        except Invalid as err:
+            raise Invalid(f"{where}.{err.name}", err.why) from None
+
+    def to_dict(self) -> dict:
+        return {name: getattr(self, name) for name, _, _ in _checks(RerunEntry)}
+
+
+@dataclass
 class SweepRecord:
     """sweep.json: the sweep's command line, its backend and options, and every job's state."""
 
@@ -776,9 +810,10 @@ class SweepRecord:
     launcher: dict  # the backend's resolved options
     given: list[str]  # which of them came from the command line
     jobs: list[JobEntry]
-    reruns: list = field(default_factory=list)
+    reruns: list[RerunEntry] = field(default_factory=list)
     backend_state: dict = field(default_factory=dict)  # what the backend keeps (Slurm: the arrays)
     schema: int = SWEEP_SCHEMA
+    profile: str | None = None  # the profile (meta.yaml `profiles:`) the launcher options came from
 
     @classmethod
     def read(cls, sweep_dir: Path) -> "SweepRecord":
@@ -806,8 +841,10 @@ class SweepRecord:
                 backend=_name("backend", data.get("backend")),
                 command_line=_strings("command_line", data.get("command_line") or []),
                 launcher=launcher, given=_strings("given", data.get("given") or []), jobs=checked,
-                reruns=_type(list, what="a list")("reruns", data.get("reruns") or []),
+                reruns=[RerunEntry.from_dict(entry, f"reruns[{i}]") for i, entry in
+                        enumerate(_type(list, what="a list")("reruns", data.get("reruns") or []))],
                 backend_state=_dict("backend_state", data.get("backend_state") or {}), schema=schema,
+                profile=_opt(_name)("profile", data.get("profile")),
             )
         except Invalid as err:
             raise BadRecord(path, f"field '{err.name}': {err.why}") from None
@@ -816,7 +853,15 @@ class SweepRecord:
         """Everything but the jobs, in the file's order."""
         return {"schema": SWEEP_SCHEMA, "id": self.id, "created_at": self.created_at, "backend": self.backend,
                 "command_line": self.command_line, "launcher": self.launcher, "given": self.given,
-                "backend_state": self.backend_state, "reruns": self.reruns}
+                "backend_state": self.backend_state, "reruns": [entry.to_dict() for entry in self.reruns],
+                "profile": self.profile}
+
+    def last_launcher(self) -> tuple[dict, str | None]:
+        """The launcher options and profile the sweep's jobs last ran with: the last rerun's, else the launch's."""
+        for entry in reversed(self.reruns):
+            if entry.launcher is not None:
+                return entry.launcher, entry.profile
+        return self.launcher, self.profile
 
 
 def encode_sweep(head: dict, job_lines: list[str]) -> str:

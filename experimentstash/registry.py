@@ -13,6 +13,7 @@ import yaml
 
 from . import StashError
 from .output import excerpt
+from .profiles import parse_profiles
 from .records import MAX_DEPTH, BadRecord, is_name, plain_relative, read_limited
 
 # limits of every YAML file the launcher reads: a small file must not expand into billions of items
@@ -45,7 +46,8 @@ WORKDIRS = ("tool", "run_dir")
 # the experiment trackers a run can report to, with the settings each takes (top level and per tool)
 TRACKERS = ("none", "wandb", "mlflow")
 TRACKER_SETTINGS = {"wandb": ("project", "entity"), "mlflow": ("tracking_uri", "experiment")}
-_STASH_KEYS = {"tools", "tracker", *TRACKER_SETTINGS}  # the top-level keys of meta.yaml besides the backends
+# the top-level keys of meta.yaml besides the backends
+_STASH_KEYS = {"tools", "tracker", "profiles", *TRACKER_SETTINGS}
 
 
 def find_root(start: Path | None = None) -> Path:
@@ -97,6 +99,7 @@ class Stash:
     root: Path
     tools: dict[str, Tool]
     machine: dict = field(default_factory=dict)  # per backend (local:, slurm:): this machine's launcher defaults
+    profiles: dict = field(default_factory=dict)  # name -> profiles.Profile: named sets of launcher options
     _experiments: dict[str, list[str]] = field(default_factory=dict, repr=False)
     _files: dict[tuple[str, str], Path] = field(default_factory=dict, repr=False)
 
@@ -130,7 +133,7 @@ class Stash:
             if not isinstance(value, dict):
                 raise StashError(f"{META}: '{name}' must be a mapping of launcher options of the {name} backend.")
             machine[name] = value
-        return cls(root, tools, machine)
+        return cls(root, tools, machine, parse_profiles(raw.get("profiles"), names))
 
     def tool(self, name: str | None) -> Tool:
         if not name:

@@ -44,6 +44,15 @@ def executor_parameters(opts: SlurmOptions) -> dict:
     return {k: v for k, v in params.items() if v is not None}
 
 
+def throttle(opts: SlurmOptions, previous: str | None) -> dict:
+    """max_running=K without a process that stays alive: each array runs at most K tasks at once (%K), and starts
+    only once the launch's previous array has ended (afterany), so that no two arrays run at once."""
+    params = {"array_parallelism": min(opts.array_parallelism, opts.max_running)}
+    if previous is not None:
+        params["dependency"] = f"afterany:{previous}"
+    return params
+
+
 def check_reachable() -> None:
     """Fail before anything is written when Slurm cannot take the arrays."""
     if shutil.which("sbatch") is None:
@@ -184,6 +193,8 @@ class SlurmBackend(Backend):
             )
         if opts.array_parallelism < 1:
             raise StashError(f"hydra.launcher.array_parallelism={opts.array_parallelism}: give at least 1.")
+        if opts.max_running is not None and opts.max_running < 1:
+            raise StashError(f"hydra.launcher.max_running={opts.max_running}: give at least 1 (or null: no limit).")
 
     def job_fields(self) -> dict:
         return {"slurm_job_id": None, "slurm_state": None}
@@ -224,9 +235,14 @@ class SlurmBackend(Backend):
         submitted_as: dict[int, tuple[str, str]] = {}  # job number -> (its task id, its array)
         written = time.monotonic()
         for k, part in enumerate(parts):
-            if follows:
-                executor.update_parameters(additional_parameters={
-                    **params.get("additional_parameters", {}), **dependency(part, inside, index, submitted_as)})
+            extra = dependency(part, inside, index, submitted_as) if follows else {}
+            if self.options.max_running is not None:
+                limit = throttle(self.options, self.arrays[-1] if self.arrays else None)
+                executor.update_parameters(array_parallelism=limit["array_parallelism"])
+                if "dependency" in limit:  # both must hold: sbatch reads a comma as "and"
+                    extra["dependency"] = ",".join(filter(None, [limit["dependency"], extra.get("dependency")]))
+            if extra or follows:
+                executor.update_parameters(additional_parameters={**params.get("additional_parameters", {}), **extra})
             try:
                 tasks = executor.map_array(task, part)
             except Interrupted:

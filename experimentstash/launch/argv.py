@@ -108,21 +108,73 @@ def check_launcher_options(hydra_words: list[str], stash):
     if backend not in (None, backends.DEFAULT) and runs_one:
         raise StashError(f"hydra/launcher={backends.launcher_of(backend)} runs the jobs of a sweep: add -m "
                          "(--multirun) to run this one job there.")
-    values, given = {}, set()
     for word in hydra_words:
+        if override_key(word).startswith("stash.") and "=" in word:
+            stash_options.check_name(override_key(word))
+    if backend is None:
+        if chosen(hydra_words, "launcher") is not None:
+            check_other_launcher(chosen(hydra_words, "launcher"), stash)
+        return None
+    from .launcher_options import resolve
+
+    values, given = launcher_values(hydra_words)
+    return resolve(stash, backend, values, given, profile_name(hydra_words))
+
+
+def profile_name(words: list[str]):
+    """The value of stash.profile among these words (None when not given)."""
+    given = [override_value(w) for w in words if override_key(w) == "stash.profile" and "=" in w]
+    return given[-1] if given else None
+
+
+def with_profile_launcher(hydra_words: list[str], stash) -> list[str]:
+    """A profile that names its backend chooses hydra/launcher when the command line does not."""
+    from .. import backends
+    from ..profiles import choose
+
+    name = profile_name(hydra_words)
+    if name is None or chosen(hydra_words, "launcher") is not None:
+        return hydra_words
+    profile = choose(stash.profiles, name)
+    if profile.backend is None:
+        return hydra_words
+    return [*hydra_words, f"hydra/launcher={backends.launcher_of(profile.backend)}"]
+
+
+def check_other_launcher(name: str, stash) -> None:
+    """hydra/launcher=<not one of ours>: a launcher Hydra has (basic, joblib, ...), else refused, pointing to
+    profiles, which are the named sets of launcher options."""
+    from ..profiles import WHERE
+
+    if name in stash.profiles:
+        raise StashError(f"hydra/launcher={name}: '{name}' is a profile ({WHERE}): choose it with "
+                         f"stash.profile={name}.")
+    from hydra.core.config_store import ConfigStore
+    from hydra.core.plugins import Plugins
+
+    Plugins.instance()  # the plugin scan registers the installed launchers' configs
+    launchers = sorted(n.removesuffix(".yaml") for n in ConfigStore.instance().list("hydra/launcher"))
+    if name not in launchers:
+        profiles = ", ".join(sorted(stash.profiles)) or "none yet"
+        raise StashError(f"hydra/launcher={name}: no such launcher (launchers: {', '.join(launchers)}). A named set of "
+                         f"launcher options is a profile: `profiles:` in {WHERE}, chosen with stash.profile=NAME "
+                         f"(profiles: {profiles}).")
+
+
+def launcher_values(words: list[str]) -> tuple[dict, set[str]]:
+    """The hydra.launcher.* values among these words as Hydra's grammar reads them, and the names of every option
+    given (a nested key, a deletion or a sweep of values is named but left to Hydra)."""
+    values, given = {}, set()
+    for word in words:
         key = override_key(word)
-        if key.startswith("stash.") and "=" in word:
-            stash_options.check_name(key)
-        if backend is None or not key.startswith("hydra.launcher.") or "=" not in word:
+        if not key.startswith("hydra.launcher.") or "=" not in word:
             continue
         name, _, nested = key[len("hydra.launcher."):].partition(".")
         given.add(name)
         if nested or word.startswith("~") or not is_plain(word) and parse_override(word).is_sweep_override():
             continue
         values[name] = override_value(word)
-    if backend is None:
-        return None
-    return backends.resolve_options(backend, values, given, stash.machine.get(backend, {}))
+    return values, given
 
 
 CONFIG_FLAGS = {"--config-dir", "-cd", "--config-path", "-cp", "--config-name", "-cn"}

@@ -91,6 +91,7 @@ class JobSpec:
     fingerprint: object = None  # fingerprint.Fingerprint, when computed
     tracker: str = "none"  # the experiment tracker the job reports to (trackers.py): none, wandb or mlflow
     stage: dict | None = None  # a pipeline's stage: {"pipeline", "stage", "upstream" (the run ids it consumed)}
+    launcher: dict | None = None  # a sweep's job: its backend and launcher options (run.json `launcher`)
 
 
 @lru_cache(maxsize=4096)

@@ -28,16 +28,19 @@ from ..fingerprint import with_upstream
 from ..output import console, plain, warn, warn_skipped
 from ..overrides import override_key, replaced
 from ..owner import owner_alive
-from ..records import (LOCK_FILE, RUN_FILE, SWEEP_FILE, BadRecord, JobEntry, Missing, Reserve, RunDirError, RunRecord,
-                      Status, SweepRecord, check_writable, encode_sweep, folder_problem, is_disk_full, is_signed,
-                      job_dir_name, job_run_dir, move_aside, now_iso, read_run, to_json, write_run, write_text)
+from ..records import (LOCK_FILE, RUN_FILE, SWEEP_FILE, BadRecord, JobEntry, Missing, RerunEntry, Reserve, RunDirError,
+                      RunRecord, Status, SweepRecord, check_writable, encode_sweep, folder_problem, is_disk_full,
+                      is_signed, job_dir_name, job_run_dir, move_aside, now_iso, read_run, to_json, write_run,
+                      write_text)
 from ..registry import Stash
 from ..reuse import GONE, Chooser, Earlier, check_run, earlier_runs
 from ..views.summary import Progress, print_summary
 from .facts import Facts, gather
 from .invocation import current
+from .launcher_options import resolve
 from .pipeline import LINK_KEYS, expand_chains, recorded_link, upstream_of
 from .plan import JobSpec, base_config, plan_job, reuses, split_job
+from .rerun_options import rerun_options
 from .run import PlannedJob
 from .supervise import Runner, raise_on_signals, run_processes, terminate
 
@@ -60,14 +63,16 @@ class Sweep(base.Sweep):
     """One sweep dir with its sweep.json; launch() may be called more than once (optimizing sweepers)."""
 
     def __init__(self, stash: Stash, sweep_dir: Path, backend: str, options, given: list[str],
-                 command_line: list[str], config, record: SweepRecord | None = None):
+                 command_line: list[str], config, record: SweepRecord | None = None, profile: str | None = None):
         self.stash = stash
         self.dir = sweep_dir
         self.base = config
         self.backend = backends.create(backend, options)
         self.record = record or SweepRecord(
             id=sweep_dir.name, created_at=now_iso(), backend=backend, command_line=list(command_line),
-            launcher=backends.options_dict(options), given=sorted(given), jobs=[])
+            launcher=backends.options_dict(options), given=sorted(given), jobs=[], profile=profile)
+        # of the options its jobs run with (a rerun's may differ)
+        self.given, self.profile = list(given), profile if record is None else record.profile
         self.id = self.record.id
         self.jobs: dict[int, JobEntry] = {job.num: job for job in self.record.jobs}
         self.results: dict[int, object] = {}  # parsed result file of each job that ran
@@ -126,6 +131,8 @@ class Sweep(base.Sweep):
         links = {num: recorded_link(job, self.dir / SWEEP_FILE)  # a rerun's stages
                  for num, job in self.jobs.items() if "stage" in job.extra}
         links.update(chained)
+        launcher = {"backend": self.record.backend, "options": backends.options_dict(self.backend.options),
+                    "given": list(self.given), "profile": self.profile}  # each run.json: what it was launched with
         for num, words, _ in jobs:
             link = links.get(num)
             if link and not self.backend.follows_needs:
@@ -140,6 +147,7 @@ class Sweep(base.Sweep):
                                 tracker=options["tracker"])
             except StashError as err:
                 raise StashError(f"Job {num} ({' '.join(words)}): {err} Nothing was started.") from None
+            spec = replace(spec, launcher=launcher)
             if link:
                 spec = replace(spec, stage={"pipeline": link["pipeline"], "stage": link["stage"],
                                             "upstream": [self._run_id(n) for n in upstream_of(links, num)]})
@@ -473,6 +481,12 @@ class Sweep(base.Sweep):
         self._lock_fd = fd
         return True
 
+    def unlock(self) -> None:
+        """Give the sweep's lock back: a process that only looks at the sweep holds it no longer than a write."""
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
     def _release(self) -> None:
         """Give back the reserved space for the last write of sweep.json."""
         if self._reserve:
@@ -618,12 +632,15 @@ def open_sweep(stash: Stash, sweep_dir: Path, holding: Sweep | None = None) -> S
     return sweep
 
 
-def rerun(stash: Stash, sweep_dir: Path) -> int:
-    """Re-launch the jobs of a sweep that did not succeed, into the same sweep dir, with the same overrides."""
+def rerun(stash: Stash, sweep_dir: Path, words: list[str] = ()) -> int:
+    """Re-launch the jobs of a sweep that did not succeed, into the same sweep dir, with the same overrides and the
+    launcher options `words` give (hydra.launcher.*, stash.timeout, stash.profile) over the last attempt's."""
     sweep = open_sweep(stash, sweep_dir)
+    retry = rerun_options(stash, sweep.record, list(words))
     check_writable(sweep.dir / SWEEP_FILE)
     sweep.lock(wait=True)  # never two attempts of one job at once: a launcher still at work is waited for
     sweep = open_sweep(stash, sweep_dir, sweep)  # what that launcher left
+    retry = rerun_options(stash, sweep.record, list(words))  # over its last attempt, if it made one
     sweep.refresh()  # sweep.json may be behind if its launcher was killed
     todo = [job for job in sweep.jobs.values() if not job.status.ok]
     if not todo:
@@ -637,7 +654,14 @@ def rerun(stash: Stash, sweep_dir: Path) -> int:
             check_writable(attempt / RUN_FILE)
     sweep.commit()
     _end_leftovers(sweep, todo)
-    sweep.record.reruns.append({"at": now_iso(), "jobs": [job.num for job in todo]})
+    sweep.backend = backends.create(sweep.record.backend, retry.options)
+    sweep.given, sweep.profile = retry.given, retry.profile
+    if retry.timeout:
+        for job in todo:
+            job.launch_overrides = [w for w in job.launch_overrides if override_key(w) != "stash.timeout"]
+            job.launch_overrides.append(retry.timeout)
+    sweep.record.reruns.append(RerunEntry(at=now_iso(), jobs=[job.num for job in todo], overrides=list(words),
+                                          launcher=backends.options_dict(retry.options), profile=retry.profile))
     sweep.launch([(job.num, job.launch_overrides) for job in sorted(todo, key=lambda j: j.num)],
                  keep_attempts=True)
     return current.exit_code
@@ -661,10 +685,11 @@ def new_sweep(config: DictConfig, composed_options) -> Sweep:
              if override_key(w).startswith(prefix)}
     stash = Stash.load(current.root)
     plain = {k: OmegaConf.to_container(v) if OmegaConf.is_config(v) else v for k, v in composed_options.items()}
-    options = backends.resolve_options(backend, plain, given, stash.machine.get(backend, {}))
+    profile = config.stash.get("profile")
+    options = resolve(stash, backend, plain, given, profile)
     # a relative hydra.sweep.dir is relative to where the command was typed, as in Hydra
     return Sweep(stash, Path(config.hydra.sweep.dir).absolute(), backend, options, sorted(given),
-                 current.argv, config)
+                 current.argv, config, profile=profile)
 
 
 class SweepLaunch(base.Launch):

@@ -51,6 +51,15 @@ def _duration(seconds) -> str:
     return "" if seconds is None else f"{seconds:.1f}s"
 
 
+def counts_line(sweep_id: str, jobs) -> Text:
+    """`sweep <id>: 3 running, 2 succeeded, 1 failed`, each count in its status's colour."""
+    counts = Counter(job.status for job in jobs)
+    line = Text(f"sweep {plain(sweep_id)}: ")
+    for i, status in enumerate(s for s in Status if counts[s]):
+        line.append(", " if i else "").append(f"{counts[status]} {status.value}", status.style)
+    return line
+
+
 class Progress:
     """A live status line on a terminal; one line per ended job otherwise (logs, CI)."""
 
@@ -74,13 +83,8 @@ class Progress:
     def show(self, jobs) -> None:
         if not self.live:
             return
-        counts = Counter(job.status for job in jobs)
-        parts = [(f"{counts[s]} {s.value}", s.style) for s in Status if counts[s]]
-        line = Text(f"sweep {plain(self.sweep_id)}: ")
-        for i, (words, style) in enumerate(parts):
-            line.append(", " if i else "").append(words, style)
         elapsed = time.monotonic() - self.started
-        self.live.update(line.append(f"  {elapsed:.0f}s"), refresh=True)
+        self.live.update(counts_line(self.sweep_id, jobs).append(f"  {elapsed:.0f}s"), refresh=True)
 
     def ended(self, job: JobEntry, root: Path) -> None:
         with self._lock:
@@ -127,11 +131,7 @@ def _print_summary(root: Path, sweep_dir: Path, jobs: list[JobEntry], out: Conso
         out.print(table)
     failed = [job for job in jobs if job.status in FAILED]
     for job in failed[:FAILURE_LOGS]:
-        run_dir = job_run_dir(root, sweep_dir, job)
-        code = f", exit code {job.exit_code}" if job.exit_code is not None else ""
-        out.print(Text.assemble((f"job {job.num} {job.status}{code}", "red"), f": {_job_words(job)}"))
-        out.print(Text(f"  last lines of {plain(str(shown_path(root, run_dir)))}/stderr.log:"))
-        out.print(Text("    " + plain_lines(tail(run_dir / "stderr.log") or "(empty)").replace("\n", "\n    ")))
+        print_failure(root, sweep_dir, job, out)
     if len(failed) > FAILURE_LOGS:
         out.print(Text(f"... and {len(failed) - FAILURE_LOGS} more jobs failed or timed out: each one's log is "
                        f"{plain(str(where))}/<#>_<tool>_<experiment>/stderr.log."))
@@ -153,6 +153,15 @@ def _print_summary(root: Path, sweep_dir: Path, jobs: list[JobEntry], out: Conso
 def _chain(chain) -> str:
     """A stage job's chain; a gather stage's is every chain."""
     return "all" if chain is None else str(chain)
+
+
+def print_failure(root: Path, sweep_dir: Path, job: JobEntry, out: Console) -> None:
+    """A job that failed or timed out: its status and exit code, what it ran, and the last lines of its stderr.log."""
+    run_dir = job_run_dir(root, sweep_dir, job)
+    code = f", exit code {job.exit_code}" if job.exit_code is not None else ""
+    out.print(Text.assemble((f"job {job.num} {job.status}{code}", "red"), f": {_job_words(job)}"))
+    out.print(Text(f"  last lines of {plain(str(shown_path(root, run_dir)))}/stderr.log:"))
+    out.print(Text("    " + plain_lines(tail(run_dir / "stderr.log") or "(empty)").replace("\n", "\n    ")))
 
 
 def _over_hint(jobs: list[JobEntry]) -> str:
