@@ -47,9 +47,6 @@ def chosen(root: Path, args, paths: list[str]):
     """The runs a view shows (views/compare.py Collected): of the sweep dirs and run dirs given (each sweep opened by
     the sweep core: its jobs brought up to date), or of every recorded run; narrowed by the filters. One sweep given:
     its objective's direction, when it is an optimizing sweep's."""
-    from ..launch.argv import objective_of
-    from ..launch.sweep import open_sweep
-    from ..registry import Stash
     from ..views.compare import collect
     from ..views.selection import from_args
 
@@ -58,11 +55,16 @@ def chosen(root: Path, args, paths: list[str]):
     for path in paths:
         found = folder(root, path, "a sweep dir (under multirun/) or a run dir")
         if os.path.lexists(found / SWEEP_FILE):
+            from ..launch.sweep import open_sweep  # the sweep core: imported only for a sweep
+            from ..registry import Stash
+
             stash = stash or Stash.load(root)
             given.append(open_sweep(stash, found))
         else:
             given.append(found)
     collected = collect(root, given, filters)
     if len(collected.sweeps) == 1:
+        from ..launch.argv import objective_of
+
         collected.objective = objective_of(collected.sweeps[0].record.command_line)
     return collected

@@ -23,7 +23,7 @@ from typing import Any
 from .. import StashError
 from ..output import plain, warn_skipped
 from ..overrides import override_values, varying
-from ..records import RunRecord, Status, finite, flatten, job_run_dir, to_json
+from ..records import STATUS_WORDS, RunRecord, Status, finite, flatten, job_run_dir, to_json
 from ..results import is_number
 from ..runs import found_at, load_runs
 from .groups import code_version, context, context_key, differs, latest_succeeded, stands_for
@@ -225,7 +225,7 @@ def grouped(table: Table, over: str, all_runs: bool = False) -> Table:
             if values:
                 row[metric] = Stat.of(values)
         statuses = Counter(r["status"] for r in kept)
-        row["status"] = ", ".join(f"{statuses[s.value]} {s.value}" for s in Status if statuses[s.value])
+        row["status"] = ", ".join(f"{statuses[word]} {word}" for word in STATUS_WORDS if statuses[word])
         durations = [r["duration"] for r in kept if "duration" in r]
         if durations:
             row["duration"] = math.fsum(durations) / len(durations)
