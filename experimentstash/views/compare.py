@@ -1,11 +1,12 @@
-"""The compare table (`experimentstash compare`; commands/compare.py prints it): runs side by side, one row each: the overrides that vary, every numeric result value,
-each history's last and best value, status and duration; the tool's commit when the runs ran at several. With
---over KEY the runs that differ only in KEY become one row: each value as mean ± std over the runs that succeeded.
-A row never pools runs that the records tell apart (views/groups.py), and repeats of one run count once.
+"""The compare table (`experimentstash compare`; commands/compare.py prints it): runs side by side, one row each:
+the overrides that vary, every numeric result value, each history's last and best value, status and duration; the
+tool's commit when the runs ran at several. With --over KEY the runs that differ only in KEY become one row: each
+value as mean ± std over the runs that succeeded. A row never pools runs that the records tell apart
+(views/groups.py), and repeats of one run count once.
 
 The runs come from a sweep dir (brought up to date by the sweep core), from run dirs, or from every run under
-outputs/ and multirun/, narrowed by the filters of views/selection.py. Runs still going are left out: what has ended is
-shown. `report` draws its table and plots from the same rows.
+outputs/ and multirun/, narrowed by the filters of views/selection.py. Runs still going are left out: what has ended
+is shown. `report` draws its table and plots from the same rows.
 """
 
 from __future__ import annotations

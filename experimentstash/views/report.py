@@ -1,7 +1,8 @@
-"""The report (`experimentstash report [SWEEP_DIR]`; commands/report.py writes it): one self-contained HTML file with the table and charts of a sweep's runs
-(or of the runs the filters choose): the commits they ran at, with a warning when several; the best run of each value
-that has a direction; charts whose axes the data choose (views/charts.py); learning curves; the swept keys together; an
-optimizing sweep's objective over its trials; each experiment at its best setting; the jobs that did not succeed.
+"""The report (`experimentstash report [SWEEP_DIR]`; commands/report.py writes it): one self-contained HTML file
+with the table and charts of a sweep's runs (or of the runs the filters choose): the commits they ran at, with a
+warning when several; the best run of each value that has a direction; charts whose axes the data choose
+(views/charts.py); learning curves; the swept keys together; an optimizing sweep's objective over its trials; each
+experiment at its best setting; the jobs that did not succeed.
 
 The file opens offline from disk: plotly.js and the page's few lines of style and script are inlined, and its
 Content-Security-Policy forbids every request. Every value from the records is escaped, for the page and for
