@@ -95,6 +95,15 @@ def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def parse_time(value) -> datetime | None:
+    """An ISO 8601 time of a record (UTC), or None when it is none."""
+    try:
+        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except (AttributeError, ValueError):
+        return None
+    return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+
+
 def write_json(path: Path, data: dict) -> None:
     """Replace `path` atomically: a reader sees the old or the new file, never half of one."""
     write_text(path, to_json(data, indent=2) + "\n")
@@ -445,6 +454,24 @@ def _launcher(name, value):
     return value
 
 
+def _summary_number(name, value):
+    """A number of a summary; NaN and Infinity come as the strings a record keeps them as."""
+    return _num(name, numbers_back(value))
+
+
+def _history(name, value):
+    """The summary of a run's history file: {file, steps, x, keys: {key: {n, first, last, min, max}}}."""
+    _dict(name, value)
+    keys = _dict(f"{name}.keys", value.get("keys"))
+    for key, stats in keys.items():
+        _dict(f"{name}.keys.{key}", stats)
+        _count(f"{name}.keys.{key}.n", stats.get("n"))
+        for which in ("first", "last", "min", "max"):
+            stats[which] = _opt(_summary_number)(f"{name}.keys.{key}.{which}", stats.get(which))
+    return {"file": _relative(f"{name}.file", value.get("file")), "steps": _count(f"{name}.steps", value.get("steps")),
+            "x": _opt(_str)(f"{name}.x", value.get("x")), "keys": keys}
+
+
 def _run_schema(name, value):
     _type(int, what="a whole number")(name, value)
     if not 1 <= value <= RUN_SCHEMA:
@@ -494,6 +521,7 @@ class RunRecord:
     duration_s: float | None = _f(_opt(_num))
     logs: dict = _f(_opt(_dict))
     result: Any = _f(lambda name, value: value)
+    history: dict | None = _f(_opt(_history))  # a summary of the tool's history file (meta.yaml `history:`)
     sweep: dict | None = _f(_opt(_sweep_ref))
     owner: dict | None = _f(_opt(_owner))
     fingerprint: str | None = _f(_opt(_str))
@@ -661,19 +689,6 @@ def read_run(run_dir: Path) -> RunRecord:
     """The run dir's validated record; BadRecord (Missing when there is none) naming the file."""
     path = run_dir / RUN_FILE
     return RunRecord.from_dict(read_json(path, MAX_RUN_BYTES), path)
-
-
-def read_result(run_dir: Path, result_file: str | None):
-    """A tool's result file (meta.yaml `result:`) parsed, or None when absent, unreadable or outside the run dir."""
-    if not result_file:
-        return None
-    path = (run_dir / result_file).resolve()
-    if not path.is_relative_to(run_dir.resolve()):
-        return None  # a link out of the run dir: not this run's result
-    try:
-        return read_json(path, MAX_RESULT_BYTES)
-    except BadRecord:
-        return None
 
 
 def read_run_if_any(run_dir: Path) -> RunRecord | None:

@@ -33,7 +33,8 @@ TOOL_KEYS = {
     "search_packages": ((str, list), "a package name or a list of them"),
     "env": ((str, dict), "'current', 'uv' or {python: <path>}"),
     "overrides": ((list,), "a list of tool overrides"),
-    "result": ((str,), "a JSON file name inside the run dir"),
+    "result": ((str,), "a JSON, YAML or one-row CSV file inside the run dir (or a glob that matches one)"),
+    "history": ((str,), "a JSON-lines or CSV file inside the run dir (or a glob that matches one)"),
     "reuse": ((bool,), "true or false: skip jobs that succeeded before with the same fingerprint"),
     "workdir": ((str,), "'tool' (the tool's folder) or 'run_dir'"),
     "tracker": ((str,), "'none', 'wandb' or 'mlflow'"),
@@ -87,6 +88,7 @@ class Tool:
     env: str | dict = "auto"
     overrides: tuple[str, ...] = ()
     result: str | None = None
+    history: str | None = None  # the tool's per-step history file
     reuse: bool = False
     workdir: str = "tool"  # where the tool starts: its folder, or its run dir
     tracker: str = "none"  # the tool's, else the stash-wide `tracker:`
@@ -377,10 +379,10 @@ def _parse_tool(root: Path, name: str, entry, stash_tracker: tuple[str, dict]) -
     if not path.is_relative_to(root.resolve()) or path == root.resolve():
         raise StashError(f"{where}.path: {excerpt(entry['path'])} is outside the stash; tools live below it "
                          f"(tools/{name}).")
-    result = entry.get("result")
-    if result is not None and not plain_relative(result):
-        raise StashError(f"{where}.result: {excerpt(result)} must be a file name inside the run dir, without '..' or "
-                         "a leading '/'.")
+    for key in ("result", "history"):
+        if entry.get(key) is not None and not plain_relative(entry[key]):
+            raise StashError(f"{where}.{key}: {excerpt(entry[key])} must be a file name (or a glob) inside the run dir, "
+                             "without '..' or a leading '/'.")
     env = entry.get("env", "auto")
     if isinstance(env, dict) and (set(env) != {"python"} or not isinstance(env["python"], str)):
         raise StashError(f"{where}.env: expected 'current', 'uv' or {{python: <path>}}, got {excerpt(env)}.")
@@ -409,7 +411,8 @@ def _parse_tool(root: Path, name: str, entry, stash_tracker: tuple[str, dict]) -
         search_packages=packages,
         env=env,
         overrides=tuple(overrides),
-        result=result,
+        result=entry.get("result"),
+        history=entry.get("history"),
         reuse=entry.get("reuse", False),
         workdir=workdir,
         tracker=tracker,

@@ -21,9 +21,10 @@ from . import StashError
 from .fingerprint import digest
 from .gitcmd import GitError, git
 from .output import warn_skipped
-from .records import (EXPERIMENT_COPY, HEX, MAX_RESULT_BYTES, MAX_RUN_BYTES, RUN_FILE, BadRecord, RunRecord, Status,
-                      inside, read_json, read_limited, recorded_path, to_json)
+from .records import (EXPERIMENT_COPY, HEX, MAX_RUN_BYTES, RUN_FILE, BadRecord, RunRecord, Status, inside, parse_time,
+                      read_json, read_limited, recorded_path, to_json)
 from .registry import MAX_EXPERIMENT_BYTES
+from .results import read_result
 from .runs import Found, load_runs
 from .signing import refusal
 
@@ -62,15 +63,6 @@ def earlier_runs(root: Path) -> Earlier:
     return earlier
 
 
-def parse_time(value) -> datetime | None:
-    """An ISO 8601 time of a record (UTC), or None when it is none."""
-    try:
-        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except (AttributeError, ValueError):
-        return None
-    return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
-
-
 def check_run(root: Path, folder: Path, tool: str, result_file: str | None) -> tuple[RunRecord | None, str | None]:
     """(the run's record as read now, why it cannot be reused or None). Whether its fingerprint is the job's is the
     caller's to compare."""
@@ -95,7 +87,7 @@ def check_run(root: Path, folder: Path, tool: str, result_file: str | None) -> t
         return record, f"its {EXPERIMENT_COPY} is missing or not the recorded one"
     if _file(folder, "stdout.log") is None or _file(folder, "stderr.log") is None:
         return record, "its logs are missing"
-    if result_file and to_json(_result(folder, result_file)) != to_json(record.result):  # NaN is NaN here
+    if result_file and to_json(read_result(folder, result_file)[0]) != to_json(record.result):  # NaN is NaN here
         return record, f"its result file {result_file} is missing or not the recorded result"
     return record, None
 
@@ -113,14 +105,6 @@ def _sha256(path: Path, limit: int) -> str | None:
     try:
         return hashlib.sha256(read_limited(path, limit)).hexdigest()
     except BadRecord:
-        return None
-
-
-def _result(folder: Path, name: str):
-    path = _file(folder, name)
-    try:
-        return read_json(path, MAX_RESULT_BYTES) if path else None
-    except StashError:
         return None
 
 

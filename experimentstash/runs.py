@@ -39,6 +39,18 @@ class Found:
     folder: Path
 
     @property
+    def tool(self) -> str:
+        return self.record.tool
+
+    @property
+    def experiment(self) -> str:
+        return self.record.experiment
+
+    @property
+    def status(self) -> Status:
+        return self.record.status
+
+    @property
     def label(self) -> str:
         """The run's id, with the attempt when its folder is an earlier attempt's."""
         _, dot, kind = self.folder.name.rpartition(".")

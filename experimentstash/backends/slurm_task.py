@@ -8,7 +8,8 @@ from pathlib import Path
 
 import submitit
 
-from ..records import Status, mark_ended, move_aside, read_result
+from ..records import Status, mark_ended, move_aside
+from ..results import run_outputs
 from .base import Job
 
 
@@ -58,7 +59,7 @@ class NodeTask(submitit.helpers.Checkpointable):
         code = self._job.wait() if self._job else None
         if code is not None and code >= 0:  # it finished on its own before the limit: that is its result
             self._finish(status=Status.SUCCEEDED if code == 0 else Status.FAILED, exit_code=code,
-                         result=read_result(self._job.run_dir, self._job.spec.tool.result))
+                         **run_outputs(self._job.run_dir, self._job.spec.tool.result, self._job.spec.tool.history))
             os._exit(0 if code == 0 else 1)
         self._finish(status=Status.TIMEOUT)
         while True:

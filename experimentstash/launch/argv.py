@@ -265,3 +265,22 @@ def route_tool_overrides(hydra_words: list[str], tool_words: list[str]) -> tuple
     else:
         return hydra_words, tool_words
     return [*hydra_words, *("++" + w.lstrip("+") for w in shown)], [w for w in tool_words if w not in shown]
+
+
+def objective_of(command_line: list[str]) -> dict[str, str]:
+    """The direction of an optimizing sweep's objective, from its command line: {key: way} for
+    stash.objective=KEY with hydra.sweeper.direction=minimize|maximize (lists pair up); {} when not both given."""
+    given = {}
+    for word in command_line:
+        key = override_key(word)
+        if key in ("stash.objective", "hydra.sweeper.direction") and "=" in word:
+            try:
+                given[key] = override_value(word)
+            except StashError:  # a command line read back from a record: not one Hydra reads
+                return {}
+    keys, ways = given.get("stash.objective"), given.get("hydra.sweeper.direction")
+    keys, ways = (v if isinstance(v, list) else [v] for v in (keys, ways))
+    ways = [{"minimize": "min", "maximize": "max"}.get(str(w).lower()) for w in ways]
+    if None in keys or None in ways or len(keys) != len(ways):
+        return {}
+    return {str(k): w for k, w in zip(keys, ways)}

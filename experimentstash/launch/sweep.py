@@ -14,7 +14,6 @@ import fcntl
 import os
 import socket
 import threading
-import time
 from collections import Counter
 from dataclasses import dataclass, replace
 from pathlib import Path

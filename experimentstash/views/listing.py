@@ -3,11 +3,9 @@
 
 from __future__ import annotations
 
-import fnmatch
 import json
 import math
 import os
-import shlex
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -16,33 +14,7 @@ from .. import StashError
 from ..output import plain
 from ..records import STATUS_WORDS, RunRecord, Status, redact
 from ..runs import Found
-
-
-def select(runs: list[Found], tool: str | None = None, experiment: str | None = None,
-           status: str | None = None, last: int | None = None, fingerprint: str | None = None
-           ) -> tuple[list[Found], str | None]:
-    """Filter runs; `experiment` may be a glob pattern (figure1/*); `last` keeps the N most recent. Returns the runs
-    and, when runs were recorded but a filter left none, that filter (`--experiment 'x*'`)."""
-    if experiment and any(c in experiment for c in "*?["):
-        same_experiment = lambda f: fnmatch.fnmatchcase(f.record.experiment, experiment)
-    else:
-        same_experiment = lambda f: f.record.experiment == experiment
-    filters = [
-        ("--tool", tool, lambda f: f.record.tool == tool),
-        ("--experiment", experiment, same_experiment),
-        ("--status", status, lambda f: f.record.status == status),
-        ("--fingerprint", fingerprint, lambda f: (f.record.fingerprint or "").startswith(fingerprint)),
-    ]
-    emptied = None
-    for flag, value, keep in filters:
-        if value:
-            kept = [f for f in runs if keep(f)]
-            if runs and not kept:
-                emptied = f"{flag} {shlex.quote(value)}"
-            runs = kept
-    if last is not None:
-        runs = runs[-last:] if last > 0 else []
-    return runs, emptied
+from .histories import list_text
 
 
 def check_tool(root: Path, runs: list[Found], tool: str | None) -> None:
@@ -95,7 +67,9 @@ def _duration_cell(value) -> str:
 def _value(value) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
-    if isinstance(value, (dict, list)):
+    if isinstance(value, list):
+        return list_text(value)  # never in full: a history of thousands of steps
+    if isinstance(value, dict):
         return json.dumps(value, separators=(",", ":"))
     return str(value)
 
@@ -105,7 +79,7 @@ def result_cell(result, limit: int = 6) -> str:
         return ""
     if not isinstance(result, dict):
         return short(_value(result))
-    items = [f"{k}={short(_value(v))}" for k, v in list(result.items())[:limit]]
+    items = [f"{k}={_value(v) if isinstance(v, list) else short(_value(v))}" for k, v in list(result.items())[:limit]]
     if len(result) > limit:
         items.append(f"... ({len(result) - limit} more)")
     return " ".join(items)
