@@ -39,6 +39,13 @@ def _anything(name: str, value) -> None:
     pass
 
 
+def _urls(name: str, value) -> None:
+    """None, one URL or a list of them; a URL holds secrets: the message never shows it."""
+    items = [value] if isinstance(value, str) else value
+    if value is not None and not (isinstance(items, (list, tuple)) and all(isinstance(u, str) and u for u in items)):
+        raise StashError(f"{name}: give a notification URL or a list of them: {name}='[URL,URL]' (apprise's URLs).")
+
+
 def _option(default, usage: str, text: str, check):
     return field(default=default, metadata={"usage": usage, "help": text, "check": check})
 
@@ -57,6 +64,8 @@ class StashOptions:
                                     "(unset: the tool's reuse: in meta.yaml)", _one_of(None, True, False))
     tracker: Optional[str] = _option(None, "none|wandb|mlflow", "the experiment tracker the runs report to (unset: "
                                      "tracker: in meta.yaml)", _one_of(None, *TRACKERS))
+    notify: Any = _option(None, "URL|[URL,...]", "where the end of a sweep is told (apprise URLs; unset: notify: in "
+                          "meta.yaml; never recorded)", _urls)
 
 
 NAMES = tuple(f.name for f in fields(StashOptions))

@@ -35,6 +35,7 @@ from ..reuse import GONE, Chooser, Earlier, check_run, earlier_runs
 from ..views.summary import Progress, print_summary
 from .facts import Facts, gather
 from .invocation import current
+from .notify import Notifier, hide_urls, without_urls
 from .plan import JobSpec, base_config, plan_job, reuses, split_job
 from .run import PlannedJob
 from .supervise import Runner, raise_on_signals, run_processes, terminate
@@ -82,6 +83,7 @@ class Sweep(base.Sweep):
         self.tracking = None  # trackers.Tracking, when a job reports to W&B or MLflow
         self.facts: Facts | None = None  # looked up by the first launch, kept for the next ones
         self.earlier: Earlier | None = None  # the stash's succeeded runs, for stash.reuse
+        self.notifier: Notifier | None = None  # where the sweep's end is told (notify: or stash.notify)
 
     # --- what a backend sees of it (base.Sweep) ---------------------------------------------------------------
     @property
@@ -121,7 +123,7 @@ class Sweep(base.Sweep):
                                 timeout=timeout, sweep={"id": self.id, "num": num}, prepared=prepared,
                                 tracker=options["tracker"])
             except StashError as err:
-                raise StashError(f"Job {num} ({' '.join(words)}): {err} Nothing was started.") from None
+                raise StashError(f"Job {num} ({' '.join(hide_urls(words))}): {err} Nothing was started.") from None
             planned.append(Planned(spec, options, list(words)))
         return planned
 
@@ -151,7 +153,8 @@ class Sweep(base.Sweep):
         return JobEntry.new(
             self.backend.job_fields(), num=p.num, tool=p.spec.tool.name, experiment=p.spec.experiment,
             overrides=list(p.spec.overrides), run_dir=os.path.relpath(p.spec.run_dir, self.stash.root),
-            status=Status.PENDING, exit_code=None, duration_s=None, ended_at=None, launch_overrides=list(p.words))
+            status=Status.PENDING, exit_code=None, duration_s=None, ended_at=None,
+            launch_overrides=without_urls(p.words))
 
     def update(self, num: int, **fields) -> None:
         if "status" in fields:
@@ -170,6 +173,8 @@ class Sweep(base.Sweep):
                 self.progress.ended(job, self.stash.root)
             if self.tracking:
                 self.tracking.ended(num, now, self.records.get(num))
+            if self.notifier:
+                self.notifier.first_failure(job, self.id, warn)
 
     def agree(self, num: int, record: RunRecord | None, status: Status | str, **fields) -> None:
         """The one place that brings a job's run.json and its sweep.json entry into agreement. `status` is the
@@ -264,6 +269,7 @@ class Sweep(base.Sweep):
         """Plan, inspect, claim the sweep dir and run the jobs with the backend; then the table and the counts
         (one line instead of the table when an optimizing sweeper launches batch after batch)."""
         planned = self.plan(numbered)
+        self.notifier = Notifier.for_sweep(self.stash, [p.options for p in planned])
         facts = self.inspect(planned)
         reused = self.reusable(planned)
         to_run = [p for p in planned if p.num not in reused]
@@ -330,6 +336,9 @@ class Sweep(base.Sweep):
             console.print(Text(plain(hint)), highlight=False)
         if self.tracking:  # after the table: whatever the tracker does, the user has seen the sweep's outcome
             signum = self.tracking.close(over=not submitted_only) or signum
+        if self.notifier and table and signum is None and not submitted_only:
+            for problem in self.notifier.sweep_ended(self.stash.root, self.dir, self.id, jobs):
+                warn(problem)
         if signum is not None:
             raise Interrupted(signum)
         for p in planned:
@@ -598,7 +607,7 @@ def new_sweep(config: DictConfig, composed_options) -> Sweep:
     options = backends.resolve_options(backend, plain, given, stash.machine.get(backend, {}))
     # a relative hydra.sweep.dir is relative to where the command was typed, as in Hydra
     return Sweep(stash, Path(config.hydra.sweep.dir).absolute(), backend, options, sorted(given),
-                 current.argv, config)
+                 hide_urls(current.argv), config)
 
 
 class SweepLaunch(base.Launch):
