@@ -95,6 +95,12 @@ class Launch(Sweep):
     def stop(self, reason: Status = Status.INTERRUPTED) -> None:
         """End every job that runs in this process and start no new one (Ctrl-C, fail-fast)."""
 
+    def finisher(self) -> tuple[Callable[[], object], dict[str, str]] | None:
+        """For a backend that does not wait: what to run once every job of the launch has ended (a callable that
+        pickles: it brings the records in line, ends the tracker runs, tells the sweep's end) and the environment
+        it needs (never to be written to disk: it may hold secrets)."""
+        return None
+
 
 class Backend(ABC):
     """Where the jobs of a sweep run. Constructed with its resolved options (`Options`)."""

@@ -199,6 +199,8 @@ class SlurmBackend(Backend):
             self.submit(launch, submitted)
             if self.options.wait:
                 self.follow(launch, submitted)
+            elif self.arrays:
+                submit_finisher(launch, self.options, self.arrays)
         except Interrupted as stop:
             self.interrupt(launch, stop)
             raise
@@ -316,9 +318,10 @@ class SlurmBackend(Backend):
             own = statuses.get(num, sweep.entries[num].status)
             verdicts[num] = (Status(merged_status(own.value, states.get(task_id))),
                              {"slurm_state": states.get(task_id)})
+        notes = [finisher_note(sweep)]
         if any(states.get(i) is None for i in submitted.values()):
-            return verdicts, "Slurm has no record of some jobs: their status is what run.json says."
-        return verdicts, None
+            notes.insert(0, "Slurm has no record of some jobs: their status is what run.json says.")
+        return verdicts, "\n".join(note for note in notes if note) or None
 
     def before_rerun(self, sweep: Sweep, nums: list[int]) -> None:
         """Never two attempts of one job at once: no rerun while Slurm still has a task of the sweep (squeue, which
@@ -343,9 +346,69 @@ class SlurmBackend(Backend):
         shown = ", ".join(ids) if len(ids) <= 4 else f"{ids[0]}, {ids[1]}, ..., {ids[-1]}"
         kind = f"array {shown}" if len(ids) == 1 else f"{len(ids)} arrays ({shown})"
         jobs = "1 job" if len(pending) == 1 else f"{len(pending)} jobs"
+        final = sweep.state.get("finisher")
+        if isinstance(final, dict) and final.get("job_id"):
+            kind += (f"; the final job {final['job_id']} brings the records in line, ends the tracker runs and "
+                     "sends the notification when they end")
         return (f"Submitted {jobs} as Slurm {kind}. Follow them with:\n"
                 f"  experimentstash status {os.path.relpath(sweep.sweep_dir, sweep.stash_root)}\n"
                 f"  squeue --name={job_name(sweep)}")
+
+
+FINISHER_MINUTES = 10  # the time limit of a sweep's final job: it reads records, asks sacct once and sends a message
+
+
+def submit_finisher(launch: Launch, opts: SlurmOptions, arrays: list[str]) -> None:
+    """wait=false: one small final job that runs when every array of the launch has ended, whatever their end
+    (afterany), and does what a waiting launcher does at its end (launch.finisher()); its id goes to sweep.json.
+    Its environment (a notification URL may be a secret) reaches it through sbatch, never through a file."""
+    import submitit
+
+    from ..output import warn
+
+    work = launch.finisher()
+    if work is None:
+        return
+    call, env = work
+    executor = submitit.SlurmExecutor(folder=launch.sweep_dir / ".submitit", max_num_timeout=0)
+    given = {"partition": opts.partition, "account": opts.account, "qos": opts.qos, "setup": list(opts.setup or [])}
+    executor.update_parameters(job_name=job_name(launch), time=FINISHER_MINUTES, cpus_per_task=1,
+                               additional_parameters={"dependency": "afterany:" + ":".join(arrays)},
+                               **{k: v for k, v in given.items() if v})
+    before = {key: os.environ.get(key) for key in env}
+    os.environ.update(env)
+    try:
+        job = executor.submit(call)
+    except Interrupted:
+        raise
+    except Exception as err:  # sbatch refused: the jobs run all the same
+        said = str(err).strip().splitlines()
+        warn(f"the sweep's final job was not submitted ({said[-1] if said else err}): `experimentstash status "
+             f"{os.path.relpath(launch.sweep_dir, launch.stash_root)}` brings its records in line once it ends.")
+        return
+    finally:
+        for key, value in before.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    launch.state["finisher"] = {"job_id": job.job_id}
+
+
+def finisher_note(sweep: Sweep) -> str | None:
+    """For `status`: whether the sweep's final job ran, from what it wrote to sweep.json, else from Slurm."""
+    done = sweep.state.get("finisher")
+    if not isinstance(done, dict) or not isinstance(done.get("job_id"), str):
+        return None
+    job_id = done["job_id"]
+    if isinstance(done.get("ended_at"), str):
+        return (f"The sweep's final Slurm job {job_id} ran at {done['ended_at']}: the records were brought in line, "
+                f"notification: {done.get('notified')}.")
+    state = (task_states([job_id], job_name(sweep)) or {}).get(job_id)
+    if state in SLURM_ACTIVE or state is None:
+        return f"The sweep's final Slurm job {job_id} waits for the sweep's jobs to end (Slurm: {state or 'no record yet'})."
+    return (f"The sweep's final Slurm job {job_id} did not finish the sweep (Slurm: {state}): this `status` brought "
+            "the records in line.")
 
 
 def job_name(sweep: Sweep) -> str:

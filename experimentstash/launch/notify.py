@@ -7,6 +7,7 @@ that cannot be delivered is a warning, never a failed sweep.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shlex
@@ -62,9 +63,10 @@ def _as_list(value) -> list[str]:
 class Notifier:
     """Where a sweep's messages go: the command line's URLs (every job's stash.notify), else meta.yaml's."""
 
-    def __init__(self, urls: list[str], when: tuple[str, ...]):
+    def __init__(self, urls: list[str], when: tuple[str, ...], given: bool):
         self.urls = urls
         self.when = when
+        self.given = given  # the command line's (stash.notify), not meta.yaml's
         self._failure_sent = False
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
@@ -72,11 +74,12 @@ class Notifier:
     @classmethod
     def for_sweep(cls, stash: Stash, options: list[dict], given: str | None = None) -> "Notifier | None":
         """The sweep's notifier (None when nothing is to be told), each URL checked by apprise before anything
-        starts. `given`: the command line's URLs as handed to a finishing job (ENV)."""
+        starts. `given`: the command line's URLs as handed to a finishing job (ENV: a JSON list)."""
         urls = list(dict.fromkeys(u for o in options for u in _as_list(o.get("notify"))))
+        from_command_line = given is not None or any(o.get("notify") is not None for o in options)
         if given is not None:
-            urls = _split(given)
-        elif not any(o.get("notify") is not None for o in options):
+            urls = _as_list(json.loads(given))
+        elif not from_command_line:
             urls = list(stash.notify.urls)
         if not urls:
             return None
@@ -89,7 +92,11 @@ class Notifier:
             if not apprise.Apprise().add(url):
                 raise StashError(f"Notification URL {k + 1} ({shown(url)}) is not one apprise can send to: see "
                                  "https://github.com/caronc/apprise/wiki for the forms. Nothing was started.")
-        return cls(urls, stash.notify.when)
+        return cls(urls, stash.notify.when, from_command_line)
+
+    def env(self) -> dict[str, str]:
+        """What a finishing job elsewhere needs to send to the same URLs (meta.yaml's it reads itself)."""
+        return {ENV: json.dumps(self.urls)} if self.given else {}
 
     def send(self, title: str, body: str) -> list[str]:
         """Send to every URL; a warning for each one that could not be delivered (naming it by shown())."""

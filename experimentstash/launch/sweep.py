@@ -24,7 +24,7 @@ from rich.text import Text
 
 from .. import Interrupted, StashError, backends
 from ..backends import base
-from ..output import console, plain, warn, warn_skipped
+from ..output import console, plain, say, warn, warn_skipped
 from ..overrides import override_key
 from ..owner import owner_alive
 from ..records import (LOCK_FILE, RUN_FILE, SWEEP_FILE, BadRecord, JobEntry, Missing, Reserve, RunDirError, RunRecord,
@@ -35,6 +35,7 @@ from ..reuse import GONE, Chooser, Earlier, check_run, earlier_runs
 from ..views.summary import Progress, print_summary
 from .facts import Facts, gather
 from .invocation import current
+from .notify import ENV as NOTIFY_ENV
 from .notify import Notifier, hide_urls, without_urls
 from .plan import JobSpec, base_config, plan_job, reuses, split_job
 from .run import PlannedJob
@@ -586,6 +587,50 @@ def rerun(stash: Stash, sweep_dir: Path) -> int:
     return current.exit_code
 
 
+FINISHER = "finisher"  # its part of sweep.json's backend_state: {job_id, ended_at, notified}
+
+
+class Finish:
+    """The end of a sweep nobody waits for (Slurm with wait=false), as a backend sends it to the machine that runs
+    it once every job of the launch has ended (it pickles: two paths)."""
+
+    def __init__(self, root: Path, sweep_dir: Path):
+        self.root = Path(root)
+        self.sweep_dir = Path(sweep_dir)
+
+    def __call__(self) -> str:
+        return finish(self.root, self.sweep_dir)
+
+
+def finish(root: Path, sweep_dir: Path) -> str:
+    """What a waiting launcher does at the end of a sweep: sweep.json and every run.json in line with the backend (as
+    `status` does), the MLflow runs ended (the jobs' and the sweep's), the notification sent; what it did goes to
+    sweep.json (backend_state.finisher), which `status` reads. Returns whether the notification went out."""
+    from .trackers import settle
+
+    stash = Stash.load(root)
+    sweep = open_sweep(stash, sweep_dir)
+    for note in sweep.refresh():
+        say(note)
+    sweep.commit()
+    for line in settle(stash, sweep):
+        say(line)
+    notified = "nobody"
+    try:
+        notifier = Notifier.for_sweep(stash, [], given=os.environ.get(NOTIFY_ENV))
+    except StashError as err:  # settings changed since the launch: the records are in line all the same
+        notifier, notified = None, f"not sent: {err}"
+    if notifier:
+        problems = notifier.sweep_ended(stash.root, sweep.dir, sweep.id, [sweep.jobs[n] for n in sorted(sweep.jobs)])
+        for problem in problems:
+            say(f"warning: {problem}")
+        notified = "not delivered" if problems else "sent"
+    if sweep.lock():  # else a launcher of this sweep at work (`rerun`) keeps sweep.json
+        sweep.state.setdefault(FINISHER, {}).update(ended_at=now_iso(), notified=notified)
+        sweep.write(force=True)
+    return notified
+
+
 def _end_leftovers(sweep: Sweep, todo: list[JobEntry]) -> None:
     """End what a launcher that died without its keeper left of the jobs' earlier attempts (their processes carry
     the job's run id)."""
@@ -663,3 +708,7 @@ class SweepLaunch(base.Launch):
 
     def stop(self, reason: Status = Status.INTERRUPTED) -> None:
         self._runner.stop_all(reason)
+
+    def finisher(self) -> tuple[Finish, dict[str, str]]:
+        notifier = self._sweep.notifier
+        return Finish(self.stash_root, self.sweep_dir), notifier.env() if notifier else {}

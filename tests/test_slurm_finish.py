@@ -1,0 +1,62 @@
+"""On a real Slurm: a sweep submitted without waiting finishes itself (a final job brings its records in line and
+tells its end)."""
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from sinks import HttpSink
+
+SLURM = ["hydra/launcher=stash_slurm", "hydra.launcher.signal_delay_s=5", "hydra.launcher.timeout_min=5"]
+
+
+def sweep_dir(stash) -> Path:
+    (folder,) = [p for p in (stash.root / "multirun").iterdir() if p.is_dir()]
+    return folder
+
+
+def sweep_json(stash) -> dict:
+    return json.loads((sweep_dir(stash) / "sweep.json").read_text())
+
+
+def wait_for_sweep(stash, done, timeout: float = 180) -> dict:
+    deadline = time.monotonic() + timeout
+    while not done(data := sweep_json(stash)) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return data
+
+
+@pytest.fixture
+def http():
+    sink = HttpSink()
+    yield sink
+    sink.close()
+
+
+@pytest.mark.slurm
+def test_a_detached_sweep_is_finished_by_its_final_job_after_the_launcher_exited(stash, http):
+    out = stash.run("-m", *SLURM, "hydra.launcher.wait=false", "tool=fx", "experiment=a,crash", "sleep=2",
+                    f"stash.notify={http.url('detached-secret')}")
+    assert out.returncode == 0, out.stdout + out.stderr
+    launched = sweep_json(stash)
+    final_id = launched["backend_state"]["finisher"]["job_id"]
+    assert f"the final job {final_id} brings the records in line" in out.stderr
+    assert [job["status"] for job in launched["jobs"]] == ["pending", "pending"]
+    # the launcher is gone: the final job posts the end and writes sweep.json, with nobody typing `status`
+    (posted,) = http.wait_for(1, timeout=180)
+    assert posted["path"] == "/detached-secret"
+    assert posted["title"] == f"sweep {launched['id']} ended: 1 succeeded, 1 failed"
+    assert f"Rerun:  experimentstash rerun multirun/{launched['id']}" in posted["message"]
+    data = wait_for_sweep(stash, lambda d: "ended_at" in d["backend_state"]["finisher"])
+    assert data["backend_state"]["finisher"]["notified"] == "sent"
+    assert [(job["status"], job["exit_code"]) for job in data["jobs"]] == [("succeeded", 0), ("failed", 3)]
+    assert [job["slurm_state"] for job in data["jobs"]] == ["COMPLETED", "COMPLETED"]  # from sacct, not run.json
+    status = stash.run("status", str(sweep_dir(stash)))
+    assert status.returncode == 0, status.stderr
+    assert f"The sweep's final Slurm job {final_id} ran at" in status.stdout + status.stderr
+    # the URL reached the final job through its environment, never through a file
+    for path in sweep_dir(stash).rglob("*"):
+        if path.is_file():
+            assert b"detached-secret" not in path.read_bytes(), path
