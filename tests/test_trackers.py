@@ -459,8 +459,8 @@ def test_wandb_variables_reach_the_slurm_tasks(stash, tmp_path):
 @pytest.mark.slurm
 @needs_mlflow
 @pytest.mark.parametrize("wait", [False, True])
-def test_mlflow_runs_of_a_slurm_sweep_are_made_by_the_tasks_and_ended_by_the_launch_or_its_final_job(stash, mlflow_server,
-                                                                                               wait):
+def test_mlflow_runs_of_a_slurm_sweep_are_made_by_the_tasks_and_ended_by_the_launch_or_its_final_job(
+        stash, mlflow_server, wait):
     name = f"slurm-{os.getpid()}-{time.monotonic_ns()}"
     stash.write("configs/meta.yaml", mlflow_meta(mlflow_server, name) + META)
     stash.commit("report to MLflow")
