@@ -434,6 +434,17 @@ def _env(name, value):
     return value
 
 
+def _rank(name, value):
+    """One rank of a multi-task job: its number, node, exit code and logs (files in the run dir)."""
+    _dict(name, value)
+    _count(f"{name}.rank", value.get("rank"))
+    _str(f"{name}.node", value.get("node"))
+    _opt(_int)(f"{name}.exit_code", value.get("exit_code"))
+    for key in ("stdout", "stderr"):
+        _relative(f"{name}.{key}", value.get(key))
+    return value
+
+
 def _run_schema(name, value):
     _type(int, what="a whole number")(name, value)
     if not 1 <= value <= RUN_SCHEMA:
@@ -488,6 +499,7 @@ class RunRecord:
     fingerprint: str | None = _f(_opt(_str))
     fingerprint_parts: dict | None = _f(_opt(_dict))
     tool_touched: list[str] = _fl(_strings)  # files the run added or changed in the tool's checkout
+    ranks: list[dict] = _fl(_list_of(_rank, "ranks"))  # a multi-task job's ranks (stash.distributed)
     extra: dict = field(default_factory=dict)  # fields of one kind of run: reproduces, slurm_job_id, node, ...
 
     @classmethod

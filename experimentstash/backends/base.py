@@ -22,6 +22,7 @@ class Job(ABC):
     num: int  # its number in the sweep
     run_dir: Path  # where its run.json and logs go
     spec: object  # the planned job (launch/plan.py JobSpec): tool, experiment, overrides, argv, env, timeout
+    distributed: str | None = None  # stash.distributed: how a job of several ranks starts them (srun, torchrun)
 
     @abstractmethod
     def run(self, on_start: Callable[[], None] | None = None, *, env: dict[str, str] | None = None,
@@ -107,6 +108,7 @@ class Backend(ABC):
 
     Options: ClassVar[type]  # a dataclass of its hydra.launcher.* options: typing types, a default for each
     waits: bool = True  # run() returns only once every job has ended (False: submitted, followed by `status`)
+    ranks: bool = False  # runs a job as several ranks (stash.distributed)
 
     def __init__(self, options) -> None:
         self.options = options

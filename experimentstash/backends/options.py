@@ -32,3 +32,6 @@ class SlurmOptions:
     signal_delay_s: int = 90  # submitit's signal this long before the time limit: checkpoint and requeue
     array_parallelism: int = 256
     wait: bool = True  # false: submit, write sweep.json, exit; follow with `experimentstash status`
+    nodes: int = 1  # nodes of each job's allocation
+    tasks_per_node: int = 1  # ranks of each job on each node (stash.distributed says how they start)
+    gpus_per_task: Optional[int] = None

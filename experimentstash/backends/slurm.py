@@ -40,8 +40,18 @@ def executor_parameters(opts: SlurmOptions) -> dict:
         "additional_parameters": dict(opts.additional_parameters or {}), "setup": list(opts.setup or []),
         "signal_delay_s": opts.signal_delay_s, "array_parallelism": opts.array_parallelism,
         "mem": f"{opts.mem_gb}GB" if opts.mem_gb is not None else None,
+        **rank_parameters(opts),
     }
     return {k: v for k, v in params.items() if v is not None}
+
+
+def rank_parameters(opts: SlurmOptions) -> dict:
+    """A job of several ranks is one allocation whose one batch process (not one per task, as submitit does by
+    default) starts the ranks itself with srun (slurm_task.py)."""
+    if opts.nodes == 1 and opts.tasks_per_node == 1:
+        return {"gpus_per_task": opts.gpus_per_task} if opts.gpus_per_task else {}
+    return {"nodes": opts.nodes, "ntasks_per_node": opts.tasks_per_node, "use_srun": False,
+            **({"gpus_per_task": opts.gpus_per_task} if opts.gpus_per_task else {})}
 
 
 def check_reachable() -> None:
@@ -162,6 +172,7 @@ def _array_of(job_id: str | None) -> str:
 
 class SlurmBackend(Backend):
     Options = SlurmOptions
+    ranks = True
 
     def __init__(self, options: SlurmOptions):
         super().__init__(options)
@@ -183,6 +194,10 @@ class SlurmBackend(Backend):
             )
         if opts.array_parallelism < 1:
             raise StashError(f"hydra.launcher.array_parallelism={opts.array_parallelism}: give at least 1.")
+        for name in ("nodes", "tasks_per_node", "gpus_per_task"):
+            value = getattr(opts, name)
+            if value is not None and value < 1:
+                raise StashError(f"hydra.launcher.{name}={value}: give at least 1.")
 
     def job_fields(self) -> dict:
         return {"slurm_job_id": None, "slurm_state": None}
@@ -213,7 +228,7 @@ class SlurmBackend(Backend):
 
         executor = submitit.SlurmExecutor(folder=launch.sweep_dir / ".submitit", max_num_timeout=0)
         executor.update_parameters(job_name=job_name(launch), **executor_parameters(self.options))
-        task = NodeTask(launch.stash_root, self.options.timeout_min)
+        task = NodeTask(launch.stash_root, self.options.timeout_min, self.options.nodes, self.options.tasks_per_node)
         arrays = launch.state.setdefault("arrays", [])
         parts = chunks(launch.jobs, max_array_size())
         written = time.monotonic()

@@ -1,9 +1,12 @@
 """What one task of a Slurm array runs on its node (imported there and when submitting, never at start-up:
 submitit takes long to import)."""
 
+import json
 import os
 import socket
+import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import submitit
@@ -11,19 +14,23 @@ import submitit
 from ..records import Status, mark_ended, move_aside, read_result
 from .base import Job
 
+RANK_SCRIPT = Path(__file__).with_name("slurm_rank.py")
+
 
 class NodeTask(submitit.helpers.Checkpointable):
     """What one array task runs on its node: its job (a pickled base.Job). Preempted: ends the tool, records
     `preempted`, requeues itself."""
 
-    def __init__(self, root: Path, timeout_min: int):
+    def __init__(self, root: Path, timeout_min: int, nodes: int = 1, tasks_per_node: int = 1):
         self.root = root
         self.timeout_min = timeout_min
+        self.nodes, self.tasks_per_node = nodes, tasks_per_node
         self._job: Job | None = None
         self._started = 0.0
 
     def __getstate__(self):
-        return {"root": self.root, "timeout_min": self.timeout_min}
+        return {"root": self.root, "timeout_min": self.timeout_min, "nodes": self.nodes,
+                "tasks_per_node": self.tasks_per_node}
 
     def __setstate__(self, state):
         self.__init__(**state)
@@ -35,8 +42,38 @@ class NodeTask(submitit.helpers.Checkpointable):
         env = submitit.JobEnvironment()
         extra = {"slurm_job_id": env.job_id, "node": socket.gethostname(), "requeued": len(previous),
                  "previous_attempts": previous}
-        record = job.run(extra=extra, ignore_signals=(submitit.JobEnvironment._usr_sig(),))
+        ranked = job.distributed is not None or self.nodes * self.tasks_per_node > 1
+        variables = self._start_ranks(job, env) if ranked else None
+        record = job.run(extra=extra, env=variables, ignore_signals=(submitit.JobEnvironment._usr_sig(),))
+        if record is not None and ranked:
+            mark_ended(self.root, job.run_dir, ranks=self._ranks(job))
         return (record.status if record else Status.CANCELLED).value
+
+    def _start_ranks(self, job: Job, env) -> dict[str, str]:
+        """The job's tool as ranks of the allocation: srun starts one rank per task (srun) or one torchrun per node
+        (torchrun), each through slurm_rank.py; one failing rank ends the others (--kill-on-bad-exit). The
+        rendezvous every rank shares: the first node, and a port from the job id."""
+        mode = job.distributed or "srun"
+        per_node = self.tasks_per_node if mode == "srun" else 1
+        job.spec = replace(job.spec, argv=(
+            "srun", "--kill-on-bad-exit=1", f"--nodes={self.nodes}", f"--ntasks={self.nodes * per_node}",
+            f"--ntasks-per-node={per_node}", sys.executable, str(RANK_SCRIPT), mode, str(job.run_dir),
+            str(self.nodes), str(self.tasks_per_node), "--", *job.spec.argv))
+        port = 20000 + int(os.environ.get("SLURM_JOB_ID", "0")) % 20000
+        return {"MASTER_ADDR": env.hostnames[0], "MASTER_PORT": str(port)}
+
+    def _ranks(self, job: Job) -> list[dict]:
+        """Each rank's node, exit code and logs as it wrote them (rank<k>.json); a rank that wrote none (it never
+        started, or was killed with its node) with no node and no exit code."""
+        count = self.nodes * (self.tasks_per_node if (job.distributed or "srun") == "srun" else 1)
+        ranks = []
+        for k in range(count):
+            try:
+                ranks.append(json.loads((job.run_dir / f"rank{k}.json").read_text()))
+            except (OSError, ValueError):
+                ranks.append({"rank": k, "node": "unknown", "exit_code": None, "stdout": f"rank{k}.stdout.log",
+                              "stderr": f"rank{k}.stderr.log"})
+        return ranks
 
     def checkpoint(self, *args, **kwargs):
         # the same rule as submitit: a signal late in the time limit is the limit, earlier it is a preemption

@@ -123,6 +123,9 @@ class Sweep(base.Sweep):
                 spec = plan_job(self.stash, tool, experiment, tool_words, run_dir, f"{self.id}_{num}",
                                 timeout=timeout, sweep={"id": self.id, "num": num}, prepared=prepared,
                                 tracker=options["tracker"])
+                if options["distributed"] and not self.backend.ranks:
+                    raise StashError(f"stash.distributed={options['distributed']}: the {self.record.backend} backend "
+                                     "runs each job as one process; run it on Slurm (hydra/launcher=stash_slurm).")
             except StashError as err:
                 raise StashError(f"Job {num} ({' '.join(hide_urls(words))}): {err} Nothing was started.") from None
             planned.append(Planned(spec, options, list(words)))
@@ -353,7 +356,7 @@ class Sweep(base.Sweep):
         name = p.spec.tool.name
         return PlannedJob(p.num, p.spec, self.stash.root, facts.pins[name], facts.stash,
                           facts.sha[p.spec.experiment_file], self.grace, watch=facts.watches.get(name),
-                          tracking=self.tracking, runner=runner)
+                          tracking=self.tracking, runner=runner, distributed=p.options["distributed"])
 
     def _track(self, planned: list[Planned], facts: Facts) -> None:
         """The trackers' variables in every job that reports to W&B or MLflow (trackers.py: imported only then)."""
