@@ -5,6 +5,7 @@ rank running."""
 import json
 import os
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -61,6 +62,28 @@ if __name__ == "__main__":
 '''
 
 
+# torch is not installed here: a stand-in with torchrun's command line (python -m torch.distributed.run), found first
+# on the path of the tool's folder, that starts --nproc-per-node copies of the script with the variables torchrun
+# gives its workers (one node: node rank 0)
+TORCHRUN_STAND_IN = '''
+import argparse, os, subprocess, sys
+
+parser = argparse.ArgumentParser()
+for flag in ("--nnodes", "--nproc-per-node", "--rdzv-backend", "--rdzv-endpoint", "--rdzv-id"):
+    parser.add_argument(flag, required=True)
+parser.add_argument("script")
+parser.add_argument("args", nargs=argparse.REMAINDER)
+given = parser.parse_args()
+assert given.rdzv_backend == "c10d" and given.nnodes == "1"
+host, port = given.rdzv_endpoint.rsplit(":", 1)
+count = int(given.nproc_per_node)
+workers = [subprocess.Popen([sys.executable, given.script, *given.args], env={
+    **os.environ, "RANK": str(k), "LOCAL_RANK": str(k), "WORLD_SIZE": str(count), "MASTER_ADDR": host,
+    "MASTER_PORT": port, "TORCHELASTIC_RUN_ID": given.rdzv_id}) for k in range(count)]
+sys.exit(max(worker.wait() for worker in workers))
+'''
+
+
 @pytest.fixture
 def ranks_stash(stash):
     stash.write("tools/ranks/tool.py", RANKS_TOOL)
@@ -105,6 +128,24 @@ def test_a_failing_rank_fails_the_job_ends_the_others_and_the_table_names_it(ran
     record = json.loads((ranks_stash.root / job["run_dir"] / "run.json").read_text())
     by_rank = {r["rank"]: r["exit_code"] for r in record["ranks"]}
     assert by_rank[1] == 3 and by_rank[0] != 0  # rank 0 did not hold on for its minute
+
+
+@pytest.mark.slurm
+def test_torchrun_starts_the_ranks_of_each_node_after_the_tools_interpreter(ranks_stash):
+    for rel in ("torch/__init__.py", "torch/distributed/__init__.py"):
+        ranks_stash.write(f"tools/ranks/{rel}", "")
+    ranks_stash.write("tools/ranks/torch/distributed/run.py", TORCHRUN_STAND_IN)
+    ranks_stash.commit("torchrun's stand-in")
+    words = ["hydra.launcher.nodes=1", "hydra.launcher.tasks_per_node=2", "stash.distributed=torchrun"]
+    out = ranks_stash.run("-m", *SLURM, *words, "tool=ranks", "experiment=meet", timeout=300)
+    assert out.returncode == 0, out.stdout + out.stderr
+    (job,) = sweep_json(ranks_stash)["jobs"]
+    run_dir = ranks_stash.root / job["run_dir"]
+    seen = [json.loads((run_dir / f"seen{k}.json").read_text()) for k in (0, 1)]
+    assert seen[0]["heard"] == ["rank 1 of 2"]
+    record = json.loads((run_dir / "run.json").read_text())
+    assert record["command"][record["command"].index("--") + 1:][:3] == [sys.executable, "-m", "torch.distributed.run"]
+    assert [(r["rank"], r["exit_code"]) for r in record["ranks"]] == [(0, 0)]  # one torchrun on the one node
 
 
 @pytest.mark.slurm

@@ -50,22 +50,28 @@ class NodeTask(submitit.helpers.Checkpointable):
         return (record.status if record else Status.CANCELLED).value
 
     def _start_ranks(self, job: Job, env) -> dict[str, str]:
-        """The job's tool as ranks of the allocation: srun starts one rank per task (srun) or one torchrun per node
-        (torchrun), each through slurm_rank.py; one failing rank ends the others (--kill-on-bad-exit). The
-        rendezvous every rank shares: the first node, and a port from the job id."""
-        mode = job.distributed or "srun"
-        per_node = self.tasks_per_node if mode == "srun" else 1
+        """The job's tool as ranks of the allocation, each Slurm task through slurm_rank.py: one rank per task
+        (srun), or one torchrun per node that starts the node's ranks (torchrun, after the tool's interpreter); one
+        failing task ends the others (--kill-on-bad-exit). Every rank meets at the first node, on a port from the
+        job id."""
+        addr, port = env.hostnames[0], 20000 + int(os.environ.get("SLURM_JOB_ID", "0")) % 20000
+        argv, per_node = job.spec.argv, self.tasks_per_node
+        if job.distributed == "torchrun":
+            head = len(job.spec.interpreter.prefix)
+            argv = (*argv[:head], "-m", "torch.distributed.run", f"--nnodes={self.nodes}",
+                    f"--nproc-per-node={per_node}", "--rdzv-backend=c10d", f"--rdzv-endpoint={addr}:{port}",
+                    f"--rdzv-id={os.environ.get('SLURM_JOB_ID', '0')}", *argv[head:])
+            per_node = 1
         job.spec = replace(job.spec, argv=(
             "srun", "--kill-on-bad-exit=1", f"--nodes={self.nodes}", f"--ntasks={self.nodes * per_node}",
-            f"--ntasks-per-node={per_node}", sys.executable, str(RANK_SCRIPT), mode, str(job.run_dir),
-            str(self.nodes), str(self.tasks_per_node), "--", *job.spec.argv))
-        port = 20000 + int(os.environ.get("SLURM_JOB_ID", "0")) % 20000
-        return {"MASTER_ADDR": env.hostnames[0], "MASTER_PORT": str(port)}
+            f"--ntasks-per-node={per_node}", sys.executable, str(RANK_SCRIPT), str(job.run_dir), str(per_node), "--",
+            *argv))
+        return {"MASTER_ADDR": addr, "MASTER_PORT": str(port)}
 
     def _ranks(self, job: Job) -> list[dict]:
-        """Each rank's node, exit code and logs as it wrote them (rank<k>.json); a rank that wrote none (it never
-        started, or was killed with its node) with no node and no exit code."""
-        count = self.nodes * (self.tasks_per_node if (job.distributed or "srun") == "srun" else 1)
+        """Each Slurm task's node, exit code and logs as it wrote them (rank<k>.json; with torchrun, one per node); one
+        that wrote none (it never started, or was killed with its node) with no node and no exit code."""
+        count = self.nodes * (1 if job.distributed == "torchrun" else self.tasks_per_node)
         ranks = []
         for k in range(count):
             try:
