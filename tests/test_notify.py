@@ -63,7 +63,7 @@ def test_stash_notify_on_the_command_line_is_used_and_never_recorded(stash, http
     (posted,) = http.received
     assert posted["path"] == "/cli-secret" and posted["title"].endswith("ended: 2 succeeded")
     sweep = json.loads(next((stash.root / "multirun").rglob("sweep.json")).read_text())
-    assert f"stash.notify=<json://127.0.0.1>" in sweep["command_line"]
+    assert "stash.notify=<json://127.0.0.1>" in sweep["command_line"]
     assert all(not any("notify" in w for w in job["launch_overrides"]) for job in sweep["jobs"])
     assert "cli-secret" not in every_record(stash) + out.stdout + out.stderr
 

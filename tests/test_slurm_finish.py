@@ -1,24 +1,12 @@
 """On a real Slurm: a sweep submitted without waiting finishes itself (a final job brings its records in line and
 tells its end)."""
 
-import json
 import time
-from pathlib import Path
 
 import pytest
 
 from sinks import HttpSink
-
-SLURM = ["hydra/launcher=stash_slurm", "hydra.launcher.signal_delay_s=5", "hydra.launcher.timeout_min=5"]
-
-
-def sweep_dir(stash) -> Path:
-    (folder,) = [p for p in (stash.root / "multirun").iterdir() if p.is_dir()]
-    return folder
-
-
-def sweep_json(stash) -> dict:
-    return json.loads((sweep_dir(stash) / "sweep.json").read_text())
+from test_slurm import SLURM, sweep_dir, sweep_json
 
 
 def wait_for_sweep(stash, done, timeout: float = 180) -> dict:

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from conftest import META, pid_alive
+from test_slurm import SLURM, sweep_json
 
-SLURM = ["hydra/launcher=stash_slurm", "hydra.launcher.signal_delay_s=5", "hydra.launcher.timeout_min=5"]
 TWO_TASKS = ["hydra.launcher.nodes=1", "hydra.launcher.tasks_per_node=2", "stash.distributed=srun"]
 
 # a tool whose ranks meet over TCP, as torch.distributed's would: rank 0 listens on MASTER_PORT, the others connect
@@ -91,11 +91,6 @@ def ranks_stash(stash):
     stash.write("configs/ranks/experiment/meet.yaml", "# @package _global_\nfail_rank: -1\nhold: 0\n")
     stash.commit("a tool of two ranks")
     return stash
-
-
-def sweep_json(stash) -> dict:
-    (path,) = (stash.root / "multirun").glob("*/sweep.json")
-    return json.loads(path.read_text())
 
 
 @pytest.mark.slurm

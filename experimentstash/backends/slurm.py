@@ -14,6 +14,7 @@ import time
 from functools import lru_cache
 
 from .. import Interrupted, StashError
+from ..environ import environ
 from ..records import RunRecord, Status, now_iso, read_run_if_any
 from .base import Backend, Job, Launch, Sweep
 from .options import SlurmOptions
@@ -390,10 +391,9 @@ def submit_finisher(launch: Launch, opts: SlurmOptions, arrays: list[str]) -> No
     executor.update_parameters(job_name=job_name(launch), time=FINISHER_MINUTES, cpus_per_task=1,
                                additional_parameters={"dependency": "afterany:" + ":".join(arrays)},
                                **{k: v for k, v in given.items() if v})
-    before = {key: os.environ.get(key) for key in env}
-    os.environ.update(env)
     try:
-        job = executor.submit(call)
+        with environ(env):  # sbatch hands this process's environment to the job
+            job = executor.submit(call)
     except Interrupted:
         raise
     except Exception as err:  # sbatch refused: the jobs run all the same
@@ -401,12 +401,6 @@ def submit_finisher(launch: Launch, opts: SlurmOptions, arrays: list[str]) -> No
         warn(f"the sweep's final job was not submitted ({said[-1] if said else err}): `experimentstash status "
              f"{os.path.relpath(launch.sweep_dir, launch.stash_root)}` brings its records in line once it ends.")
         return
-    finally:
-        for key, value in before.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
     launch.state["finisher"] = {"job_id": job.job_id}
 
 
