@@ -65,7 +65,8 @@ class StashOptions:
     tracker: Optional[str] = _option(None, "none|wandb|mlflow", "the experiment tracker the runs report to (unset: "
                                      "tracker: in meta.yaml)", _one_of(None, *TRACKERS))
     distributed: Optional[str] = _option(None, "srun|torchrun", "how a Slurm job of several tasks starts its ranks: "
-                                         "one tool per task, or one torchrun per node", _one_of(None, "srun", "torchrun"))
+                                         "one tool per task, or one torchrun per node",
+                                         _one_of(None, "srun", "torchrun"))
     notify: Any = _option(None, "URL|[URL,...]", "where the end of a sweep is told (apprise URLs; unset: notify: in "
                           "meta.yaml; never recorded)", _urls)
 

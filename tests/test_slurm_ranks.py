@@ -87,7 +87,8 @@ sys.exit(max(worker.wait() for worker in workers))
 @pytest.fixture
 def ranks_stash(stash):
     stash.write("tools/ranks/tool.py", RANKS_TOOL)
-    stash.write("configs/meta.yaml", META + "  ranks:\n    path: tools/ranks\n    entrypoint: tool.py\n    env: current\n")
+    stash.write("configs/meta.yaml", META + "  ranks:\n    path: tools/ranks\n    entrypoint: tool.py\n"
+                                            "    env: current\n")
     stash.write("configs/ranks/experiment/meet.yaml", "# @package _global_\nfail_rank: -1\nhold: 0\n")
     stash.commit("a tool of two ranks")
     return stash
@@ -139,7 +140,8 @@ def test_torchrun_starts_the_ranks_of_each_node_after_the_tools_interpreter(rank
     seen = [json.loads((run_dir / f"seen{k}.json").read_text()) for k in (0, 1)]
     assert seen[0]["heard"] == ["rank 1 of 2"]
     record = json.loads((run_dir / "run.json").read_text())
-    assert record["command"][record["command"].index("--") + 1:][:3] == [sys.executable, "-m", "torch.distributed.run"]
+    tool_command = record["command"][record["command"].index("--") + 1:]
+    assert tool_command[:3] == [sys.executable, "-m", "torch.distributed.run"]
     assert [(r["rank"], r["exit_code"]) for r in record["ranks"]] == [(0, 0)]  # one torchrun on the one node
 
 

@@ -13,6 +13,8 @@ from typing import Callable, ClassVar
 
 from ..records import JobEntry, RunRecord, Status
 
+FINISHER = "finisher"  # a sweep's final job in backend_state: {job_id} as submitted, {ended_at, notified} once it ran
+
 
 class Job(ABC):
     """One planned job of a launch. It carries everything its run needs (the tool's pin, the stash's state, the

@@ -16,7 +16,7 @@ from functools import lru_cache
 from .. import Interrupted, StashError
 from ..environ import environ
 from ..records import RunRecord, Status, now_iso, read_run_if_any
-from .base import Backend, Job, Launch, Sweep
+from .base import FINISHER, Backend, Job, Launch, Sweep
 from .options import SlurmOptions
 
 # Slurm's final states that say more than the job's own record: Slurm ended it
@@ -362,7 +362,7 @@ class SlurmBackend(Backend):
         shown = ", ".join(ids) if len(ids) <= 4 else f"{ids[0]}, {ids[1]}, ..., {ids[-1]}"
         kind = f"array {shown}" if len(ids) == 1 else f"{len(ids)} arrays ({shown})"
         jobs = "1 job" if len(pending) == 1 else f"{len(pending)} jobs"
-        final = sweep.state.get("finisher")
+        final = sweep.state.get(FINISHER)
         if isinstance(final, dict) and final.get("job_id"):
             kind += (f"; the final job {final['job_id']} brings the records in line, ends the tracker runs and "
                      "sends the notification when they end")
@@ -401,12 +401,12 @@ def submit_finisher(launch: Launch, opts: SlurmOptions, arrays: list[str]) -> No
         warn(f"the sweep's final job was not submitted ({said[-1] if said else err}): `experimentstash status "
              f"{os.path.relpath(launch.sweep_dir, launch.stash_root)}` brings its records in line once it ends.")
         return
-    launch.state["finisher"] = {"job_id": job.job_id}
+    launch.state[FINISHER] = {"job_id": job.job_id}
 
 
 def finisher_note(sweep: Sweep) -> str | None:
     """For `status`: whether the sweep's final job ran, from what it wrote to sweep.json, else from Slurm."""
-    done = sweep.state.get("finisher")
+    done = sweep.state.get(FINISHER)
     if not isinstance(done, dict) or not isinstance(done.get("job_id"), str):
         return None
     job_id = done["job_id"]
@@ -415,7 +415,8 @@ def finisher_note(sweep: Sweep) -> str | None:
                 f"notification: {done.get('notified')}.")
     state = (task_states([job_id], job_name(sweep)) or {}).get(job_id)
     if state in SLURM_ACTIVE or state is None:
-        return f"The sweep's final Slurm job {job_id} waits for the sweep's jobs to end (Slurm: {state or 'no record yet'})."
+        return (f"The sweep's final Slurm job {job_id} waits for the sweep's jobs to end "
+                f"(Slurm: {state or 'no record yet'}).")
     return (f"The sweep's final Slurm job {job_id} did not finish the sweep (Slurm: {state}): this `status` brought "
             "the records in line.")
 

@@ -590,9 +590,6 @@ def rerun(stash: Stash, sweep_dir: Path) -> int:
     return current.exit_code
 
 
-FINISHER = "finisher"  # its part of sweep.json's backend_state: {job_id, ended_at, notified}
-
-
 class Finish:
     """The end of a sweep nobody waits for (Slurm with wait=false), as a backend sends it to the machine that runs
     it once every job of the launch has ended (it pickles: two paths)."""
@@ -622,14 +619,14 @@ def finish(root: Path, sweep_dir: Path) -> str:
     try:
         notifier = Notifier.for_sweep(stash, [], given=os.environ.get(NOTIFY_ENV))
     except StashError as err:  # settings changed since the launch: the records are in line all the same
-        notifier, notified = None, f"not sent: {err}"
+        notifier, notified = None, f"not sent: {str(err).removesuffix(' Nothing was started.')}"
     if notifier:
         problems = notifier.sweep_ended(stash.root, sweep.dir, sweep.id, [sweep.jobs[n] for n in sorted(sweep.jobs)])
         for problem in problems:
             say(f"warning: {problem}")
         notified = "not delivered" if problems else "sent"
     if sweep.lock():  # else a launcher of this sweep at work (`rerun`) keeps sweep.json
-        sweep.state.setdefault(FINISHER, {}).update(ended_at=now_iso(), notified=notified)
+        sweep.state.setdefault(base.FINISHER, {}).update(ended_at=now_iso(), notified=notified)
         sweep.write(force=True)
     return notified
 
