@@ -48,11 +48,16 @@ def executor_parameters(opts: SlurmOptions) -> dict:
 
 def rank_parameters(opts: SlurmOptions) -> dict:
     """A job of several ranks is one allocation whose one batch process (not one per task, as submitit does by
-    default) starts the ranks itself with srun (slurm_task.py)."""
+    default) starts the ranks itself with srun (slurm_task.py); the signal before the time limit goes to that
+    process (B:), which ends the ranks and requeues the job when it is a preemption."""
+    gpus = {"gpus_per_task": opts.gpus_per_task} if opts.gpus_per_task else {}
     if opts.nodes == 1 and opts.tasks_per_node == 1:
-        return {"gpus_per_task": opts.gpus_per_task} if opts.gpus_per_task else {}
-    return {"nodes": opts.nodes, "ntasks_per_node": opts.tasks_per_node, "use_srun": False,
-            **({"gpus_per_task": opts.gpus_per_task} if opts.gpus_per_task else {})}
+        return gpus
+    from submitit.slurm.slurm import SlurmJobEnvironment
+
+    return {"nodes": opts.nodes, "ntasks_per_node": opts.tasks_per_node, "use_srun": False, **gpus,
+            "additional_parameters": {"signal": f"B:{SlurmJobEnvironment.USR_SIG}@{opts.signal_delay_s}",
+                                      **dict(opts.additional_parameters or {})}}
 
 
 def check_reachable() -> None:

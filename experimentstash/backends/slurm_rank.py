@@ -31,7 +31,7 @@ def main(argv: list[str]) -> int:
     logs = {"stdout": f"rank{k}.stdout.log", "stderr": f"rank{k}.stderr.log"}
     with open(run_dir / logs["stdout"], "wb") as out, open(run_dir / logs["stderr"], "wb") as err:
         proc = subprocess.Popen(tool, stdout=out, stderr=err, env=env)
-        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR2):  # the tool hears what srun tells this rank
+        for signum in (signal.SIGTERM, signal.SIGINT):  # the tool hears what srun tells this rank
             signal.signal(signum, lambda s, _frame: proc.send_signal(s))
         code = proc.wait()
     node = socket.gethostname()
