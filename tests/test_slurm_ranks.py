@@ -10,9 +10,10 @@ import time
 from pathlib import Path
 
 import pytest
+import submitit
 
 from conftest import META, pid_alive
-from test_slurm import SLURM, sweep_json
+from test_slurm import SLURM, sweep_json, wait_for_files, wait_for_status
 
 TWO_TASKS = ["hydra.launcher.nodes=1", "hydra.launcher.tasks_per_node=2", "stash.distributed=srun"]
 
@@ -164,6 +165,25 @@ def test_scancel_of_a_two_rank_job_leaves_no_rank_running(ranks_stash):
     assert not any(pid_alive(pid) for pid in pids)
     status = ranks_stash.run("status", str(Path(run_dir).parent))
     assert status.returncode == 0 and "cancelled" in status.stdout, status.stdout + status.stderr
+
+
+@pytest.mark.slurm
+def test_a_preempted_two_rank_job_ends_its_ranks_and_is_requeued(ranks_stash):
+    out = ranks_stash.run("-m", *SLURM, *TWO_TASKS, "hydra.launcher.wait=false", "hydra.launcher.timeout_min=30",
+                          "tool=ranks", "experiment=meet", "hold=8")
+    assert out.returncode == 0, out.stdout + out.stderr
+    (job,) = sweep_json(ranks_stash)["jobs"]
+    run_dir = ranks_stash.root / job["run_dir"]
+    pids = [json.loads(path.read_text())["pid"] for path in wait_for_files(run_dir, "seen?.json", 2)]
+    # what Slurm sends a multi-task job before a preemption: submitit's signal, to its batch process (B:)
+    subprocess.run(["scancel", "--batch", f"--signal={submitit.JobEnvironment.USR_SIG}", job["slurm_job_id"]],
+                   check=True)
+    wait_for_status(ranks_stash, run_dir.parent, "1 jobs: 1 succeeded", timeout=180)
+    assert not any(pid_alive(pid) for pid in pids)
+    record = json.loads((run_dir / "run.json").read_text())
+    assert record["requeued"] == 1 and [r["exit_code"] for r in record["ranks"]] == [0, 0]
+    earlier = json.loads((run_dir.with_name(run_dir.name + ".preempted1") / "run.json").read_text())
+    assert earlier["status"] == "preempted"
 
 
 def test_stash_distributed_without_slurm_is_one_message_and_nothing_starts(stash):

@@ -8,8 +8,10 @@ nothing changes, and keeps sweep.json true. Every array of a sweep has the job n
 """
 
 import os
+import shlex
 import shutil
 import subprocess
+import sys
 import time
 from functools import lru_cache
 
@@ -58,6 +60,12 @@ def rank_parameters(opts: SlurmOptions) -> dict:
     return {"nodes": opts.nodes, "ntasks_per_node": opts.tasks_per_node, "use_srun": False, **gpus,
             "additional_parameters": {"signal": f"B:{SlurmJobEnvironment.USR_SIG}@{opts.signal_delay_s}",
                                       **dict(opts.additional_parameters or {})}}
+
+
+def batch_python(opts: SlurmOptions) -> str | None:
+    """A job of several ranks: its batch script execs python, which so is the process the signal before the time
+    limit reaches (B:); None: submitit's own command."""
+    return None if opts.nodes == 1 and opts.tasks_per_node == 1 else f"exec {shlex.quote(sys.executable)}"
 
 
 def check_reachable() -> None:
@@ -232,7 +240,8 @@ class SlurmBackend(Backend):
 
         from .slurm_task import NodeTask
 
-        executor = submitit.SlurmExecutor(folder=launch.sweep_dir / ".submitit", max_num_timeout=0)
+        executor = submitit.SlurmExecutor(folder=launch.sweep_dir / ".submitit", max_num_timeout=0,
+                                          python=batch_python(self.options))
         executor.update_parameters(job_name=job_name(launch), **executor_parameters(self.options))
         task = NodeTask(launch.stash_root, self.options.timeout_min, self.options.nodes, self.options.tasks_per_node)
         arrays = launch.state.setdefault("arrays", [])

@@ -26,6 +26,7 @@ class NodeTask(submitit.helpers.Checkpointable):
         self.timeout_min = timeout_min
         self.nodes, self.tasks_per_node = nodes, tasks_per_node
         self._job: Job | None = None
+        self._planned = None  # the job's spec as planned, before its tool was wrapped for its ranks
         self._started = 0.0
 
     def __getstate__(self):
@@ -54,6 +55,7 @@ class NodeTask(submitit.helpers.Checkpointable):
         (srun), or one torchrun per node that starts the node's ranks (torchrun, after the tool's interpreter); one
         failing task ends the others (--kill-on-bad-exit). Every rank meets at the first node, on a port from the
         job id."""
+        self._planned = job.spec
         addr, port = env.hostnames[0], 20000 + int(os.environ.get("SLURM_JOB_ID", "0")) % 20000
         argv, per_node = job.spec.argv, self.tasks_per_node
         if job.distributed == "torchrun":
@@ -90,6 +92,8 @@ class NodeTask(submitit.helpers.Checkpointable):
         if self._job is not None:
             self._job.stop(Status.PREEMPTED)
         self._finish(status=Status.PREEMPTED)
+        if self._planned is not None:  # the requeued task wraps it again
+            self._job.spec = self._planned
         return super().checkpoint(*args, **kwargs)
 
     def _until_the_limit(self) -> None:
