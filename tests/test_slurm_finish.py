@@ -1,12 +1,13 @@
 """On a real Slurm: a sweep submitted without waiting finishes itself (a final job brings its records in line and
 tells its end)."""
 
+import subprocess
 import time
 
 import pytest
 
 from sinks import HttpSink
-from test_slurm import SLURM, sweep_dir, sweep_json
+from test_slurm import SLURM, squeue, sweep_dir, sweep_json, wait_for_status
 
 
 def wait_for_sweep(stash, done, timeout: float = 180) -> dict:
@@ -30,7 +31,7 @@ def test_a_detached_sweep_is_finished_by_its_final_job_after_the_launcher_exited
     assert out.returncode == 0, out.stdout + out.stderr
     launched = sweep_json(stash)
     final_id = launched["backend_state"]["finisher"]["job_id"]
-    assert f"the final job {final_id} brings the records in line" in out.stderr
+    assert f"When they end, the final Slurm job {final_id} brings the records in line" in out.stderr
     assert [job["status"] for job in launched["jobs"]] == ["pending", "pending"]
     # the launcher is gone: the final job posts the end and writes sweep.json, with nobody typing `status`
     (posted,) = http.wait_for(1, timeout=180)
@@ -48,3 +49,18 @@ def test_a_detached_sweep_is_finished_by_its_final_job_after_the_launcher_exited
     for path in sweep_dir(stash).rglob("*"):
         if path.is_file():
             assert b"detached-secret" not in path.read_bytes(), path
+
+
+@pytest.mark.slurm
+def test_a_rerun_replaces_the_final_job_that_has_not_run_yet(stash):
+    out = stash.run("-m", *SLURM, "hydra.launcher.wait=false", "tool=fx", "experiment=a,crash")
+    assert out.returncode == 0, out.stdout + out.stderr
+    held = sweep_json(stash)["backend_state"]["finisher"]["job_id"]
+    subprocess.run(["scontrol", "hold", held], check=True)  # it waits, as it may for a busy cluster
+    wait_for_status(stash, sweep_dir(stash), "2 jobs: 1 succeeded, 1 failed")
+    rerun = stash.run("rerun", str(sweep_dir(stash)))
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert held not in squeue(f"stash-{sweep_json(stash)['id']}")
+    new = sweep_json(stash)["backend_state"]["finisher"]["job_id"]
+    assert new != held and f"the final Slurm job {new}" in rerun.stderr
+    wait_for_sweep(stash, lambda d: "ended_at" in d["backend_state"]["finisher"])

@@ -360,13 +360,18 @@ class SlurmBackend(Backend):
         if left is None:
             raise StashError("Slurm does not say (squeue) whether tasks of this sweep are still queued or running: "
                              "rerun when it answers, so that no job runs twice at once.")
-        if left:
+        final = finisher_id(sweep)
+        tasks = [line for line in left if line.split()[0] != final]
+        if tasks:
             raise StashError(
-                f"{len(left)} task(s) of this sweep are still pending or running on Slurm ({', '.join(left[:3])}"
-                f"{', ...' if len(left) > 3 else ''}). Wait for them (`experimentstash status "
+                f"{len(tasks)} task(s) of this sweep are still pending or running on Slurm ({', '.join(tasks[:3])}"
+                f"{', ...' if len(tasks) > 3 else ''}). Wait for them (`experimentstash status "
                 f"{os.path.relpath(sweep.sweep_dir, sweep.stash_root)}`) or cancel them (`scancel --name="
                 f"{job_name(sweep)}`), then rerun."
             )
+        if len(tasks) < len(left):  # only the earlier launch's final job is left: the rerun ends the sweep instead
+            subprocess.run(["scancel", final], capture_output=True, timeout=60)
+            sweep.state.pop(FINISHER, None)
 
     def follow_hint(self, sweep: Sweep) -> str | None:
         pending = [job for job, _ in self.launched if sweep.entries[job.num].status == Status.PENDING]
@@ -376,13 +381,12 @@ class SlurmBackend(Backend):
         shown = ", ".join(ids) if len(ids) <= 4 else f"{ids[0]}, {ids[1]}, ..., {ids[-1]}"
         kind = f"array {shown}" if len(ids) == 1 else f"{len(ids)} arrays ({shown})"
         jobs = "1 job" if len(pending) == 1 else f"{len(pending)} jobs"
-        final = sweep.state.get(FINISHER)
-        if isinstance(final, dict) and final.get("job_id"):
-            kind += (f"; the final job {final['job_id']} brings the records in line, ends the tracker runs and "
-                     "sends the notification when they end")
+        final = finisher_id(sweep)
+        then = (f"\nWhen they end, the final Slurm job {final} brings the records in line, ends the tracker runs and "
+                "sends the notification.") if final else ""
         return (f"Submitted {jobs} as Slurm {kind}. Follow them with:\n"
                 f"  experimentstash status {os.path.relpath(sweep.sweep_dir, sweep.stash_root)}\n"
-                f"  squeue --name={job_name(sweep)}")
+                f"  squeue --name={job_name(sweep)}{then}")
 
 
 FINISHER_MINUTES = 10  # the time limit of a sweep's final job: it reads records, asks sacct once and sends a message
@@ -418,12 +422,19 @@ def submit_finisher(launch: Launch, opts: SlurmOptions, arrays: list[str]) -> No
     launch.state[FINISHER] = {"job_id": job.job_id}
 
 
+def finisher_id(sweep: Sweep) -> str | None:
+    """The Slurm job id of the sweep's final job (wait=false), as sweep.json has it."""
+    done = sweep.state.get(FINISHER)
+    job_id = done.get("job_id") if isinstance(done, dict) else None
+    return job_id if isinstance(job_id, str) else None
+
+
 def finisher_note(sweep: Sweep) -> str | None:
     """For `status`: whether the sweep's final job ran, from what it wrote to sweep.json, else from Slurm."""
-    done = sweep.state.get(FINISHER)
-    if not isinstance(done, dict) or not isinstance(done.get("job_id"), str):
+    job_id = finisher_id(sweep)
+    if job_id is None:
         return None
-    job_id = done["job_id"]
+    done = sweep.state[FINISHER]
     if isinstance(done.get("ended_at"), str):
         return (f"The sweep's final Slurm job {job_id} ran at {done['ended_at']}: the records were brought in line, "
                 f"notification: {done.get('notified')}.")
