@@ -499,6 +499,9 @@ class RunRecord:
     fingerprint: str | None = _f(_opt(_str))
     fingerprint_parts: dict | None = _f(_opt(_dict))
     tool_touched: list[str] = _fl(_strings)  # files the run added or changed in the tool's checkout
+    pipeline: str | None = _f(_opt(_name))  # the pipeline (configs/pipelines/<name>.yaml) the run is a stage of
+    stage: str | None = _f(_opt(_name))
+    upstream: list[str] = _fl(_strings)  # the run ids of the upstream stages' runs it consumed
     ranks: list[dict] = _fl(_list_of(_rank, "ranks"))  # a multi-task job's ranks (stash.distributed)
     extra: dict = field(default_factory=dict)  # fields of one kind of run: reproduces, slurm_job_id, node, ...
 

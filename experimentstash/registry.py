@@ -58,13 +58,21 @@ def find_root(start: Path | None = None) -> Path:
             raise StashError(f"EXPERIMENTSTASH_ROOT={env} holds no {META}: point it at a stash.")
         return root
     here = (start or Path.cwd()).resolve()
-    for folder in (here, *here.parents):
-        if (folder / META).is_file():
-            return folder
-    raise StashError(
-        f"No {META} found in {here} or any folder above it: run inside a stash "
-        "or set EXPERIMENTSTASH_ROOT to one."
-    )
+    root = enclosing_stash(here)
+    if root is None:
+        raise StashError(
+            f"No {META} found in {here} or any folder above it: run inside a stash "
+            "or set EXPERIMENTSTASH_ROOT to one; `experimentstash init [DIR]` makes a new stash."
+        )
+    return root
+
+
+def enclosing_stash(folder: Path) -> Path | None:
+    """The stash `folder` is in (the first folder up from it with configs/meta.yaml), if any."""
+    for candidate in (folder, *folder.parents):
+        if (candidate / META).is_file():
+            return candidate
+    return None
 
 
 @dataclass(frozen=True)

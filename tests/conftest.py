@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+pytest.register_assert_rewrite("experimentstash.testing")  # the conformance suite's asserts explain their failures
+
 from experimentstash.testing import (FIXTURE_CONFIG, FIXTURE_TOOL, GIT_IDENTITY, META, REPO, Stash,  # noqa: F401
                                      experiment, git, make_tool_repo, new_stash, pid_alive)
 

@@ -186,6 +186,7 @@ def _array_of(job_id: str | None) -> str:
 
 class SlurmBackend(Backend):
     Options = SlurmOptions
+    follows_needs = True  # Slurm's dependencies: aftercorr task by task, afterok on every job a gather needs
     ranks = True
 
     def __init__(self, options: SlurmOptions):
@@ -242,12 +243,23 @@ class SlurmBackend(Backend):
 
         executor = submitit.SlurmExecutor(folder=launch.sweep_dir / ".submitit", max_num_timeout=0,
                                           python=batch_python(self.options))
-        executor.update_parameters(job_name=job_name(launch), **executor_parameters(self.options))
-        task = NodeTask(launch.stash_root, self.options.timeout_min, self.options.nodes, self.options.tasks_per_node)
+        params = executor_parameters(self.options)
+        executor.update_parameters(job_name=job_name(launch), **params)
+        inside = {job.num for job in launch.jobs}
+        follows = any(set(job.needs) & inside for job in launch.jobs)
+        # a task whose job did not succeed fails on Slurm too, so that what needs it never starts
+        task = NodeTask(launch.stash_root, self.options.timeout_min, strict=follows, nodes=self.options.nodes,
+                        tasks_per_node=self.options.tasks_per_node)
         arrays = launch.state.setdefault("arrays", [])
-        parts = chunks(launch.jobs, max_array_size())
+        groups = stage_groups(launch.jobs) if follows else [launch.jobs]
+        parts = [part for group in groups for part in chunks(group, max_array_size())]
+        index = {job.num: i for group in groups for i, job in enumerate(group)}  # each job's place in its group
+        submitted_as: dict[int, tuple[str, str]] = {}  # job number -> (its task id, its array)
         written = time.monotonic()
         for k, part in enumerate(parts):
+            if follows:
+                executor.update_parameters(additional_parameters={
+                    **params.get("additional_parameters", {}), **dependency(part, inside, index, submitted_as)})
             try:
                 tasks = executor.map_array(task, part)
             except Interrupted:
@@ -259,6 +271,7 @@ class SlurmBackend(Backend):
             for job, submitted_task in zip(part, tasks):
                 launch.update(job.num, slurm_job_id=submitted_task.job_id)
                 submitted.append((job, submitted_task.job_id))
+                submitted_as[job.num] = (submitted_task.job_id, arrays[-1])
             if time.monotonic() - written >= WRITE_EVERY:  # the progress line, not after each of thousands of arrays
                 launch.tick()
                 written = time.monotonic()
@@ -330,7 +343,9 @@ class SlurmBackend(Backend):
         if record is None and slurm_state not in ("PENDING", "REQUEUED", None):
             record = read_run_if_any(job.run_dir)
         status = Status(merged_status(record.status.value if record else None, slurm_state))
-        if status.final:
+        if status == Status.CANCELLED and record is None and job.needs and not launch.stopping:
+            launch.ended(job.num, None, status, slurm_state=slurm_state, reason="upstream failed")
+        elif status.final:
             launch.ended(job.num, record, status, slurm_state=slurm_state)
         else:
             launch.update(job.num, status=status, slurm_state=slurm_state)
@@ -444,6 +459,37 @@ def finisher_note(sweep: Sweep) -> str | None:
                 f"(Slurm: {state or 'no record yet'}).")
     return (f"The sweep's final Slurm job {job_id} did not finish the sweep (Slurm: {state}): this `status` brought "
             "the records in line.")
+
+
+def stage_groups(jobs: list[Job]) -> list[list[Job]]:
+    """The jobs of a launch by pipeline stage (a job that is no stage: a group of its own kind), in order: each
+    group is submitted as arrays after the groups it needs."""
+    groups: dict = {}
+    for job in jobs:
+        stage = getattr(job.spec, "stage", None) or {}
+        groups.setdefault((stage.get("pipeline"), stage.get("stage")), []).append(job)
+    return list(groups.values())
+
+
+def dependency(part: list[Job], inside: set[int], index: dict[int, int],
+               submitted_as: dict[int, tuple[str, str]]) -> dict:
+    """sbatch's dependency of one array of a stage. Task by task (aftercorr) when each job needs the job at its own
+    place of one upstream array (a chain's stage after the one before); else afterok on what the array's jobs need:
+    a whole array by its id, else its tasks (a gather stage, a rerun's stages). A dependency that can never be met
+    cancels the task."""
+    needs = [[n for n in job.needs if n in inside] for job in part]
+    if not any(needs):
+        return {}
+    upstream = {submitted_as[n[0]][1] for n in needs if len(n) == 1}
+    if len(upstream) == 1 and all(len(n) == 1 and index[n[0]] == index[job.num] for job, n in zip(part, needs)):
+        return {"dependency": f"aftercorr:{upstream.pop()}", "kill_on_invalid_dep": "yes"}
+    needed = {n for ns in needs for n in ns}
+    by_array: dict[str, list[int]] = {}
+    for num, (_, array) in submitted_as.items():
+        by_array.setdefault(array, []).append(num)
+    whole = [array for array, nums in by_array.items() if set(nums) <= needed]
+    tasks = sorted(submitted_as[n][0] for n in needed if submitted_as[n][1] not in whole)
+    return {"dependency": "afterok:" + ":".join([*whole, *tasks]), "kill_on_invalid_dep": "yes"}
 
 
 def job_name(sweep: Sweep) -> str:

@@ -21,16 +21,17 @@ class NodeTask(submitit.helpers.Checkpointable):
     """What one array task runs on its node: its job (a pickled base.Job). Preempted: ends the tool, records
     `preempted`, requeues itself."""
 
-    def __init__(self, root: Path, timeout_min: int, nodes: int = 1, tasks_per_node: int = 1):
+    def __init__(self, root: Path, timeout_min: int, strict: bool = False, nodes: int = 1, tasks_per_node: int = 1):
         self.root = root
         self.timeout_min = timeout_min
+        self.strict = strict  # a job that did not succeed fails its task: Slurm then never starts what needs it
         self.nodes, self.tasks_per_node = nodes, tasks_per_node
         self._job: Job | None = None
         self._planned = None  # the job's spec as planned, before its tool was wrapped for its ranks
         self._started = 0.0
 
     def __getstate__(self):
-        return {"root": self.root, "timeout_min": self.timeout_min, "nodes": self.nodes,
+        return {"root": self.root, "timeout_min": self.timeout_min, "strict": self.strict, "nodes": self.nodes,
                 "tasks_per_node": self.tasks_per_node}
 
     def __setstate__(self, state):
@@ -48,7 +49,10 @@ class NodeTask(submitit.helpers.Checkpointable):
         record = job.run(extra=extra, env=variables, ignore_signals=(submitit.JobEnvironment._usr_sig(),))
         if record is not None and ranked:
             mark_ended(self.root, job.run_dir, ranks=self._ranks(job))
-        return (record.status if record else Status.CANCELLED).value
+        status = record.status if record else Status.CANCELLED
+        if self.strict and not status.ok:
+            raise RuntimeError(f"job {job.num} {status}: see {job.run_dir}/stderr.log")
+        return status.value
 
     def _start_ranks(self, job: Job, env) -> dict[str, str]:
         """The job's tool as ranks of the allocation, each Slurm task through slurm_rank.py: one rank per task

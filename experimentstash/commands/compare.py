@@ -15,7 +15,7 @@ from .. import StashError
 from ..output import say, warn_skipped
 from ..records import SWEEP_FILE
 from ..runs import found_at, load_runs
-from ..views.compare import FORMATS, Entry, build, grouped, sort_rows, sweep_entries, write
+from ..views.compare import FORMATS, STAGE_HELP, Entry, build, grouped, sort_rows, sweep_entries, write
 from ..views.listing import check_tool, select
 from ..views.summary import quiet_when_closed
 from . import folder as folder_arg
@@ -29,6 +29,7 @@ def add_arguments(p) -> None:
     p.add_argument("--last", type=int, metavar="N", help="only the N most recent runs")
     p.add_argument("--over", metavar="KEY", help="one row for the runs that differ only in KEY (e.g. seed): "
                    "each value as mean ± std, with n")
+    p.add_argument("--stage", metavar="NAME", help=STAGE_HELP)
     p.add_argument("--sort", metavar="COLUMN", help="sort by this column; --sort=-COLUMN for descending")
     p.add_argument("--format", choices=FORMATS, default="table", help="table (default), csv, json or md")
 
@@ -37,6 +38,8 @@ def collect(args, root: Path) -> tuple[list[Entry], list[str], str | None]:
     """(the runs asked for, notes for the user, the filter that left no run when one did)."""
     if args.paths and (args.tool or args.experiment or args.last is not None):
         raise StashError("Give a sweep dir or run dirs, or choose runs with --tool/--experiment/--last: not both.")
+    if args.stage is not None and not args.paths:
+        raise StashError("--stage chooses the stage of a pipeline's sweep: give its sweep dir.")
     if args.last is not None and args.last < 0:
         raise StashError(f"--last {args.last}: give a number of runs, 0 or more.")
     entries, notes, emptied = [], [], None
@@ -54,7 +57,7 @@ def collect(args, root: Path) -> tuple[list[Entry], list[str], str | None]:
             from ..registry import Stash
 
             stash = stash or Stash.load(root)
-            jobs, more = sweep_entries(open_sweep(stash, folder))
+            jobs, more = sweep_entries(open_sweep(stash, folder), args.stage)
             entries += jobs
             notes += more
         else:

@@ -9,7 +9,7 @@ from pathlib import Path
 from .. import StashError
 from ..output import say, shown_path
 from ..records import write_text
-from ..views.compare import build, grouped, sweep_entries
+from ..views.compare import STAGE_HELP, build, grouped, sweep_entries
 from ..views.report import INSTALL, page
 from . import folder
 
@@ -19,6 +19,7 @@ def add_arguments(p) -> None:
     p.add_argument("-o", "--output", metavar="FILE", help="where to write the report (default: <sweep dir>/report.html)")
     p.add_argument("--over", metavar="KEY", help="error bars over this key (e.g. seed): each point is the mean ± std "
                    "of the runs that differ only in KEY")
+    p.add_argument("--stage", metavar="NAME", help=STAGE_HELP)
 
 
 def run(args, root: Path) -> int:
@@ -28,7 +29,7 @@ def run(args, root: Path) -> int:
     from ..registry import Stash
 
     sweep = open_sweep(Stash.load(root), folder(root, args.sweep_dir))
-    entries, notes = sweep_entries(sweep)
+    entries, notes = sweep_entries(sweep, args.stage)
     ended = [e for e in entries if e.status.final]
     table = build(ended, sweep.dir)
     groups = grouped(table, args.over) if args.over else None

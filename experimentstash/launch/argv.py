@@ -13,7 +13,7 @@ import shlex
 from .. import StashError
 from ..overrides import is_override, override_key
 
-LAUNCHER_KEYS = ("tool", "experiment", "stash", "hydra")
+LAUNCHER_KEYS = ("tool", "experiment", "pipeline", "stash", "hydra")
 # Hydra's flags that take the next word as their value
 FLAGS_WITH_VALUE = {
     "--cfg", "-c", "--package", "-p", "--config-path", "-cp", "--config-name", "-cn",
@@ -21,7 +21,7 @@ FLAGS_WITH_VALUE = {
 }
 INFO_TOPICS = {"all", "config", "defaults", "defaults-tree", "plugins", "searchpath"}
 # Hydra's flags after which no tool runs: the launcher only prints something
-NO_RUN_FLAGS = {"--cfg", "-c", "--info", "-i", "--hydra-help", "--version", "-sc", "--shell-completion"}
+NO_RUN_FLAGS = {"--cfg", "-c", "--info", "-i", "--hydra-help", "--version"}
 
 
 # a word of only these characters is read the same by Hydra's grammar and by override_value's shortcut
@@ -76,8 +76,6 @@ def is_launcher_override(word: str) -> bool:
 
 def split_argv(argv: list[str]) -> tuple[list[str], list[str]]:
     """(words for Hydra, tool overrides as typed)."""
-    if "-sc" in argv or "--shell-completion" in argv:
-        return list(argv), []
     hydra_words, tool_words = [], []
     words = iter(range(len(argv)))
     for i in words:

@@ -84,7 +84,7 @@ def start_record(spec: JobSpec, root: Path, pin: ToolPin, stash: StashState, exp
         cwd=recorded_path(root, spec.cwd), run_dir=recorded_path(root, spec.run_dir),
         host=socket.gethostname(), started_at=now_iso(), logs={"stdout": "stdout.log", "stderr": "stderr.log"},
         sweep=spec.sweep, owner=owner(), fingerprint=spec.fingerprint.digest if spec.fingerprint else None,
-        fingerprint_parts=spec.fingerprint.parts if spec.fingerprint else None,
+        fingerprint_parts=spec.fingerprint.parts if spec.fingerprint else None, **(spec.stage or {}),
     )
 
 

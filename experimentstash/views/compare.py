@@ -22,8 +22,10 @@ from ..output import plain
 from ..overrides import override_values, varying
 from ..records import RunRecord, Status, finite, flatten, job_run_dir, to_json
 from .listing import _duration_cell, _value, write_aligned
+from .summary import shown_overrides
 
 FORMATS = ("table", "csv", "json", "md")
+STAGE_HELP = "of a pipeline's sweep: one row per chain, its job of this stage (by default the chain's last stage)"
 FIXED = ("run", "tool", "experiment")
 ENDING = ("status", "duration")
 # a spreadsheet reads a cell starting with one of these as a formula (OWASP's list; its tab and carriage return
@@ -56,16 +58,35 @@ class Entry:
                    record.duration_s, record)
 
 
-def sweep_entries(sweep) -> tuple[list[Entry], list[str]]:
+def sweep_entries(sweep, stage: str | None = None) -> tuple[list[Entry], list[str]]:
     """Every job of a sweep with its state brought up to date from its run.json and its backend (a reused job with
-    the earlier run's record), and the notes of that refresh."""
+    the earlier run's record), and the notes of that refresh. A pipeline's sweep: one entry per chain, its job of
+    `stage` (by default the chain's last stage) with the chain's overrides as typed."""
     notes = sweep.refresh()
+    stages = _stages(sweep.jobs.values())
+    if stage is not None and stage not in stages:
+        what = f"its stages: {', '.join(stages)}" if stages else "it is no pipeline's sweep"
+        raise StashError(f"--stage {stage}: no job of {sweep.dir.name} is of that stage ({what}).")
+    if stages and stage is None:  # a chain's last stage (the gather stages come after every chain's)
+        chained = _stages(job for job in sweep.jobs.values() if job.extra.get("chain") is not None)
+        stage = (chained or stages)[-1]
     entries = []
     for num in sorted(sweep.jobs):
         job = sweep.jobs[num]
-        entries.append(Entry(job_run_dir(sweep.stash.root, sweep.dir, job), job.tool, job.experiment, job.overrides,
+        overrides = job.overrides
+        if stages:
+            if job.extra.get("stage") != stage:
+                continue
+            overrides = shown_overrides(job)
+        entries.append(Entry(job_run_dir(sweep.stash.root, sweep.dir, job), job.tool, job.experiment, overrides,
                              sweep.results.get(num), job.status, job.duration_s, sweep.records.get(num)))
     return entries, notes
+
+
+def _stages(jobs) -> list[str]:
+    """The stages of a pipeline's sweep, as its jobs come (a chain's stages in order, then the gather stages)."""
+    return list(dict.fromkeys(job.extra["stage"] for job in jobs if isinstance(job.extra.get("stage"), str)))
+
 
 
 @dataclass(frozen=True)
