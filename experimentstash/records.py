@@ -472,6 +472,17 @@ def _history(name, value):
             "x": _opt(_str)(f"{name}.x", value.get("x")), "keys": keys}
 
 
+def _rank(name, value):
+    """One rank of a multi-task job: its number, node, exit code and logs (files in the run dir)."""
+    _dict(name, value)
+    _count(f"{name}.rank", value.get("rank"))
+    _str(f"{name}.node", value.get("node"))
+    _opt(_int)(f"{name}.exit_code", value.get("exit_code"))
+    for key in ("stdout", "stderr"):
+        _relative(f"{name}.{key}", value.get(key))
+    return value
+
+
 def _run_schema(name, value):
     _type(int, what="a whole number")(name, value)
     if not 1 <= value <= RUN_SCHEMA:
@@ -531,6 +542,7 @@ class RunRecord:
     stage: str | None = _f(_opt(_name))
     upstream: list[str] = _fl(_strings)  # the run ids of the upstream stages' runs it consumed
     launcher: dict | None = _f(_opt(_launcher))  # the launcher options of its sweep's launch or rerun (a sweep's job)
+    ranks: list[dict] = _fl(_list_of(_rank, "ranks"))  # a multi-task job's ranks (stash.distributed)
     extra: dict = field(default_factory=dict)  # fields of one kind of run: reproduces, slurm_job_id, node, ...
 
     @classmethod

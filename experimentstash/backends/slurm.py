@@ -8,14 +8,17 @@ nothing changes, and keeps sweep.json true. Every array of a sweep has the job n
 """
 
 import os
+import shlex
 import shutil
 import subprocess
+import sys
 import time
 from functools import lru_cache
 
 from .. import Interrupted, StashError
+from ..environ import environ
 from ..records import RunRecord, Status, now_iso, read_run_if_any
-from .base import Backend, Job, Launch, Sweep
+from .base import FINISHER, Backend, Job, Launch, Sweep
 from .options import SlurmOptions
 
 # Slurm's final states that say more than the job's own record: Slurm ended it
@@ -40,6 +43,7 @@ def executor_parameters(opts: SlurmOptions) -> dict:
         "additional_parameters": dict(opts.additional_parameters or {}), "setup": list(opts.setup or []),
         "signal_delay_s": opts.signal_delay_s, "array_parallelism": opts.array_parallelism,
         "mem": f"{opts.mem_gb}GB" if opts.mem_gb is not None else None,
+        **rank_parameters(opts),
     }
     return {k: v for k, v in params.items() if v is not None}
 
@@ -51,6 +55,26 @@ def throttle(opts: SlurmOptions, previous: str | None) -> dict:
     if previous is not None:
         params["dependency"] = f"afterany:{previous}"
     return params
+
+
+def rank_parameters(opts: SlurmOptions) -> dict:
+    """A job of several ranks is one allocation whose one batch process (not one per task, as submitit does by
+    default) starts the ranks itself with srun (slurm_task.py); the signal before the time limit goes to that
+    process (B:), which ends the ranks and requeues the job when it is a preemption."""
+    gpus = {"gpus_per_task": opts.gpus_per_task} if opts.gpus_per_task else {}
+    if opts.nodes == 1 and opts.tasks_per_node == 1:
+        return gpus
+    from submitit.slurm.slurm import SlurmJobEnvironment
+
+    return {"nodes": opts.nodes, "ntasks_per_node": opts.tasks_per_node, "use_srun": False, **gpus,
+            "additional_parameters": {"signal": f"B:{SlurmJobEnvironment.USR_SIG}@{opts.signal_delay_s}",
+                                      **dict(opts.additional_parameters or {})}}
+
+
+def batch_python(opts: SlurmOptions) -> str | None:
+    """A job of several ranks: its batch script execs python, which so is the process the signal before the time
+    limit reaches (B:); None: submitit's own command."""
+    return None if opts.nodes == 1 and opts.tasks_per_node == 1 else f"exec {shlex.quote(sys.executable)}"
 
 
 def check_reachable() -> None:
@@ -172,6 +196,7 @@ def _array_of(job_id: str | None) -> str:
 class SlurmBackend(Backend):
     Options = SlurmOptions
     follows_needs = True  # Slurm's dependencies: aftercorr task by task, afterok on every job a gather needs
+    ranks = True
 
     def __init__(self, options: SlurmOptions):
         super().__init__(options)
@@ -195,6 +220,10 @@ class SlurmBackend(Backend):
             raise StashError(f"hydra.launcher.array_parallelism={opts.array_parallelism}: give at least 1.")
         if opts.max_running is not None and opts.max_running < 1:
             raise StashError(f"hydra.launcher.max_running={opts.max_running}: give at least 1 (or null: no limit).")
+        for name in ("nodes", "tasks_per_node", "gpus_per_task"):
+            value = getattr(opts, name)
+            if value is not None and value < 1:
+                raise StashError(f"hydra.launcher.{name}={value}: give at least 1.")
 
     def job_fields(self) -> dict:
         return {"slurm_job_id": None, "slurm_state": None}
@@ -211,6 +240,8 @@ class SlurmBackend(Backend):
             self.submit(launch, submitted)
             if self.options.wait:
                 self.follow(launch, submitted)
+            elif self.arrays:
+                submit_finisher(launch, self.options, self.arrays)
         except Interrupted as stop:
             self.interrupt(launch, stop)
             raise
@@ -221,13 +252,15 @@ class SlurmBackend(Backend):
 
         from .slurm_task import NodeTask
 
-        executor = submitit.SlurmExecutor(folder=launch.sweep_dir / ".submitit", max_num_timeout=0)
+        executor = submitit.SlurmExecutor(folder=launch.sweep_dir / ".submitit", max_num_timeout=0,
+                                          python=batch_python(self.options))
         params = executor_parameters(self.options)
         executor.update_parameters(job_name=job_name(launch), **params)
         inside = {job.num for job in launch.jobs}
         follows = any(set(job.needs) & inside for job in launch.jobs)
         # a task whose job did not succeed fails on Slurm too, so that what needs it never starts
-        task = NodeTask(launch.stash_root, self.options.timeout_min, strict=follows)
+        task = NodeTask(launch.stash_root, self.options.timeout_min, strict=follows, nodes=self.options.nodes,
+                        tasks_per_node=self.options.tasks_per_node)
         arrays = launch.state.setdefault("arrays", [])
         groups = stage_groups(launch.jobs) if follows else [launch.jobs]
         parts = [part for group in groups for part in chunks(group, max_array_size())]
@@ -346,9 +379,10 @@ class SlurmBackend(Backend):
             own = statuses.get(num, sweep.entries[num].status)
             verdicts[num] = (Status(merged_status(own.value, states.get(task_id))),
                              {"slurm_state": states.get(task_id)})
+        notes = [finisher_note(sweep)]
         if any(states.get(i) is None for i in submitted.values()):
-            return verdicts, "Slurm has no record of some jobs: their status is what run.json says."
-        return verdicts, None
+            notes.insert(0, "Slurm has no record of some jobs: their status is what run.json says.")
+        return verdicts, "\n".join(note for note in notes if note) or None
 
     def before_rerun(self, sweep: Sweep, nums: list[int]) -> None:
         """Never two attempts of one job at once: no rerun while Slurm still has a task of the sweep (squeue, which
@@ -357,13 +391,18 @@ class SlurmBackend(Backend):
         if left is None:
             raise StashError("Slurm does not say (squeue) whether tasks of this sweep are still queued or running: "
                              "rerun when it answers, so that no job runs twice at once.")
-        if left:
+        final = finisher_id(sweep)
+        tasks = [line for line in left if line.split()[0] != final]
+        if tasks:
             raise StashError(
-                f"{len(left)} task(s) of this sweep are still pending or running on Slurm ({', '.join(left[:3])}"
-                f"{', ...' if len(left) > 3 else ''}). Wait for them (`experimentstash status "
+                f"{len(tasks)} task(s) of this sweep are still pending or running on Slurm ({', '.join(tasks[:3])}"
+                f"{', ...' if len(tasks) > 3 else ''}). Wait for them (`experimentstash status "
                 f"{os.path.relpath(sweep.sweep_dir, sweep.stash_root)}`) or cancel them (`scancel --name="
                 f"{job_name(sweep)}`), then rerun."
             )
+        if len(tasks) < len(left):  # only the earlier launch's final job is left: the rerun ends the sweep instead
+            subprocess.run(["scancel", final], capture_output=True, timeout=60)
+            sweep.state.pop(FINISHER, None)
 
     def follow_hint(self, sweep: Sweep) -> str | None:
         pending = [job for job, _ in self.launched if sweep.entries[job.num].status == Status.PENDING]
@@ -373,9 +412,69 @@ class SlurmBackend(Backend):
         shown = ", ".join(ids) if len(ids) <= 4 else f"{ids[0]}, {ids[1]}, ..., {ids[-1]}"
         kind = f"array {shown}" if len(ids) == 1 else f"{len(ids)} arrays ({shown})"
         jobs = "1 job" if len(pending) == 1 else f"{len(pending)} jobs"
+        final = finisher_id(sweep)
+        then = (f"\nWhen they end, the final Slurm job {final} brings the records in line, ends the tracker runs and "
+                "sends the notification.") if final else ""
         return (f"Submitted {jobs} as Slurm {kind}. Follow them with:\n"
                 f"  experimentstash status {os.path.relpath(sweep.sweep_dir, sweep.stash_root)}\n"
-                f"  squeue --name={job_name(sweep)}")
+                f"  squeue --name={job_name(sweep)}{then}")
+
+
+FINISHER_MINUTES = 10  # the time limit of a sweep's final job: it reads records, asks sacct once and sends a message
+
+
+def submit_finisher(launch: Launch, opts: SlurmOptions, arrays: list[str]) -> None:
+    """wait=false: one small final job that runs when every array of the launch has ended, whatever their end
+    (afterany), and does what a waiting launcher does at its end (launch.finisher()); its id goes to sweep.json.
+    Its environment (a notification URL may be a secret) reaches it through sbatch, never through a file."""
+    import submitit
+
+    from ..output import warn
+
+    work = launch.finisher()
+    if work is None:
+        return
+    call, env = work
+    executor = submitit.SlurmExecutor(folder=launch.sweep_dir / ".submitit", max_num_timeout=0)
+    given = {"partition": opts.partition, "account": opts.account, "qos": opts.qos, "setup": list(opts.setup or [])}
+    executor.update_parameters(job_name=job_name(launch), time=FINISHER_MINUTES, cpus_per_task=1,
+                               additional_parameters={"dependency": "afterany:" + ":".join(arrays)},
+                               **{k: v for k, v in given.items() if v})
+    try:
+        with environ(env):  # sbatch hands this process's environment to the job
+            job = executor.submit(call)
+    except Interrupted:
+        raise
+    except Exception as err:  # sbatch refused: the jobs run all the same
+        said = str(err).strip().splitlines()
+        warn(f"the sweep's final job was not submitted ({said[-1] if said else err}): `experimentstash status "
+             f"{os.path.relpath(launch.sweep_dir, launch.stash_root)}` brings its records in line once it ends.")
+        return
+    launch.state[FINISHER] = {"job_id": job.job_id}
+
+
+def finisher_id(sweep: Sweep) -> str | None:
+    """The Slurm job id of the sweep's final job (wait=false), as sweep.json has it."""
+    done = sweep.state.get(FINISHER)
+    job_id = done.get("job_id") if isinstance(done, dict) else None
+    return job_id if isinstance(job_id, str) else None
+
+
+def finisher_note(sweep: Sweep) -> str | None:
+    """For `status`: whether the sweep's final job ran, from what it wrote to sweep.json, else from Slurm."""
+    job_id = finisher_id(sweep)
+    if job_id is None:
+        return None
+    done = sweep.state[FINISHER]
+    if isinstance(done.get("ended_at"), str):
+        return (f"The sweep's final Slurm job {job_id} ran at {done['ended_at']}: the records were brought in line, "
+                f"notification: {done.get('notified')}.")
+    state = (task_states([job_id], job_name(sweep)) or {}).get(job_id)
+    if state in SLURM_ACTIVE or state is None:
+        return (f"The sweep's final Slurm job {job_id} waits for the sweep's jobs to end "
+                f"(Slurm: {state or 'no record yet'}).")
+    return (f"The sweep's final Slurm job {job_id} did not finish the sweep (Slurm: {state}): this `status` brought "
+            "the records in line.")
 
 
 def stage_groups(jobs: list[Job]) -> list[list[Job]]:
