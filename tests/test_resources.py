@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO
+from conftest import REPO, Stash, experiment, new_stash
 
 MIB = 1 << 20
 GIB = 1 << 30
@@ -320,3 +320,91 @@ def test_no_gpu_figures_without_nvml(tools, nvml, without):
     record = measure(tools, {"run": (argv, {"CUDA_VISIBLE_DEVICES": "0"})}, env={**nvml, without: "1"})["run"]
     assert "gpus" not in record
     assert record["max_processes"] == 2
+
+
+# --- every run records what it used ---------------------------------------------------------------------------
+
+# a Hydra tool that starts `workers` workers (WORKER, waited for), each holding `mib` MiB and burning `burn` s of
+# CPU, all holding on `hold` s once every one is ready; it writes the CPU time of itself and of the workers it
+# waited for (as `time` would say it) to cpu.txt in its run dir, and ends at once
+HOG = '''
+import os, subprocess, sys
+import hydra
+from hydra.core.hydra_config import HydraConfig
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="config")
+def main(cfg):
+    out = HydraConfig.get().runtime.output_dir
+    ready = os.path.join(out, "ready")
+    os.mkdir(ready)
+    worker = os.path.join(os.path.dirname(os.path.abspath(__file__)), "worker.py")
+    args = ["wait", str(cfg.mib), str(cfg.burn), str(cfg.hold), ready, str(cfg.workers), ""]
+    for child in [subprocess.Popen([sys.executable, "-I", "-S", worker, *args]) for _ in range(cfg.workers)]:
+        child.wait()
+    with open(os.path.join(out, "cpu.txt"), "w") as f:
+        f.write(str(sum(os.times()[:4])))
+    os._exit(0)  # no interpreter teardown after the count
+
+
+if __name__ == "__main__":
+    main()
+'''
+
+
+@pytest.fixture(scope="module")
+def hog(tmp_path_factory) -> Stash:
+    """A stash with the tool `hog` in its own tree beside the fixture tool."""
+    stash = new_stash(tmp_path_factory.mktemp("hog"))
+    stash.write("tools/hog/hog.py", HOG)
+    stash.write("tools/hog/worker.py", WORKER)
+    stash.write("tools/hog/conf/config.yaml", "workers: 1\nmib: 0\nburn: 0\nhold: 0\n")
+    stash.write("configs/hog/experiment/tree.yaml", experiment())
+    stash.write("configs/hog/experiment/holds.yaml", experiment("workers: 4\nmib: 125\nhold: 3\n"))
+    stash.write("configs/hog/experiment/burns.yaml", experiment("workers: 4\nburn: 0.5\nhold: 3\n"))
+    meta = stash.root / "configs/meta.yaml"
+    meta.write_text(meta.read_text() + "  hog:\n    path: tools/hog\n    entrypoint: hog.py\n    env: current\n")
+    stash.commit("the hog tool")
+    return stash
+
+
+def recorded(stash: Stash, run_dir: Path) -> tuple[dict, float]:
+    """A run's `resources`, and the CPU time its tool said it used with the workers it waited for."""
+    record = json.loads((run_dir / "run.json").read_text())
+    assert record["status"] == "succeeded", (run_dir / "stderr.log").read_text()
+    return record["resources"], float((run_dir / "cpu.txt").read_text())
+
+
+def test_a_run_records_the_cpu_time_its_child_burnt(hog):
+    out = hog.run("tool=hog", "experiment=tree", "burn=2", "hydra.run.dir=outputs/burn")
+    assert out.returncode == 0, out.stderr
+    used, told = recorded(hog, hog.root / "outputs/burn")
+    assert told >= 2.0
+    assert told <= cpu(used) <= told + 0.1  # the tool, its interpreter's start and its child: exactly, from wait4
+    assert used["max_processes"] == 2 and used["samples"] >= 1
+
+
+def test_a_short_run_gets_its_cpu_time_exactly(hog):
+    out = hog.run("tool=hog", "experiment=tree", "burn=0.2", "mib=20", "hydra.run.dir=outputs/short")
+    assert out.returncode == 0, out.stderr
+    used, told = recorded(hog, hog.root / "outputs/short")
+    assert told <= cpu(used) <= told + 0.1
+    assert used["peak_rss_bytes"] >= used["max_process_rss_bytes"] >= 20 * MIB
+
+
+def test_parallel_jobs_of_a_sweep_keep_their_own_figures(hog):
+    """Two jobs at once, a tool and four workers each: one holds 125 MiB per worker (500 MiB where its largest
+    process holds 125 MiB), the other burns 0.5 s of CPU per worker."""
+    out = hog.run("-m", "tool=hog", "experiment=holds,burns", timeout=240)
+    assert out.returncode == 0, out.stderr
+    (sweep,) = (hog.root / "multirun").iterdir()
+    (holds_dir,) = sweep.glob("*_hog_holds")
+    (burns_dir,) = sweep.glob("*_hog_burns")
+    holds, holds_told = recorded(hog, holds_dir)
+    burns, burns_told = recorded(hog, burns_dir)
+    assert 450 * MIB <= holds["peak_rss_bytes"] - burns["peak_rss_bytes"] <= 550 * MIB
+    assert 125 * MIB <= holds["max_process_rss_bytes"] <= 150 * MIB
+    assert holds["max_processes"] == burns["max_processes"] == 5
+    assert burns_told >= 2.0
+    assert burns_told <= cpu(burns) <= burns_told + 0.1
+    assert holds_told <= cpu(holds) <= holds_told + 0.1 < burns_told

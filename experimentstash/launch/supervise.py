@@ -36,6 +36,7 @@ from pathlib import Path
 from .. import Interrupted
 from ..owner import LINUX, proc_stat, started
 from ..records import Status
+from . import resources
 
 RUN_ID_VARIABLE = "EXPERIMENTSTASH_RUN_ID"
 _PR_SET_PDEATHSIG = 1
@@ -300,6 +301,15 @@ def _group_alive(pgid: int) -> bool:
 
 # --- one job's tool -------------------------------------------------------------------------------------------
 
+def _reap(proc: subprocess.Popen, run_id: str) -> dict:
+    """Wait for a tool and reap it with os.wait4, whose rusage holds the CPU time of the tool and of every process
+    waited for below it; the run's resources. Nothing else reaps a tool: stop_all waits for the returncode set
+    here, wait_unreaped only looks."""
+    _, status, rusage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)  # Popen must never wait for a pid it no longer owns
+    return resources.finish(run_id, rusage)
+
+
 @dataclass
 class Execution:
     """How a tool's process ended: its exit code (negative: the signal that ended it; None when it could not be
@@ -311,6 +321,7 @@ class Execution:
     ended: float | None = None
     error: str | None = None
     copies: list = field(default_factory=list)
+    resources: dict | None = None  # what its process tree used (launch/resources.py)
 
     @property
     def lost(self) -> int:
@@ -364,7 +375,7 @@ class Runner:
         for proc in procs:
             self._end_group(proc, reason)
         deadline = time.monotonic() + self.grace + 1
-        while time.monotonic() < deadline and any(p.poll() is None for p in procs):
+        while time.monotonic() < deadline and any(p.returncode is None for p in procs):
             time.sleep(0.02)
 
     def execute(self, argv, cwd: Path, env: dict, out, err, *, run_id: str, timeout: float | None = None,
@@ -386,6 +397,7 @@ class Runner:
                 return Execution(None, error=f"cannot start {argv[0]}: {error}")
             self._procs[proc.pid] = proc
             self._runs[run_id] = proc
+        resources.watch(run_id, proc.pid, env.get("CUDA_VISIBLE_DEVICES"))
         if on_start:
             on_start()
         copies = [Copy(proc.stderr, err, sys.stderr if stream else None)]
@@ -396,7 +408,7 @@ class Runner:
             timer = threading.Timer(timeout, self._end_group, (proc, Status.TIMEOUT))
             timer.daemon = True
             timer.start()
-        code = proc.wait()
+        used = _reap(proc, run_id)
         ended = time.monotonic()
         if timer:
             timer.cancel()
@@ -408,7 +420,7 @@ class Runner:
         self._end_leftovers(proc.pid, run_id, 0 if reason else min(self.grace, 2.0))
         for copy in copies:
             copy.join()
-        return Execution(code, reason, ended, copies=copies)
+        return Execution(proc.returncode, reason, ended, copies=copies, resources=used)
 
     def _end_leftovers(self, pgid: int, run_id: str, grace: float) -> None:
         """End what is left of a finished job: its process group, and processes that left it but carry its id."""
