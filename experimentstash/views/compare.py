@@ -21,6 +21,7 @@ from .. import StashError
 from ..output import plain
 from ..overrides import override_values, varying
 from ..records import RunRecord, Status, finite, flatten, job_run_dir, to_json
+from . import usage
 from .listing import _duration_cell, _value, write_aligned
 from .summary import shown_overrides
 
@@ -123,7 +124,7 @@ def build(entries: list[Entry], base: Path) -> Table:
     numeric = {k for result in results for k, v in result.items() if is_number(v)}
     metrics = [k for k in dict.fromkeys(k for result in results for k in result) if k in numeric]
     # a column name is taken once: an override or a result key named like another column is told apart
-    taken = {*FIXED, *ENDING, "n"}  # n: the size of a group
+    taken = {*FIXED, *ENDING, *usage.COLUMNS, "n"}  # n: the size of a group
     key_cols = {k: k if k not in taken else f"overrides.{k}" for k in keys}
     taken |= set(key_cols.values())
     metric_cols = {m: m if m not in taken else f"result.{m}" for m in metrics}
@@ -138,8 +139,10 @@ def build(entries: list[Entry], base: Path) -> Table:
         row["status"] = entry.status.value
         if entry.duration_s is not None:
             row["duration"] = entry.duration_s
+        row.update(usage.figures(entry.record.resources if entry.record else None))
         rows.append(row)
-    columns = [*FIXED, *key_cols.values(), *metric_cols.values(), *ENDING]
+    used = [c for c in usage.COLUMNS if any(c in row for row in rows)]
+    columns = [*FIXED, *key_cols.values(), *metric_cols.values(), *ENDING, *used]
     return Table(columns, list(key_cols.values()), list(metric_cols.values()), rows,
                  {k for values in parsed for k in values})
 
@@ -154,6 +157,7 @@ def grouped(table: Table, over: str) -> Table:
     groups: dict[tuple, list[dict]] = {}
     for row in table.rows:
         groups.setdefault(tuple(row.get(c) for c in ident), []).append(row)
+    used = [c for c in usage.COLUMNS if c in table.columns]
     rows = []
     for members in groups.values():
         row = {c: members[0][c] for c in ident if c in members[0]}
@@ -164,12 +168,13 @@ def grouped(table: Table, over: str) -> Table:
                 row[metric] = Stat.of(values)
         statuses = Counter(r["status"] for r in members)
         row["status"] = ", ".join(f"{statuses[s.value]} {s.value}" for s in Status if statuses[s.value])
-        durations = [r["duration"] for r in members if "duration" in r]
-        if durations:
-            row["duration"] = math.fsum(durations) / len(durations)
+        for column in ("duration", *used):  # the mean of those that have one
+            values = [r[column] for r in members if column in r]
+            if values:
+                row[column] = math.fsum(values) / len(values)
         rows.append(row)
     keys = [k for k in table.keys if k != over_col]
-    return Table([*ident, "n", *table.metrics, *ENDING], keys, table.metrics, rows, table.all_keys, over)
+    return Table([*ident, "n", *table.metrics, *ENDING, *used], keys, table.metrics, rows, table.all_keys, over)
 
 
 def _order(value):
@@ -209,8 +214,10 @@ def cell(row: dict, column: str) -> str:
     if isinstance(value, Stat):
         text = f"{value.mean:.4g}" + (f" ± {value.std:.2g}" if value.std is not None else "")
         return text + (f" (n={value.n})" if value.n != row.get("n") else "")
-    if column == "duration" and is_number(value):
+    if column in ("duration", "cpu_s") and is_number(value):
         return _duration_cell(value)
+    if column in usage.SIZES and is_number(value):
+        return usage.size_text(value)
     return plain(_value(value))
 
 

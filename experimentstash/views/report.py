@@ -15,6 +15,7 @@ from .. import StashError
 from ..records import STATUS_WORDS, Status, inside
 from ..runs import tail
 from .compare import Entry, Stat, Table, _order, cell, is_number
+from .usage import sizing
 
 INSTALL = "pip install 'experimentstash[report]'"
 CSP = "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data:; font-src data:"
@@ -97,6 +98,7 @@ def _summary(sweep, entries: list[Entry], notes: list[str]) -> str:
         lines.append(f"<p><b>{waiting} jobs have not ended yet</b>: this report shows the "
                      f"{len(entries) - waiting} that have.</p>")
     lines += [f"<p>{esc(note)}</p>" for note in notes]
+    lines += [f"<p>{esc(line)}</p>" for line in sizing(e.record for e in entries)]  # Slurm: requested, used
     return "\n".join(lines)
 
 
