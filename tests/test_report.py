@@ -100,6 +100,7 @@ def test_the_report_file_holds_the_command_pins_table_charts_and_failures(swept)
     assert "12 jobs: 8 succeeded, 4 failed." in text
     assert text.count("boom: the fixture tool was asked to crash") == 4
     assert len(re.findall(r"<tr><td", text)) == 1 + 12  # the pins, every run
+    assert "<th>cpu_s</th><th>peak_mem_bytes</th>" in text and re.search(r">\d+ MiB</td>", text)
     # without --over each line is one experiment and seed: score against value and against seed, and the overview
     assert text.count("Plotly.newPlot(") == 3
     # self-contained: nothing is loaded from elsewhere, and the page's policy forbids it

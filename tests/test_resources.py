@@ -7,6 +7,7 @@ GPU figures come from a fake `pynvml` module on the driver's PYTHONPATH: the sam
 from __future__ import annotations
 
 import json
+import re
 import os
 import subprocess
 import sys
@@ -15,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, Stash, experiment, new_stash
+from experimentstash.testing import wait_for
 
 MIB = 1 << 20
 GIB = 1 << 30
@@ -408,3 +410,33 @@ def test_parallel_jobs_of_a_sweep_keep_their_own_figures(hog):
     assert burns_told >= 2.0
     assert burns_told <= cpu(burns) <= burns_told + 0.1
     assert holds_told <= cpu(holds) <= holds_told + 0.1 < burns_told
+
+
+@pytest.mark.slurm
+def test_a_slurm_task_records_what_it_used_and_slurms_accounting(hog):
+    """A task holding 4 x 125 MiB with 2 GB requested: the node's own measure, Slurm's figures once the task has
+    ended (gathered by the waiting launcher, or by `status` where sacct lagged), and `status` setting the request against the use."""
+    out = hog.run("-m", "hydra/launcher=stash_slurm", "hydra.launcher.timeout_min=5", "hydra.launcher.mem_gb=2",
+                  "tool=hog", "experiment=holds", "hydra.sweep.dir=multirun/on-slurm", timeout=300)
+    assert out.returncode == 0, out.stdout + out.stderr
+    (run_dir,) = (hog.root / "multirun/on-slurm").glob("0_hog_holds")
+
+    def accounted() -> str | None:
+        """`status` once Slurm's figures are in run.json (sacct may lag behind the task's end for a while)."""
+        status = hog.run("status", "multirun/on-slurm")
+        assert status.returncode == 0, status.stderr
+        used = json.loads((run_dir / "run.json").read_text())["resources"]
+        return status.stdout if "max_rss_bytes" in used.get("slurm", {}) else None
+
+    status = wait_for(accounted, timeout=60, what="Slurm's figures in run.json")
+    used, told = recorded(hog, run_dir)
+    assert 500 * MIB <= used["peak_rss_bytes"] <= 650 * MIB
+    assert told <= cpu(used) <= told + 0.1
+    slurm = used["slurm"]
+    assert slurm["req_mem_bytes"] == 2 * GIB and slurm["timelimit_s"] == 300 and slurm["alloc_cpus"] >= 1
+    assert slurm["elapsed_s"] >= 3 and slurm["total_cpu_s"] >= told
+    assert slurm["max_rss_bytes"] >= 500 * MIB  # the step's processes together, as Slurm's gatherer sums them
+
+    peak = f"{slurm['max_rss_bytes'] / MIB:.0f} MiB"
+    assert f"memory: peak {peak} of 2.0 GiB requested: mem_gb=1 would do" in status
+    assert re.search(r"time: longest [\d.]+ min of 5.0 min allowed: timeout_min=1 would do", status)

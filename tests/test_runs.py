@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 from conftest import git
 
@@ -44,6 +45,9 @@ def test_runs_lists_filters_and_marks(stash):
     assert "failed" in table and "succeeded" in table
     assert "score=2" in table and "score=4" in table  # result values (value 1 and 2, doubled)
     assert "6 of 6 runs" in table
+    header, first = table.splitlines()[:2]
+    assert header.split()[-5:] == ["duration", "cpu", "peak", "mem", "result"]
+    assert re.search(r"succeeded +[\d.]+s +[\d.]+s +\d+ MiB +score=", first)  # what the run used
 
     out = stash.run("runs", "--experiment", "b")
     assert "1 of 6 runs" in out.stdout

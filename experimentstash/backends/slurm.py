@@ -42,7 +42,8 @@ def executor_parameters(opts: SlurmOptions) -> dict:
         "constraint": opts.constraint, "exclude": opts.exclude,
         "additional_parameters": dict(opts.additional_parameters or {}), "setup": list(opts.setup or []),
         "signal_delay_s": opts.signal_delay_s, "array_parallelism": opts.array_parallelism,
-        "mem": f"{opts.mem_gb}GB" if opts.mem_gb is not None else None,
+        # whole MiB: sbatch refuses a fraction (mem_gb=2 arrives as 2.0)
+        "mem": f"{math.ceil(opts.mem_gb * 1024)}M" if opts.mem_gb is not None else None,
     }
     return {k: v for k, v in params.items() if v is not None}
 
