@@ -56,12 +56,12 @@ def sizing(records: Iterable[RunRecord | None]) -> list[str]:
     if memory:
         peak, requested = max(m[0] for m in memory), max(m[1] for m in memory)
         enough = max(1, math.ceil(peak * MEMORY_MARGIN / GB))
-        advice = ("mem_gb=" + str(enough) + (" would do" if enough * GB < requested else " or more is needed"))
+        advice = ("mem_gb=" + str(enough) + (" would do" if enough * GB <= requested else " or more is needed"))
         lines.append(f"memory: peak {size_text(peak)} of {size_text(requested)} requested: {advice}")
     times = [(u["elapsed_s"], u["timelimit_s"]) for u in used if "elapsed_s" in u and "timelimit_s" in u]
     if times:
         longest, limit = max(t[0] for t in times), max(t[1] for t in times)
         enough = max(1, math.ceil(longest * TIME_MARGIN / 60))
-        advice = ("timeout_min=" + str(enough) + (" would do" if enough * 60 < limit else " or more is needed"))
+        advice = ("timeout_min=" + str(enough) + (" would do" if enough * 60 <= limit else " or more is needed"))
         lines.append(f"time: longest {_minutes_text(longest)} of {_minutes_text(limit)} allowed: {advice}")
     return lines
