@@ -440,3 +440,26 @@ def test_a_slurm_task_records_what_it_used_and_slurms_accounting(hog):
     peak = f"{slurm['max_rss_bytes'] / MIB:.0f} MiB"
     assert f"memory: peak {peak} of 2.0 GiB requested: mem_gb=1 would do" in status
     assert re.search(r"time: longest [\d.]+ min of 5.0 min allowed: timeout_min=1 would do", status)
+
+
+def test_sacct_lines_fold_into_each_tasks_figures():
+    """sacct's lines as a cluster writes them (a per-CPU request of older Slurm, GPU memory tracked, a task still
+    running, pending tasks shown together): each ended task's figures, its steps folded in."""
+    from experimentstash.backends.slurm import accounting
+
+    text = """7_0|COMPLETED|1-00:00:02.500|500Mc|4|2-00:00:00|1-01:00:00||
+7_0.batch|COMPLETED|00:00.100||4||1-01:00:00|2048K|cpu=00:00:00,mem=2048K
+7_0.0|COMPLETED|1-00:00:02.400||4||1-00:59:59|3.50G|cpu=1-00:00:02,gres/gpumem=12G,mem=3.50G
+7_1|OUT_OF_MEMORY|00:10.000|8G|1|UNLIMITED|00:00:11||
+7_1.0|OUT_OF_MEMORY|00:10.000||1||00:00:11|8G|mem=8G
+7_2|RUNNING|00:00:00|8G|1|01:00:00|00:00:05||
+7_[3-4%1]|PENDING|00:00:00|8G|1|01:00:00|00:00:00||"""
+    states, figures = accounting([line.split("|") for line in text.splitlines()])
+    assert states == {"7_0": "COMPLETED", "7_1": "OUT_OF_MEMORY", "7_2": "RUNNING", "7_3": "PENDING",
+                      "7_4": "PENDING"}
+    assert figures == {
+        "7_0": {"total_cpu_s": 86402.5, "req_mem_bytes": 4 * 500 * MIB, "alloc_cpus": 4, "timelimit_s": 172800.0,
+                "elapsed_s": 90000.0, "max_rss_bytes": int(3.5 * GIB), "max_gpu_memory_bytes": 12 * GIB},
+        "7_1": {"total_cpu_s": 10.0, "req_mem_bytes": 8 * GIB, "alloc_cpus": 1, "elapsed_s": 11.0,
+                "max_rss_bytes": 8 * GIB},
+    }
