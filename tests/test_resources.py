@@ -1,8 +1,10 @@
 """What each run used: real processes that hold and burn known amounts, measured by the resources sampler.
 
-Each test starts a driver process that does what the launcher does for its runs: every tool started in a session
-of its own, `watch` just after, `os.wait4` for its end, `finish` with the rusage, then the run's leftovers ended.
-GPU figures come from a fake `pynvml` module on the driver's PYTHONPATH: the same code path a real GPU takes."""
+The sampler's own tests start a driver process that does what the launcher does for its runs: every tool started in
+a session of its own, `watch` just after, `os.wait4` for its end, `finish` with the rusage, then the run's leftovers
+ended. GPU figures come from a fake `pynvml` module on the driver's PYTHONPATH: the same code path a real GPU takes.
+The tests after them run a Hydra tool through the launcher, in a single run, a parallel sweep and on Slurm, and read
+the figures in run.json."""
 
 from __future__ import annotations
 
