@@ -328,11 +328,11 @@ def test_no_gpu_figures_without_nvml(tools, nvml, without):
 
 # --- every run records what it used ---------------------------------------------------------------------------
 
-# a Hydra tool that starts `workers` workers (WORKER, waited for), each holding `mib` MiB and burning `burn` s of
-# CPU, all holding on `hold` s once every one is ready; it writes the CPU time of itself and of the workers it
+# a Hydra tool that starts `workers` workers (WORKER in `mode`), each holding `mib` MiB and burning `burn` s of
+# CPU, all holding on `hold` s once every one is ready; it waits until every one is ready, sleeps `after` s, writes the CPU time of itself and of the workers it
 # waited for (as `time` would say it) to cpu.txt in its run dir, and ends at once
 HOG = '''
-import os, subprocess, sys
+import os, subprocess, sys, time
 import hydra
 from hydra.core.hydra_config import HydraConfig
 
@@ -343,9 +343,13 @@ def main(cfg):
     ready = os.path.join(out, "ready")
     os.mkdir(ready)
     worker = os.path.join(os.path.dirname(os.path.abspath(__file__)), "worker.py")
-    args = ["wait", str(cfg.mib), str(cfg.burn), str(cfg.hold), ready, str(cfg.workers), ""]
+    args = [cfg.mode, str(cfg.mib), str(cfg.burn), str(cfg.hold), ready, str(cfg.workers), ""]
     for child in [subprocess.Popen([sys.executable, "-I", "-S", worker, *args]) for _ in range(cfg.workers)]:
         child.wait()
+    deadline = time.monotonic() + 60
+    while len([name for name in os.listdir(ready) if name.isdigit()]) < cfg.workers and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(cfg.after)
     with open(os.path.join(out, "cpu.txt"), "w") as f:
         f.write(str(sum(os.times()[:4])))
     os._exit(0)  # no interpreter teardown after the count
@@ -362,7 +366,7 @@ def hog(tmp_path_factory) -> Stash:
     stash = new_stash(tmp_path_factory.mktemp("hog"))
     stash.write("tools/hog/hog.py", HOG)
     stash.write("tools/hog/worker.py", WORKER)
-    stash.write("tools/hog/conf/config.yaml", "workers: 1\nmib: 0\nburn: 0\nhold: 0\n")
+    stash.write("tools/hog/conf/config.yaml", "workers: 1\nmode: wait\nmib: 0\nburn: 0\nhold: 0\nafter: 0\n")
     stash.write("configs/hog/experiment/tree.yaml", experiment())
     stash.write("configs/hog/experiment/holds.yaml", experiment("workers: 4\nmib: 125\nhold: 3\n"))
     stash.write("configs/hog/experiment/burns.yaml", experiment("workers: 4\nburn: 0.5\nhold: 3\n"))
@@ -394,6 +398,17 @@ def test_a_short_run_gets_its_cpu_time_exactly(hog):
     used, told = recorded(hog, hog.root / "outputs/short")
     assert told <= cpu(used) <= told + 0.1
     assert used["peak_rss_bytes"] >= used["max_process_rss_bytes"] >= 20 * MIB
+
+
+def test_an_orphan_the_keeper_reaped_counts_exactly(hog):
+    """A worker forks and ends at once; its orphan (re-parented to the launcher's keeper, never waited for by the
+    tool) burns 2 s of CPU and ends while the tool still runs: its CPU time counts to the last tick."""
+    out = hog.run("tool=hog", "experiment=tree", "mode=orphan", "burn=2", "after=2.5", "hydra.run.dir=outputs/orphan")
+    assert out.returncode == 0, out.stderr
+    used, told = recorded(hog, hog.root / "outputs/orphan")
+    orphan = worker_cpu(hog.root / "outputs/orphan/ready")
+    assert orphan >= 1.9  # os.times counts in ticks of 10 ms
+    assert told + orphan <= cpu(used) <= told + orphan + 0.1
 
 
 def test_parallel_jobs_of_a_sweep_keep_their_own_figures(hog):

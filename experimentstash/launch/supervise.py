@@ -5,7 +5,8 @@ the keeper. Nothing else in the package starts, signals or waits for a tool's pr
 Linux gives two tools for "nothing a run starts outlives it, nothing outlives the launcher":
 - the keeper: the process you start forks the launcher and stays as its parent, marked as the child subreaper
   (PR_SET_CHILD_SUBREAPER): every process the tools leave behind (a double fork, a `setsid` daemon) is
-  re-parented to it instead of to init. The launcher gets the keeper's death as SIGTERM (PR_SET_PDEATHSIG), so a
+  re-parented to it instead of to init; it reaps them and tells the launcher's sampler what each used
+  (launch/resources.py). The launcher gets the keeper's death as SIGTERM (PR_SET_PDEATHSIG), so a
   `kill -9` of the pid you started ends the runs cleanly; a `kill -9` of the launcher itself leaves the keeper,
   which ends every process below it.
 - every tool starts with EXPERIMENTSTASH_RUN_ID=<run id> in its environment, which its children inherit: when the
@@ -121,18 +122,23 @@ def keep() -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     keeper = os.getpid()
+    reaped, report = os.pipe()  # the keeper tells the launcher's sampler what orphans used (resources.py)
     child = os.fork()
     if child == 0:
         global _keeper
         _keeper = keeper
+        os.close(report)
+        resources.hear_keeper(reaped)
         _prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
         if os.getppid() != keeper:  # the keeper died before the line above
             os.kill(os.getpid(), signal.SIGTERM)
         return
+    os.close(reaped)
+    os.set_blocking(report, False)  # a report the launcher does not take is dropped: the keeper never waits
     _prctl(_PR_SET_CHILD_SUBREAPER, 1)
     for sig in STOP_SIGNALS:  # the launcher handles them; Ctrl-C reaches it from the terminal too
         signal.signal(sig, lambda signum, _frame: _forward(child, signum))
-    status = _wait_for(child)
+    status = _wait_for(child, report)
     end_descendants(os.getpid(), KEEPER_GRACE)
     code = os.waitstatus_to_exitcode(status)
     os._exit(code if code >= 0 else 128 - code)
@@ -145,15 +151,24 @@ def _forward(pid: int, signum: int) -> None:
         pass
 
 
-def _wait_for(child: int) -> int:
-    """Reap every child (orphans re-parented to us included) until `child` ends; its wait status."""
+def _wait_for(child: int, report: int) -> int:
+    """Reap every child (orphans re-parented to us included) until `child` ends; its wait status. Each orphan's
+    CPU time (its rusage, with the children it waited for) goes to `report`, with its pid and start, which tell
+    the run it belonged to."""
     while True:
         try:
-            pid, status = os.wait()
+            pid = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOWAIT).si_pid
+            start = resources.started_at(pid)  # readable until it is reaped
+            _, status, rusage = os.wait4(pid, 0)
         except ChildProcessError:
             return 0
         if pid == child:
             return status
+        if start is not None:
+            try:
+                os.write(report, f"{pid} {start} {rusage.ru_utime} {rusage.ru_stime}\n".encode())
+            except OSError:
+                pass  # the launcher is gone, or does not read: the run keeps the sampled figure
 
 
 # --- ending what a run left behind ----------------------------------------------------------------------------
