@@ -218,7 +218,7 @@ def test_wrong_types_in_every_field_are_named(damaged, tmp_path):
     rng = random.Random(7)
     wrong = {str: [0, 1.5, [], {"a": 1}], int: ["1", 1.5, [], 10 ** 30], float: ["1", [], {}, True],
              list: ["x", {}, 3, [1]], dict: ["x", [], 3, True], bool: ["true", 0, [], "yes"],
-             type(None): ["x", 5, [], True]}
+             type(None): [5, [], True]}  # "x" is a valid name (pipeline, stage)
     # (not the free-form result, nor the signature, which only reuse trusts and checks)
     cases = [(key, rng.choice(wrong[type(value)])) for key, value in good.items() if key not in ("result", "signature")]
     for start in range(0, len(cases), 20):
