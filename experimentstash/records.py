@@ -483,6 +483,35 @@ def _rank(name, value):
     return value
 
 
+def _amount(name, value):
+    """A measured figure: a finite number, 0 or more."""
+    _num(name, value)
+    if not (math.isfinite(value) and value >= 0):
+        raise Invalid(name, f"expected 0 or more, got {excerpt(value, 60)}")
+    return value
+
+
+def _figures(checks: dict[str, Check]) -> Check:
+    """A mapping whose known keys pass their checks (figures a later version adds are kept as they are)."""
+    def check(name, value):
+        _dict(name, value)
+        for key, one in checks.items():
+            if key in value:
+                one(f"{name}.{key}", value[key])
+        return value
+    return check
+
+
+_resources = _figures({
+    **dict.fromkeys(("cpu_user_s", "cpu_system_s", "peak_rss_bytes", "max_process_rss_bytes", "max_processes",
+                     "samples"), _amount),
+    "gpus": _list_of(_figures({"index": _count, "uuid": _str, "name": _str, "memory_total_bytes": _amount,
+                               "peak_memory_bytes": _amount, "mean_utilization_pct": _amount}), "GPU entries"),
+    "slurm": _figures(dict.fromkeys(("total_cpu_s", "max_rss_bytes", "req_mem_bytes", "alloc_cpus", "timelimit_s",
+                                     "elapsed_s", "max_gpu_memory_bytes"), _amount)),
+})
+
+
 def _run_schema(name, value):
     _type(int, what="a whole number")(name, value)
     if not 1 <= value <= RUN_SCHEMA:
@@ -543,6 +572,7 @@ class RunRecord:
     upstream: list[str] = _fl(_strings)  # the run ids of the upstream stages' runs it consumed
     launcher: dict | None = _f(_opt(_launcher))  # the launcher options of its sweep's launch or rerun (a sweep's job)
     ranks: list[dict] = _fl(_list_of(_rank, "ranks"))  # a multi-task job's ranks (stash.distributed)
+    resources: dict | None = _f(_opt(_resources))  # what its process tree used (launch/resources.py); Slurm's word
     extra: dict = field(default_factory=dict)  # fields of one kind of run: reproduces, slurm_job_id, node, ...
 
     @classmethod

@@ -7,6 +7,7 @@ one sacct call per poll (squeue when the cluster keeps no accounting), backing o
 nothing changes, and keeps sweep.json true. Every array of a sweep has the job name `stash-<sweep id>`.
 """
 
+import math
 import os
 import shlex
 import shutil
@@ -28,6 +29,8 @@ SLURM_VERDICT = {
 }
 SLURM_ACTIVE = {"PENDING": "pending", "REQUEUED": "pending", "CONFIGURING": "pending", "RUNNING": "running",
                 "COMPLETING": "running", "SUSPENDED": "running"}
+# what sacct is asked: each task's state, and what it used (the task's line and its steps' lines)
+SACCT_FIELDS = "JobID,State,TotalCPU,ReqMem,AllocCPUS,Timelimit,Elapsed,MaxRSS,TRESUsageInMax"
 GONE = "GONE"  # not in squeue (which forgets ended jobs): the task ended, its run.json tells how
 POLL_FIRST, POLL_MAX = 1.0, 30.0
 WRITE_EVERY = 1.0  # seconds between two progress lines while the arrays are submitted
@@ -42,7 +45,8 @@ def executor_parameters(opts: SlurmOptions) -> dict:
         "constraint": opts.constraint, "exclude": opts.exclude,
         "additional_parameters": dict(opts.additional_parameters or {}), "setup": list(opts.setup or []),
         "signal_delay_s": opts.signal_delay_s, "array_parallelism": opts.array_parallelism,
-        "mem": f"{opts.mem_gb}GB" if opts.mem_gb is not None else None,
+        # whole MiB: sbatch refuses a fraction (mem_gb=2 arrives as 2.0)
+        "mem": f"{math.ceil(opts.mem_gb * 1024)}M" if opts.mem_gb is not None else None,
         **rank_parameters(opts),
     }
     return {k: v for k, v in params.items() if v is not None}
@@ -128,23 +132,30 @@ def chunks(items: list, size: int) -> list[list]:
     return [items[i:i + size] for i in range(0, len(items), size)]
 
 
-def task_states(ids: list[str], name: str) -> dict[str, str | None] | None:
+def task_states(ids: list[str], name: str, used: dict | None = None) -> dict[str, str | None] | None:
     """Slurm's state of each of these tasks (`<array id>_<task>`, or the job id of a one-job launch) in one call:
     sacct (None for a task it has no record of yet), or squeue when sacct cannot answer (a cluster without
-    accounting), where a task it no longer lists (jobs named `name`) has ended: GONE. None when neither answers."""
+    accounting), where a task it no longer lists (jobs named `name`) has ended: GONE. None when neither answers.
+    Given `used`, the same sacct call fills it with what each task that ended used (run.json's resources.slurm)."""
     ids = [i for i in ids if i]
     arrays = sorted({_array_of(i) for i in ids if _array_of(i).isdigit()}, key=int)
     if not arrays:
         return None
-    known = _ask(["sacct", "-n", "-X", "-P", "-o", "JobID,State", "-j", ",".join(arrays)])
-    if known is not None:  # an array cancelled before any task started is one record, under the array's id
+    rows = _ask(["sacct", "-n", "-P", "-o", SACCT_FIELDS, "-j", ",".join(arrays)])
+    if rows is not None:  # an array cancelled before any task started is one record, under the array's id
+        known, figures = accounting(rows)
+        if used is not None:
+            used.update({i: figures[i] for i in ids if i in figures})
         return {i: known.get(i, known.get(_array_of(i))) for i in ids}
-    known = _ask(["squeue", "-h", "-r", "-t", "all", "-o", "%i|%T", f"--name={name}"])
-    return None if known is None else {i: known.get(i, GONE) for i in ids}
+    rows = _ask(["squeue", "-h", "-r", "-t", "all", "-o", "%i|%T", f"--name={name}"])
+    if rows is None:
+        return None
+    known = {one: _state(state) for job_id, state, *_ in (r + [""] for r in rows) for one in _array_tasks(job_id)}
+    return {i: known.get(i, GONE) for i in ids}
 
 
-def _ask(command: list[str]) -> dict[str, str] | None:
-    """`<job id>|<state>` lines of sacct or squeue, one entry per task; None when the command cannot answer."""
+def _ask(command: list[str]) -> list[list[str]] | None:
+    """The lines of sacct or squeue, split at `|`; None when the command cannot answer."""
     if shutil.which(command[0]) is None:
         return None
     try:
@@ -153,12 +164,77 @@ def _ask(command: list[str]) -> dict[str, str] | None:
         return None
     if out.returncode != 0:
         return None
-    states = {}
-    for line in out.stdout.splitlines():
-        job_id, _, state = line.partition("|")
-        for one in _array_tasks(job_id.strip()):
-            states[one] = state.split()[0] if state.strip() else "UNKNOWN"
-    return states
+    return [[part.strip() for part in line.split("|")] for line in out.stdout.splitlines() if line.strip()]
+
+
+def _state(word: str) -> str:
+    return word.split()[0] if word else "UNKNOWN"  # "CANCELLED by 1000" -> CANCELLED
+
+
+def accounting(rows: list[list[str]]) -> tuple[dict[str, str], dict[str, dict]]:
+    """sacct's lines (SACCT_FIELDS) as each task's state and, for each task that ended, its figures: from the
+    task's line (its CPU time, requests, limit and time taken), and from its steps' lines (`<task>.batch`,
+    `<task>.0`, ...: the largest memory of one step)."""
+    states, figures = {}, {}
+    for job_id, state, total_cpu, req_mem, cpus, limit, elapsed, max_rss, tres, *_ in (r + [""] * 9 for r in rows):
+        task, dot, _ = job_id.partition(".")
+        if not dot:
+            for one in _array_tasks(task):
+                states[one] = _state(state)
+            figures[task] = {"total_cpu_s": _seconds(total_cpu), "req_mem_bytes": _request(req_mem, cpus),
+                             "alloc_cpus": int(cpus) if cpus.isdigit() else None, "timelimit_s": _seconds(limit),
+                             "elapsed_s": _seconds(elapsed)}
+        elif task in figures:
+            found = figures[task]
+            for key, value in (("max_rss_bytes", _bytes(max_rss)), ("max_gpu_memory_bytes", _gpu_memory(tres))):
+                if value is not None:
+                    found[key] = max(found.get(key) or 0, value)
+    return states, {task: {k: v for k, v in found.items() if v is not None} for task, found in figures.items()
+                    if task in states and states[task] not in SLURM_ACTIVE}
+
+
+_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40, "P": 1 << 50}
+
+
+def _bytes(text: str) -> int | None:
+    """sacct's memory (117436K, 1.50G, 0) in bytes; None for nothing or what is not one."""
+    number = text.rstrip("KMGTP")
+    try:
+        value = float(number)
+    except ValueError:
+        return None
+    return int(value * _UNITS[text[len(number):][:1]]) if value >= 0 and math.isfinite(value) else None
+
+
+def _request(text: str, cpus: str) -> int | None:
+    """ReqMem in bytes for the whole task: older Slurm says per CPU (`c`) or per node (`n`; a task has one)."""
+    per_cpu = text.endswith("c")
+    value = _bytes(text.rstrip("cn"))
+    if value is not None and per_cpu:
+        return value * int(cpus) if cpus.isdigit() else None
+    return value
+
+
+def _gpu_memory(tres: str) -> int | None:
+    """The GPU memory in TRESUsageInMax (`gres/gpumem=...`, where the cluster tracks it)."""
+    for item in tres.split(","):
+        key, _, value = item.partition("=")
+        if key == "gres/gpumem":
+            return _bytes(value)
+    return None
+
+
+def _seconds(text: str) -> float | None:
+    """Slurm's time ([D-][HH:]MM:SS[.mmm]) in seconds; None for UNLIMITED, Partition_Limit or nothing."""
+    days, _, clock = text.rpartition("-")
+    parts = clock.split(":")
+    try:
+        if not 2 <= len(parts) <= 3:
+            return None
+        seconds = sum(float(part) * 60 ** i for i, part in enumerate(reversed(parts))) + int(days or 0) * 86400
+    except ValueError:
+        return None
+    return round(seconds, 3) if seconds >= 0 and math.isfinite(seconds) else None
 
 
 def _array_tasks(job_id: str) -> list[str]:
@@ -316,9 +392,10 @@ class SlurmBackend(Backend):
         name = job_name(launch)
         pause, last = POLL_FIRST, None
         while waiting:
-            states = task_states([task_id for _, task_id in waiting.values()], name) or {}
+            used: dict = {}
+            states = task_states([task_id for _, task_id in waiting.values()], name, used) or {}
             for num, (job, task_id) in list(waiting.items()):
-                if self.update_job(launch, job, states.get(task_id)).final:
+                if self.update_job(launch, job, states.get(task_id), used=used.get(task_id)).final:
                     del waiting[num]
             launch.tick()
             pause = POLL_FIRST if states != last else min(pause * 1.2, POLL_MAX)
@@ -354,15 +431,17 @@ class SlurmBackend(Backend):
             else:
                 launch.ended(job.num, record, Status.INTERRUPTED)
 
-    def update_job(self, launch: Launch, job: Job, slurm_state: str | None, record: RunRecord | None = None) -> Status:
-        """Bring one job up to date from its run.json and Slurm's word; its status."""
+    def update_job(self, launch: Launch, job: Job, slurm_state: str | None, record: RunRecord | None = None,
+                   used: dict | None = None) -> Status:
+        """Bring one job up to date from its run.json and Slurm's word (with `used`: what it used, sacct's figures
+        for run.json's resources.slurm); its status."""
         if record is None and slurm_state not in ("PENDING", "REQUEUED", None):
             record = read_run_if_any(job.run_dir)
         status = Status(merged_status(record.status.value if record else None, slurm_state))
         if status == Status.CANCELLED and record is None and job.needs and not launch.stopping:
             launch.ended(job.num, None, status, slurm_state=slurm_state, reason="upstream failed")
         elif status.final:
-            launch.ended(job.num, record, status, slurm_state=slurm_state)
+            launch.ended(job.num, record, status, slurm_state=slurm_state, used=used)
         else:
             launch.update(job.num, status=status, slurm_state=slurm_state)
         return status
@@ -373,12 +452,13 @@ class SlurmBackend(Backend):
         and a note when Slurm's records cannot be had."""
         submitted = {num: entry.extra.get("slurm_job_id") for num, entry in sweep.entries.items()
                      if isinstance(entry.extra.get("slurm_job_id"), str)}
-        states = task_states(list(submitted.values()), job_name(sweep)) or {}
+        used: dict = {}
+        states = task_states(list(submitted.values()), job_name(sweep), used) or {}
         verdicts = {}
         for num, task_id in submitted.items():
             own = statuses.get(num, sweep.entries[num].status)
             verdicts[num] = (Status(merged_status(own.value, states.get(task_id))),
-                             {"slurm_state": states.get(task_id)})
+                             {"slurm_state": states.get(task_id), "used": used.get(task_id)})
         notes = [finisher_note(sweep)]
         if any(states.get(i) is None for i in submitted.values()):
             notes.insert(0, "Slurm has no record of some jobs: their status is what run.json says.")

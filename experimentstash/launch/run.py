@@ -152,6 +152,7 @@ def run_job(runner: Runner, root: Path, spec: JobSpec, pin: ToolPin, stash: Stas
         if done is None:  # stopped between its run dir and its start
             return _finish(root, spec, record, Status.INTERRUPTED, None, start)
         return _finish(root, spec, record, Status.FAILED, None, start, note=done.error)
+    record.resources = done.resources
     if watch is not None:
         record.tool_touched = watch.after_run()
     reserve.release()

@@ -248,21 +248,28 @@ class Sweep(base.Sweep):
             if self.notifier:
                 self.notifier.first_failure(job, self.id, warn)
 
-    def agree(self, num: int, record: RunRecord | None, status: Status | str, **fields) -> None:
+    def agree(self, num: int, record: RunRecord | None, status: Status | str, used: dict | None = None,
+              **fields) -> None:
         """The one place that brings a job's run.json and its sweep.json entry into agreement. `status` is the
         job's status from everything known: its record's own word, `lost` when the record's owner is gone, the
         backend's (Slurm's CANCELLED, TIMEOUT, ...). When it is final and run.json says otherwise, run.json is
         rewritten with it, an end time when it had none, and `fields` (slurm_state); the sweep.json entry then
-        carries the record's status, exit code, duration and end time, and `fields`."""
+        carries the record's status, exit code, duration and end time, and `fields`. `used`: what the backend
+        says the job used (Slurm's accounting), kept in run.json's resources.slurm once the job has ended."""
         status = Status(status)
         # an earlier attempt's reason (upstream failed) is not this one's
         stale = {"reason": None} if self.jobs[num].extra.get("reason") and "reason" not in fields else {}
         if record is not None:
-            if status.final and record.status != status:
+            settled = status.final and record.status != status
+            measured = status.final and used is not None and (record.resources or {}).get("slurm") != used
+            if settled or measured:
                 signed = is_signed(self.stash.root, record)  # a record that was not this stash's stays unsigned
-                record.status = status
-                record.ended_at = record.ended_at or now_iso()
-                record.extra.update(fields)
+                if settled:
+                    record.status = status
+                    record.ended_at = record.ended_at or now_iso()
+                    record.extra.update(fields)
+                if measured:
+                    record.resources = {**(record.resources or {}), "slurm": used}
                 self._rewrite(num, record, signed)
             self.records[num] = record
             self.results[num] = record.result
