@@ -107,6 +107,17 @@ def timeout_sweep_running(request):
 
 # --- arrays of at most MaxArraySize tasks -----------------------------------------------------------------------
 
+def test_a_line_under_the_arrays_own_id_speaks_for_every_task_only_when_it_was_cancelled():
+    """Under load Slurm's accounting may list a task that has ended under the array's id before it knows the
+    task's index: that line is not every task's state (it once ended a running job of a sweep as failed)."""
+    from experimentstash.backends.slurm import accounting, states_of
+
+    lagging, _ = accounting([["9", "COMPLETED"], ["9_1", "RUNNING"]])
+    assert states_of(["9_0", "9_1", "9_2"], lagging) == {"9_0": None, "9_1": "RUNNING", "9_2": None}
+    cancelled, _ = accounting([["9", "CANCELLED by 0"]])
+    assert states_of(["9_0", "9_1"], cancelled) == {"9_0": "CANCELLED", "9_1": "CANCELLED"}
+
+
 @pytest.mark.slurm
 def test_a_sweep_larger_than_max_array_size_is_split_into_arrays(stash, max_array_size):
     size = max_array_size

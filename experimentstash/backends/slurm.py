@@ -142,16 +142,23 @@ def task_states(ids: list[str], name: str, used: dict | None = None) -> dict[str
     if not arrays:
         return None
     rows = _ask(["sacct", "-n", "-P", "-o", SACCT_FIELDS, "-j", ",".join(arrays)])
-    if rows is not None:  # an array cancelled before any task started is one record, under the array's id
+    if rows is not None:
         known, figures = accounting(rows)
         if used is not None:
             used.update({i: figures[i] for i in ids if i in figures})
-        return {i: known.get(i, known.get(_array_of(i))) for i in ids}
+        return states_of(ids, known)
     rows = _ask(["squeue", "-h", "-r", "-t", "all", "-o", "%i|%T", f"--name={name}"])
     if rows is None:
         return None
     known = {one: _state(state) for job_id, state, *_ in (r + [""] for r in rows) for one in _array_tasks(job_id)}
     return {i: known.get(i, GONE) for i in ids}
+
+
+def states_of(ids: list[str], known: dict[str, str]) -> dict[str, str | None]:
+    """Each task's state from sacct's (accounting()); None for a task it has no line of yet. An array cancelled
+    before any task started is one line under the array's id; any other line under that id is one task whose index
+    the accounting does not know yet (it lags under load), which says nothing of the array's other tasks."""
+    return {i: known.get(i, "CANCELLED" if known.get(_array_of(i)) == "CANCELLED" else None) for i in ids}
 
 
 def _ask(command: list[str]) -> list[list[str]] | None:
