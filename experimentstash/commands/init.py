@@ -10,8 +10,8 @@ import shutil
 from pathlib import Path
 
 from .. import StashError
+from ..gitcmd import GitError, git
 from ..output import console
-from ..registering import run_git
 from ..registry import META, META_LOCAL, enclosing_stash
 
 NEEDS_STASH = False  # it makes one
@@ -29,7 +29,8 @@ META_TEMPLATE = """\
 #     entrypoint: -m package.main   # required: '-m package.module', or a script path inside the tool
 #     description: what it computes
 #     env: uv                       # current | uv | {python: /path/to/python}; default: uv when the tool has uv.lock
-#     result: metrics.json          # a JSON file of results the tool writes into its run dir: runs, compare, report
+#     result: metrics.json          # the results file the tool writes into its run dir (JSON, YAML, a one-row CSV, or a glob)
+#     history: history.jsonl        # its per-step values (JSON lines or CSV): curves in compare and report
 #     overrides: ['cache_dir=${run_dir}/cache']   # tool overrides given first on every run
 #     reuse: false                  # true: skip a job that succeeded before with the same fingerprint
 #     workdir: tool                 # tool | run_dir: the working dir the tool starts in
@@ -91,11 +92,14 @@ def _make(folder: Path) -> list[str]:
         if not folder.exists():
             folder.mkdir(parents=True)
             created.append(folder)
-        top = run_git(folder, "rev-parse", "--show-toplevel", check=False).stdout.strip()
+        top = git(folder, "rev-parse", "--show-toplevel", check=False).strip()
         if not top or Path(top).resolve() != folder:
             if not (folder / ".git").exists():
                 created.append(folder / ".git")
-            run_git(folder, "init", "-q")
+            try:
+                git(folder, "init", "-q")
+            except GitError as err:
+                raise StashError(f"{err} Nothing was made.") from None
             made.append("a git repository")
         configs = folder / "configs"
         if not configs.exists():

@@ -18,7 +18,7 @@ import html
 import math
 import statistics
 
-from .compare import RUNS, Stat, Table, _order
+from .compare import RUNS, Stat, Table, _order, cell_number
 from .histories import series
 from ..records import flatten
 from ..results import is_number
@@ -79,12 +79,6 @@ def value_axis(numbers: list[float]) -> dict:
     return {"type": "log"} if spans_decades(numbers) else {}
 
 
-def _value(cell) -> float | None:
-    """A cell's number: a group's mean, or one run's value."""
-    value = cell.mean if isinstance(cell, Stat) else cell
-    return float(value) if is_number(value) else None
-
-
 def charted(table: Table) -> list[str]:
     """The metric columns worth a chart: result values, and of each history its best (else its last) value."""
     left_out = {cols[0] for cols in table.histories.values() if len(cols) > 1}
@@ -107,14 +101,14 @@ def metric_charts(charts: Charts, rows_of: Table, runs: Table) -> list[str]:
     tools = len({r["tool"] for r in runs.rows})
     over = rows_of.over
     for metric in charted(rows_of):
-        seen = {_value(r.get(metric)) for r in runs.rows} - {None}
+        seen = {cell_number(r.get(metric)) for r in runs.rows} - {None}
         if len(seen) <= 1:
             if seen:
                 constant.append(f"{metric} ({next(iter(seen)):.4g})")
             continue
         out.append(f"<h3>{esc(metric)}</h3><div class=charts>")
         for key in rows_of.keys:
-            swept = sorted((r for r in rows_of.rows if key in r and _value(r.get(metric)) is not None),
+            swept = sorted((r for r in rows_of.rows if key in r and cell_number(r.get(metric)) is not None),
                            key=lambda r: _order(r[key]))
             if not swept:
                 continue
@@ -122,7 +116,7 @@ def metric_charts(charts: Charts, rows_of: Table, runs: Table) -> list[str]:
             lines: dict[str, list] = {}
             for row, x in zip(swept, xs):
                 cell = row[metric]
-                point = (x, _value(cell), cell.std if isinstance(cell, Stat) else None,
+                point = (x, cell_number(cell), cell.std if isinstance(cell, Stat) else None,
                          cell.n if isinstance(cell, Stat) else 1)
                 lines.setdefault(_line_name(row, [k for k in rows_of.keys if k != key], tools), []).append(point)
             fig = go.Figure()
@@ -237,7 +231,7 @@ def parallel_chart(charts: Charts, runs: Table, metric: str, why: str) -> list[s
     import plotly.graph_objects as go
 
     keys = [k for k in runs.keys if len({r.get(k) for r in runs.rows}) > 1]
-    rows = [r for r in runs.rows if all(k in r for k in keys) and _value(r.get(metric)) is not None]
+    rows = [r for r in runs.rows if all(k in r for k in keys) and cell_number(r.get(metric)) is not None]
     if len(keys) < 2 or not rows:
         return []
     dimensions = []
@@ -253,7 +247,7 @@ def parallel_chart(charts: Charts, runs: Table, metric: str, why: str) -> list[s
                                "tickvals": [math.log10(t) for t in ticks], "ticktext": [f"{t:g}" for t in ticks]})
         else:
             dimensions.append({"label": label(key), "values": placed})
-    values = [_value(r[metric]) for r in rows]
+    values = [cell_number(r[metric]) for r in rows]
     dimensions.append({"label": label(metric), "values": values})
     fig = go.Figure(go.Parcoords(dimensions=dimensions, line={"color": values, "colorscale": "Viridis",
                                                               "showscale": True}))
@@ -298,13 +292,13 @@ def side_by_side(charts: Charts, rows_of: Table, best: dict) -> list[str]:
     for i, metric in enumerate(metrics):
         tops: dict[str, dict] = {}
         for row in rows_of.rows:
-            value = _value(row.get(metric))
+            value = cell_number(row.get(metric))
             name = f"{row['tool']}/{row['experiment']}" if tools > 1 else row["experiment"]
-            if value is not None and (name not in tops or _better(value, _value(tops[name][metric]), best[metric].way)):
+            if value is not None and (name not in tops or _better(value, cell_number(tops[name][metric]), best[metric].way)):
                 tops[name] = row
         cells = [tops[name][metric] for name in tops]
         fig.add_trace(go.Bar(
-            x=[label(name) for name in tops], y=[_value(c) for c in cells], showlegend=False, name=label(metric),
+            x=[label(name) for name in tops], y=[cell_number(c) for c in cells], showlegend=False, name=label(metric),
             error_y={"type": "data", "array": [c.std or 0 if isinstance(c, Stat) else 0 for c in cells]},
             hovertext=[label(_line_name(tops[name], rows_of.keys, 1)) for name in tops]),
             row=i // cols + 1, col=i % cols + 1)

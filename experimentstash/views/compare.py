@@ -111,6 +111,12 @@ class Stat:
         return cls(mean, std, n)
 
 
+def cell_number(cell) -> float | None:
+    """A cell's number: a group's mean, or one run's value."""
+    value = cell.mean if isinstance(cell, Stat) else cell
+    return float(value) if is_number(value) else None
+
+
 RUNS = object()  # a row's key for the runs it stands for (one, or a group's counted runs): never a column
 
 

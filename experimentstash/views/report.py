@@ -23,7 +23,7 @@ from ..results import is_number
 from ..runs import tail
 from .charts import (Charts, charted, curve_charts, esc, metric_charts, optimization_chart, parallel_chart,
                      side_by_side)
-from .compare import Collected, Entry, Stat, Table, _order, cell
+from .compare import Collected, Entry, Table, _order, cell, cell_number
 from .groups import code_version
 from .histories import NAMED
 from .usage import sizing
@@ -166,16 +166,11 @@ def _best(table: Table) -> dict[str, int]:
     """The row of the best value of each column with a direction: column -> row index."""
     best = {}
     for column, direction in table.directions.items():
-        values = [(_number(row.get(column)), i) for i, row in enumerate(table.rows)]
+        values = [(cell_number(row.get(column)), i) for i, row in enumerate(table.rows)]
         values = [(v, i) for v, i in values if v is not None and not math.isnan(v)]
         if values:
             best[column] = (min if direction.way == "min" else max)(values)[1]
     return best
-
-
-def _number(cell) -> float | None:
-    value = cell.mean if isinstance(cell, Stat) else cell
-    return float(value) if is_number(value) else None
 
 
 def _best_section(table: Table, best: dict[str, int], shown: Shown) -> list[str]:
