@@ -14,9 +14,9 @@ from pathlib import Path
 from .. import StashError
 from ..output import say, warn_skipped
 from ..records import SWEEP_FILE
-from ..runs import found_at, load_runs
+from ..runs import find_runs, found_at
 from ..views.compare import FORMATS, Entry, build, grouped, sort_rows, sweep_entries, write
-from ..views.listing import check_tool, select
+from ..views.listing import check_tool
 from ..views.summary import quiet_when_closed
 from . import folder as folder_arg
 
@@ -41,11 +41,11 @@ def collect(args, root: Path) -> tuple[list[Entry], list[str], str | None]:
         raise StashError(f"--last {args.last}: give a number of runs, 0 or more.")
     entries, notes, emptied = [], [], None
     if not args.paths:
-        runs, bad = load_runs(root)
-        check_tool(root, runs, args.tool)
-        found, emptied = select(runs, args.tool, args.experiment, last=args.last)
-        entries = [Entry.of(f.record, f.folder) for f in found]
-        warn_skipped(root, bad)
+        selected = find_runs(root, args.tool, args.experiment, last=args.last, read=True)
+        check_tool(root, selected.tools, args.tool)
+        entries = [Entry.of(f.record, f.folder) for f in selected.runs]
+        emptied = selected.emptied
+        warn_skipped(root, selected.bad)
     stash = None
     for given in args.paths:
         folder = folder_arg(root, given, "a sweep dir (under multirun/) or a run dir")

@@ -8,8 +8,8 @@ from pathlib import Path
 from .. import StashError
 from ..output import warn_skipped
 from ..records import STATUS_WORDS, to_json
-from ..runs import load_runs
-from ..views.listing import check_tool, print_table, select, shown_record
+from ..runs import find_runs
+from ..views.listing import check_tool, print_table, shown_record
 
 
 def add_arguments(p) -> None:
@@ -27,15 +27,15 @@ def run(args, root: Path) -> int:
         raise StashError(f"--last {args.last}: give a number of runs, 0 or more.")
     if args.status and args.status not in STATUS_WORDS:
         raise StashError(f"--status {args.status}: expected one of {', '.join(STATUS_WORDS)}.")
-    runs, bad = load_runs(root)
-    check_tool(root, runs, args.tool)
-    shown, emptied = select(runs, args.tool, args.experiment, args.status, args.last, args.fingerprint)
+    selected = find_runs(root, args.tool, args.experiment, args.status, args.last, args.fingerprint, read=args.json)
+    check_tool(root, selected.tools, args.tool)
+    shown = selected.runs
     if args.json:
         # one record per line: readable, and json's fast C encoder (an indent would make it the slow Python one)
         lines = ",\n".join(to_json(shown_record(f.record)) for f in shown)
         sys.stdout.write("[\n" + lines + ("\n]\n" if shown else "]\n"))
     else:
-        print_table(shown, len(runs), emptied)
-    warn_skipped(root, bad)
+        print_table(shown, selected.total, selected.emptied)
+    warn_skipped(root, selected.bad)
     return 0
 

@@ -3,11 +3,9 @@
 
 from __future__ import annotations
 
-import fnmatch
 import json
 import math
 import os
-import shlex
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -18,40 +16,14 @@ from ..records import STATUS_WORDS, RunRecord, Status, redact
 from ..runs import Found
 
 
-def select(runs: list[Found], tool: str | None = None, experiment: str | None = None,
-           status: str | None = None, last: int | None = None, fingerprint: str | None = None
-           ) -> tuple[list[Found], str | None]:
-    """Filter runs; `experiment` may be a glob pattern (figure1/*); `last` keeps the N most recent. Returns the runs
-    and, when runs were recorded but a filter left none, that filter (`--experiment 'x*'`)."""
-    if experiment and any(c in experiment for c in "*?["):
-        same_experiment = lambda f: fnmatch.fnmatchcase(f.record.experiment, experiment)
-    else:
-        same_experiment = lambda f: f.record.experiment == experiment
-    filters = [
-        ("--tool", tool, lambda f: f.record.tool == tool),
-        ("--experiment", experiment, same_experiment),
-        ("--status", status, lambda f: f.record.status == status),
-        ("--fingerprint", fingerprint, lambda f: (f.record.fingerprint or "").startswith(fingerprint)),
-    ]
-    emptied = None
-    for flag, value, keep in filters:
-        if value:
-            kept = [f for f in runs if keep(f)]
-            if runs and not kept:
-                emptied = f"{flag} {shlex.quote(value)}"
-            runs = kept
-    if last is not None:
-        runs = runs[-last:] if last > 0 else []
-    return runs, emptied
-
-
-def check_tool(root: Path, runs: list[Found], tool: str | None) -> None:
-    """A --tool that is neither registered nor named by any record is refused, with the closest name."""
-    if not tool or any(f.record.tool == tool for f in runs):
+def check_tool(root: Path, recorded: list[str], tool: str | None) -> None:
+    """A --tool that is neither registered nor named by any record (`recorded`: the tools records name) is refused,
+    with the closest name."""
+    if not tool or tool in recorded:
         return
     from ..registry import Stash, closest
 
-    names = sorted(set(Stash.load(root).tools) | {f.record.tool for f in runs})
+    names = sorted(set(Stash.load(root).tools) | set(recorded))
     if tool not in names:
         raise StashError(f"Unknown tool '{tool}'{closest(tool, names)}: the tools registered or with runs here are "
                          f"{', '.join(names) or 'none'}.")
