@@ -13,7 +13,6 @@ import hashlib
 import os
 import stat
 from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
 
 from . import StashError

@@ -34,8 +34,8 @@ def run(args, root: Path) -> int:
 
 
 def given_run(root: Path, given: str) -> Found:
-    """A run dir as typed or relative to the stash root; anything else is taken as a run's id."""
+    """A run dir as typed or relative to the stash root, or a run's id (a name that is no folder here)."""
     path = Path(given).expanduser()
-    if path.is_dir() or (root / path).is_dir():
+    if "/" in given or path.is_dir() or (root / path).is_dir():
         return found_at(folder(root, given, "a run dir (holds run.json)"))
     return found_by_id(root, given)
