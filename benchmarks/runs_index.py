@@ -4,7 +4,7 @@ Generates N realistic run dirs (run.json as a launcher writes it, signed; stdout
 runs under outputs/<tool>/<experiment>/<id>, the rest sweeps of 4 to 1,000 jobs under multirun/<sweep>/<job>.
 Then, in one invocation:
   - building the index from scratch (per record);
-  - `runs --last 20` through the index, warm, end to end (a fresh interpreter that imports the module), without
+  - `experimentstash runs --last 20` (through the index), warm, end to end in the generated stash, without
     and with a tool/experiment/status filter, and `--status lost`;
   - reuse's lookup: the succeeded runs of 1,000 fingerprints, and of 1,000 (tool, experiment, overrides);
   - seeing 1,000 records changed behind its back (rewritten by records.write_run, as a launcher or `status` does;
@@ -145,25 +145,6 @@ def make_runs(root: Path, count: int) -> None:
             print(f"  ... {i} run dirs", flush=True)
 
 
-# what `runs` will do with the index: open it (bringing it up to date), ask, print the table or the records
-QUERY = """
-import json, sys
-from pathlib import Path
-from experimentstash.index import Index
-from experimentstash.output import warn_skipped
-from experimentstash.records import to_json
-from experimentstash.runs import _print_table, shown_record
-root, query = Path(sys.argv[1]), json.loads(sys.argv[2])
-index = Index(root)
-shown, emptied = index.select(**query)
-if query.get("read"):
-    sys.stdout.write("[\\n" + ",\\n".join(to_json(shown_record(f.record)) for f in shown) + "\\n]\\n")
-else:
-    _print_table(shown, index.count(), emptied)
-warn_skipped(root, index.bad)
-print(len(shown), file=sys.stderr)
-"""
-
 # reuse's part of a launch: open the index, then each job's lookups (by fingerprint; by tool, experiment, overrides)
 REUSE = """
 import json, sys, time
@@ -178,12 +159,14 @@ print(json.dumps([opened - start, time.perf_counter() - opened, found]))
 """
 
 
-def child(code: str, *args: str, capture: bool = False) -> tuple[float, float, str, str]:
-    """(wall seconds, CPU seconds, stdout if `capture`, stderr) of `python -c code args` with this checkout's code."""
+def child(code: str, *args: str, capture: bool = False, cwd: Path | None = None) -> tuple[float, float, str, str]:
+    """(wall seconds, CPU seconds, stdout if `capture`, stderr) of `python -c code args` with this checkout's code
+    (`code` None: `python -m experimentstash args`)."""
     before = os.times()
     start = time.perf_counter()
-    proc = subprocess.run([PYTHON, "-c", code, *args], env=env(), stdout=subprocess.PIPE if capture else
-                          subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    argv = [PYTHON, "-m", "experimentstash"] if code is None else [PYTHON, "-c", code]
+    proc = subprocess.run([*argv, *args], env=env(), stdout=subprocess.PIPE if capture else subprocess.DEVNULL,
+                          stderr=subprocess.PIPE, text=True, cwd=cwd)
     wall = time.perf_counter() - start
     after = os.times()
     if proc.returncode != 0:
@@ -192,10 +175,11 @@ def child(code: str, *args: str, capture: bool = False) -> tuple[float, float, s
     return wall, cpu, proc.stdout, proc.stderr
 
 
-def query(root: Path, repeat: int, **kw) -> tuple[float, str]:
-    """Median wall time of QUERY over `repeat` runs, and what it said on stderr the last time."""
-    runs = [child(QUERY, str(root), json.dumps(kw)) for _ in range(repeat)]
-    return statistics.median(r[0] for r in runs), runs[-1][3].strip().splitlines()[-1]
+def runs(root: Path, repeat: int, *flags: str) -> tuple[float, str]:
+    """Median wall time of `experimentstash runs FLAGS` in the stash over `repeat` runs, and the rows it listed."""
+    done = [child(None, "runs", *flags, capture=True, cwd=root) for _ in range(repeat)]
+    last = done[-1][2].strip().splitlines()[-1]
+    return statistics.median(r[0] for r in done), last.split(" of ")[0] if " of " in last else "0"
 
 
 def check_room(root: Path, count: int) -> None:
@@ -256,15 +240,11 @@ def main() -> None:
         print(f"warm queries, end to end in a new interpreter (median of {args.repeat}):")
         startup = statistics.median(child("pass")[0] for _ in range(args.repeat))
         print(f"  python -c pass                                     {startup:6.3f} s")
-        for what, kw in [("--last 20", {"last": 20}),
-                         ("--tool fx --last 20", {"tool": "fx", "last": 20}),
-                         ("--tool fx --experiment 'fig1/*' --last 20", {"tool": "fx", "experiment": "fig1/*", "last": 20}),
-                         ("--status failed --last 20", {"status": "failed", "last": 20}),
-                         ("--tool demo --status timeout --last 20", {"tool": "demo", "status": "timeout", "last": 20}),
-                         ("--status lost --last 20", {"status": "lost", "last": 20}),
-                         ("--fingerprint 1234 --last 20", {"fingerprint": "1234", "last": 20})]:
-            seconds, said = query(root, args.repeat, **kw)
-            print(f"  runs {what:45} {seconds:6.3f} s  ({said} rows)   target <= 0.3 s")
+        for flags in ["--last 20", "--tool fx --last 20", "--tool fx --experiment fig1/* --last 20",
+                      "--status failed --last 20", "--tool demo --status timeout --last 20",
+                      "--status lost --last 20", "--fingerprint 1234 --last 20"]:
+            seconds, listed = runs(root, args.repeat, *flags.split())
+            print(f"  runs {flags:45} {seconds:6.3f} s  ({listed} rows)   target <= 0.3 s")
 
         rows = index.db.execute(  # in start order, as `runs` shows them
             "SELECT f.path || '/' || r.name, r.fingerprint, r.tool, r.experiment, r.overrides FROM runs r "
@@ -280,7 +260,7 @@ def main() -> None:
               f"2000 lookups {looked:.3f} s ({hits} found); interpreter and all {wall:.3f} s   "
               f"(the first job's start needs these, within 1 s; measured here without the launcher)")
 
-        warm, _ = query(root, args.repeat, last=20)
+        warm, _ = runs(root, args.repeat, "--last", "20")
         big = [s for s in sweeps(root) if len(os.listdir(s)) >= 1000]
         changes = [
             ("1000 records rewritten (write_run) in one sweep", lambda: rewrite(root, sorted(big[0].iterdir())[:1000])),
@@ -292,13 +272,14 @@ def main() -> None:
         print(f"changes behind its back, then runs --last 20 (warm: {warm:.3f} s):")
         for what, change in changes:
             change()
-            seconds, _ = query(root, 1, last=20)
+            seconds, _ = runs(root, 1, "--last", "20")
             print(f"  {what:50} {seconds:6.3f} s, {seconds - warm:6.3f} s more than warm   target <= 1 s")
 
         subset = min(100_000, n)
         folders = [f for f in folders if (f / "run.json").exists()]
-        wall, cpu, _, _ = child(QUERY, str(root), json.dumps({"last": subset, "read": True}))
-        print(f"runs --json of {subset} records (read, validated, printed): {wall:.2f} s "
+        wall, cpu, out, _ = child(None, "runs", "--json", "--last", str(subset), capture=True, cwd=root)
+        assert len(json.loads(out)) == subset
+        print(f"runs --json --last {subset} (read, validated, printed): {wall:.2f} s "
               f"(CPU {cpu:.2f} s)   target <= 5 s")
         start = time.perf_counter()
         for folder in folders[-subset:]:

@@ -83,7 +83,7 @@ SELECTED = "id, parent, name, sig, " + ", ".join(COLUMNS)
 ENV = COLUMNS.index("env")
 ENV_KEYS = ("kind", "python", "executable", "lock_file", "lock_sha256")  # what tells environments apart
 SHOWN_EXTRA = ("reproduces", "resources")  # fields of some records that views show
-_OLDEST_FIRST = " ORDER BY ifnull(started_at, ''), ifnull(label, run_id)"  # as load_runs sorts: start, then label
+_OLDEST_FIRST = " ORDER BY ifnull(started_at, ''), ifnull(label, run_id)"  # by start, then label
 _NEWEST_FIRST = " ORDER BY ifnull(started_at, '') DESC, ifnull(label, run_id) DESC"
 WINDOW = 20_000  # the newest runs a filtered --last looks among first (about 30 ms)
 _GLOB = re.compile(r"[*?[]")
@@ -293,7 +293,7 @@ class Index:
                 entries = [e.name for e in it if e.name == RUN_FILE or (e.name != ".hydra" and
                                                                        e.is_dir(follow_symlinks=False))]
         except OSError:
-            entries = []  # unreadable: nothing below it is listed (as load_runs does)
+            entries = []  # unreadable: nothing below it is listed
         if RUN_FILE in entries and "/" in path:  # it became a run dir
             parent, _, name = path.rpartition("/")
             return [Seen(path, None), Seen(parent, read={name: self._load(path)})], []
@@ -464,9 +464,9 @@ class Index:
     def select(self, tool: str | None = None, experiment: str | None = None, status: str | None = None,
                last: int | None = None, fingerprint: str | None = None, since: str | None = None,
                sweep: str | None = None, read: bool = False) -> tuple[list[Found], str | None]:
-        """What runs.select gives over every record (oldest first; `experiment` may be a glob pattern; `last`
-        keeps the N most recent; the filter that left none of the runs recorded), and runs that started at `since`
-        or later, or of one sweep (its id)."""
+        """The runs that pass the filters, oldest first (`experiment` may be a glob pattern; `last` keeps the N most
+        recent; `since`: started then or later; `sweep`: a sweep's id), and the first filter that left none of the
+        runs recorded (as the user gave it: `--experiment 'x*'`)."""
         return self._again(lambda: self._select(tool, experiment, status, last, fingerprint, since, sweep, read))
 
     def _select(self, tool, experiment, status, last, fingerprint, since, sweep, read):
@@ -490,8 +490,8 @@ class Index:
         return found, emptied
 
     def _filters(self, tool, experiment, status, fingerprint, since, sweep) -> list[tuple[str, str, tuple]]:
-        """(the flag as the user gave it, SQL, parameters) of each filter given, in the order runs.select applies
-        them."""
+        """(the flag as the user gave it, SQL, parameters) of each filter given, in the order they are named when
+        one leaves no run."""
         out = []
         if tool:
             out.append((f"--tool {shlex.quote(tool)}", "tool = ?", (tool,)))
@@ -625,7 +625,7 @@ def _same(kept: int, now: int | None) -> bool:
 
 def _folder_sig(root: Path, path: str, now: int) -> int | None:
     """The signature of a folder of run dirs; None when it is gone or no folder. outputs/ and multirun/ may be
-    links (to a larger disk); a link below them is not followed, as load_runs does not."""
+    links (to a larger disk); a link below them is not followed."""
     try:
         st = os.stat(os.path.join(root, path)) if "/" not in path else os.lstat(os.path.join(root, path))
     except OSError:
