@@ -318,3 +318,38 @@ def test_an_invalid_record_never_enters(swept, tmp_path, capsys):
     assert sorted(b.path.parent for b in index.bad) == [broken, run_dirs(root)[2]]
     assert_same(root)
     assert capsys.readouterr().err == ""
+
+
+def test_the_commands_answer_from_the_index(swept, tmp_path):
+    """runs and stash.reuse, through the index, after a record was rewritten (as `status` does), a run dir removed
+    and the index deleted: the answers of reading every record; reuse stands on no run that is gone or failed."""
+    from experimentstash.views.listing import shown_record
+
+    stash = copy(swept, tmp_path)
+    root = stash.root
+
+    def same_as_records(*flags, **query):
+        out = stash.run("runs", "--json", *flags)
+        assert out.returncode == 0 and out.stderr == "", out.stderr
+        assert json.loads(out.stdout) == [shown_record(f.record) for f in select(load_runs(root)[0], **query)[0]]
+
+    aged(root)
+    same_as_records()  # builds the index
+    a_runs = [d for d in run_dirs(root) if read_run(d).experiment == "a"]
+    record = read_run(a_runs[0])
+    record.status = Status.FAILED
+    write_run(root, a_runs[0], record)
+    shutil.rmtree(a_runs[1])
+    same_as_records("--status", "failed", status="failed")
+    same_as_records("--experiment", "a", "--last", "3", experiment="a", last=3)
+
+    out = stash.run("-m", "tool=fx", "experiment=a", "value=1,2", "seed=0,1", "stash.reuse=true")
+    assert out.returncode == 0, out.stderr
+    (folder,) = [p for p in (root / "multirun").iterdir() if p != a_runs[0].parent]
+    jobs = json.loads((folder / "sweep.json").read_text())["jobs"]
+    reused = sorted(root / j["reused_from"] for j in jobs if j["status"] == "reused")
+    assert reused == sorted(a_runs[2:])
+
+    shutil.rmtree(root / ".cache")
+    same_as_records()
+    same_as_records("--status", "lost", status="lost")
