@@ -18,11 +18,11 @@ from pathlib import Path
 from . import StashError
 from .fingerprint import digest
 from .gitcmd import GitError, git
+from .index import Found, Index
 from .output import warn_skipped
 from .records import (EXPERIMENT_COPY, HEX, MAX_RESULT_BYTES, MAX_RUN_BYTES, RUN_FILE, BadRecord, RunRecord, Status,
                       inside, parse_time, read_json, read_limited, recorded_path, to_json)
 from .registry import MAX_EXPERIMENT_BYTES
-from .index import Found, Index
 from .signing import refusal
 
 GONE = "gone"
