@@ -23,7 +23,19 @@ REPO = Path(__file__).resolve().parents[1]
 TARGET_S = 2.0
 
 
-def make_stash(root: Path, count: int) -> None:
+def history(steps: int, scale: float) -> tuple[str, dict]:
+    """A history file of `steps` lines (step, loss, acc) and the summary run.json keeps of it."""
+    losses = [scale / (1 + step) for step in range(steps)]
+    text = "".join(json.dumps({"step": s, "loss": loss, "acc": 1 - loss / 2}) + "\n" for s, loss in enumerate(losses))
+    summary = {"file": "history.jsonl", "steps": steps, "x": "step", "keys": {
+        key: {"n": steps, "first": values[0], "last": values[-1], "min": min(values), "max": max(values)}
+        for key, values in (("loss", losses), ("acc", [1 - v / 2 for v in losses]))}}
+    return text, summary
+
+
+def make_stash(root: Path, count: int, history_steps: int = 0) -> None:
+    """`count` run dirs; with `history_steps`, each with a history file of that many steps and its summary, and
+    the fingerprint parts a run records today."""
     (root / "configs").mkdir(parents=True)
     (root / "configs" / "meta.yaml").write_text("tools:\n  demo:\n    path: tools/demo\n    entrypoint: demo.py\n")
     experiments = ["pca", "random_projection", "figure1/pca_noisy", "figure2/umap", "ablation/a", "ablation/b"]
@@ -62,6 +74,16 @@ def make_stash(root: Path, count: int) -> None:
                        "roll_correlation": 0.9},
             "sweep": {"id": f"sweep{i // 40:04d}", "num": i % 40} if sweep else None,
         }
+        if history_steps:
+            text, record["history"] = history(history_steps, 1 + i % 9)
+            (folder / "history.jsonl").write_text(text)
+            record["fingerprint_parts"] = {
+                "tool_commit": record["tool_commit"], "tool_changes": None, "configs": "tree " + "ef" * 20,
+                "experiment_files": {record["experiment_file"]: "ab" * 32}, "experiment": experiment,
+                "overrides": record["overrides"], "registration": {"entrypoint": ["demo.py"], "overrides": [],
+                                                                    "env": "current", "search_packages": [],
+                                                                    "workdir": "tool"},
+                "python": "3.11.7", "lock_sha256": None}
         (folder / "run.json").write_text(json.dumps(record, indent=2) + "\n")
 
 

@@ -157,6 +157,7 @@ def _generate(term: Terminal) -> dict[str, str]:
     examples["reproduce"] = term.show("reproduce", run, "--check")
     examples["check"] = term.show("check", "tool=demo", "experiment=pca")
     examples["sweep-failed"] = term.show("-m", "tool=demo", "experiment=pca", "n_components=0,2", exit_code=1)
+    examples["pipeline"] = term.show("-m", "pipeline=embed", "seed=range(2)")
     examples["help"] = term.show("--help")
     return examples
 

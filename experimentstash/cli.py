@@ -4,7 +4,8 @@ message and 2, Interrupted is 128 + its signal, and otherwise the runs' own exit
 
 Each command is a module of commands/ with `add_arguments(parser)` and `run(args, root) -> exit code`, imported
 only when it runs (Hydra, GitPython and submitit load slowly). A module with RUNS_TOOLS = True starts tools: it
-runs under the keeper (launch/supervise.py), like a Hydra launch.
+runs under the keeper (launch/supervise.py), like a Hydra launch; one with NEEDS_STASH = False runs anywhere (root
+None).
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from .registry import find_root
 
 # name -> (module, one line of help)
 COMMANDS = {
-    "list": ("listing", "the registered tools, their pins and experiments"),
+    "init": ("init", "make a new stash: a git repository with configs/meta.yaml and a .gitignore"),
+    "list": ("listing", "the registered tools, their pins and experiments, and what a tool still needs to run"),
     "runs": ("runs", "past runs from the run.json files under outputs/ and multirun/"),
     "status": ("status", "the state of every job of a sweep, from its run.json files and its backend"),
     "rerun": ("rerun", "re-launch the jobs of a sweep that did not succeed"),
@@ -37,11 +39,13 @@ COMMANDS = {
 
 USAGE = """\
 usage: experimentstash [-m] tool=<tool> experiment=<id> [tool overrides] [stash.*=...] [hydra.*=...]
+       experimentstash [-m] pipeline=<name> [<stage>.key=value] [tool overrides] [stash.*=...]
        experimentstash <command> [options]        (experimentstash <command> --help for its details)
 
 Run the experiments of a stash: one run, or with -m (--multirun) a sweep over every combination, the way
 Hydra expands it (experiment=a,b  'seed=range(3)'  'experiment=glob(figure1/*)').
-Every override other than tool, experiment, stash.* and hydra.* goes to the tool as typed.
+Every override other than tool, experiment, pipeline, stash.* and hydra.* goes to the tool as typed; with a
+pipeline (configs/pipelines/<name>.yaml), one whose first key is a stage's name goes to that stage only.
 
   experimentstash tool=demo experiment=pca n_components=3
   experimentstash -m tool=demo experiment=pca,random_projection 'seed=range(3)'
@@ -126,6 +130,12 @@ def exit_code(err: Exception) -> int:
 def _dispatch(argv: list[str]) -> int:
     if not argv:
         return run_command(["list"])
+    for flag in ("-sc", "--shell-completion"):  # answered from the stash, before Hydra (launch/completion.py)
+        if flag in argv:
+            from .launch.completion import shell_completion
+
+            at = argv.index(flag) + 1
+            return shell_completion(argv[at] if at < len(argv) else None, COMMANDS)
     if argv[0] in COMMANDS or argv[0] == "help":
         return run_command(argv)
     if HELP & set(argv):
@@ -139,25 +149,20 @@ def _dispatch(argv: list[str]) -> int:
 def launch(argv: list[str]) -> int:
     """A Hydra command line: one run, or a sweep with -m."""
     from .launch.argv import (NO_RUN_FLAGS, check_command_line, check_launcher_options, chosen,
-                              route_tool_overrides, split_argv)
+                              route_tool_overrides, split_argv, with_profile_launcher)
     from . import backends
     from .launch.invocation import current
     from .overrides import override_key
     from .registry import Stash
 
     words = split_argv(argv)
-    completing = "-sc" in argv or "--shell-completion" in argv
-    if not completing:
-        check_command_line(*words)
+    check_command_line(*words)
     hydra_words, tool_words = route_tool_overrides(*words)
     current.root = find_root()
     stash = Stash.load(current.root)
+    hydra_words = with_profile_launcher(hydra_words, stash)
     current.launcher_options = check_launcher_options(hydra_words, stash)
     current.backend = backends.for_launcher(chosen(hydra_words, "launcher"))
-    if completing:
-        from .launch.app import register_choices
-
-        register_choices(stash)
     current.argv = list(argv)
     current.tool_overrides = tool_words
     if {"-m", "--multirun"} & set(hydra_words) and not NO_RUN_FLAGS & set(argv) and current.launcher_options is None:
@@ -168,7 +173,7 @@ def launch(argv: list[str]) -> int:
         from .launch.supervise import keep
 
         keep()
-    if all(override_key(w) in ("tool", "experiment") or override_key(w).startswith(DIRECT) for w in hydra_words):
+    if all(override_key(w) in ("tool", "experiment", "pipeline") or override_key(w).startswith(DIRECT) for w in hydra_words):
         from .launch.single import run_direct  # one run: Hydra's app would only parse what is parsed already
 
         return run_direct(hydra_words)
@@ -193,7 +198,7 @@ def run_command(argv: list[str]) -> int:
     except TypeError:  # a command that takes the rest of the line as it is (check)
         args = parser.parse_args(argv[1:])
     module = importlib.import_module(f"experimentstash.commands.{args.module}")
-    root = find_root()
+    root = find_root() if getattr(module, "NEEDS_STASH", True) else None
     if getattr(module, "RUNS_TOOLS", False):
         from .launch.supervise import keep
 

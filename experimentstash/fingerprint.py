@@ -10,7 +10,9 @@ The parts (each kept in run.json as `fingerprint_parts`, so two runs can be told
 - experiment, overrides: the experiment id and the tool overrides as typed, in their order;
 - registration: the tool's meta.yaml entry that shapes the command (entrypoint, fixed overrides, env, search
   packages, working dir);
-- python, lock_sha256: the interpreter's version (for env: current or a python path) and the lock file's sha256.
+- python, lock_sha256: the interpreter's version (for env: current or a python path) and the lock file's sha256;
+- upstream (a pipeline's stage): the fingerprints of the runs of the stages it needs, which stand in its overrides
+  for their run dirs.
 Left out on purpose: the experiments and snapshots a job does not name; the time, the host, the run dir and the
 GPUs a job gets; packages installed in an interpreter without a lock file.
 """
@@ -25,6 +27,7 @@ from pathlib import Path
 
 from . import StashError
 from .gitcmd import git
+from .overrides import replaced
 from .pins import StashState, ToolPin
 from .records import BadRecord, plain_relative, read_limited
 from .registry import MAX_EXPERIMENT_BYTES, SNAPSHOTS, parse_yaml
@@ -175,3 +178,16 @@ def of_job(spec, pin: ToolPin, stash: StashState, configs: str, files: dict) -> 
 def digest(parts: dict) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
+
+
+def with_upstream(fingerprint: Fingerprint | None, upstream: dict[str, str | None]) -> Fingerprint | None:
+    """A pipeline stage's fingerprint: the upstream runs it reads (`upstream`: run dir -> that run's fingerprint)
+    stand in its overrides by their fingerprints, not by where their run dirs are, which differs from sweep to sweep.
+    None when an upstream run has none: nothing says what it computed."""
+    if fingerprint is None or None in upstream.values():
+        return None
+
+    standing = {folder: f"<run {digest_}>" for folder, digest_ in upstream.items()}
+    parts = {**fingerprint.parts, "overrides": replaced(fingerprint.parts["overrides"], standing),
+             "upstream": list(upstream.values())}
+    return Fingerprint(digest(parts), parts)

@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from fnmatch import fnmatchcase
 from pathlib import Path
+from typing import Iterator
 
 from .output import say, shown_path
 from .owner import owner_alive
@@ -50,7 +51,6 @@ RACY_NS = 2_000_000_000
 CHECK_PER_READ = 5000  # about 20 ms of stat calls
 STORED_BYTES = 512  # a result (or the extra fields shown) longer than this is read from run.json when returned
 _MASK = (1 << 63) - 1
-_OLDEST = datetime.min.replace(tzinfo=timezone.utc)
 
 TABLES = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value);
@@ -95,6 +95,18 @@ class Found:
 
     record: RunRecord
     folder: Path
+
+    @property
+    def tool(self) -> str:
+        return self.record.tool
+
+    @property
+    def experiment(self) -> str:
+        return self.record.experiment
+
+    @property
+    def status(self) -> Status:
+        return self.record.status
 
     @property
     def label(self) -> str:
@@ -199,6 +211,8 @@ class Index:
             self.db = None
         self.db = connect()
         self.db.execute("PRAGMA cache_size=-32000")
+        self.db.create_function("started_since", 2, _started_since, deterministic=True)
+        self.db.create_function("ended_order", 1, _ended_order, deterministic=True)
         self._schema()
         self.refresh()
 
@@ -461,16 +475,15 @@ class Index:
         except (ValueError, TypeError, AttributeError, KeyError, BadRecord) as err:
             raise Unusable(f"the row of {path} is no valid record: {err}") from None
 
-    def select(self, tool: str | None = None, experiment: str | None = None, status: str | None = None,
-               last: int | None = None, fingerprint: str | None = None, since: str | None = None,
-               sweep: str | None = None, read: bool = False) -> tuple[list[Found], str | None]:
-        """The runs that pass the filters, oldest first (`experiment` may be a glob pattern; `last` keeps the N most
-        recent; `since`: started then or later; `sweep`: a sweep's id), and the first filter that left none of the
-        runs recorded (as the user gave it: `--experiment 'x*'`)."""
-        return self._again(lambda: self._select(tool, experiment, status, last, fingerprint, since, sweep, read))
+    def select(self, filters=None, read: bool = False) -> tuple[list[Found], str | None]:
+        """The runs that pass the filters (views/selection.py Filters; None: every run), oldest first (`--last N`
+        keeps the N most recent of those), and the first filter that left none of the runs recorded (as the user
+        gave it: `--experiment 'x*'`)."""
+        return self._again(lambda: self._select(filters, read))
 
-    def _select(self, tool, experiment, status, last, fingerprint, since, sweep, read):
-        filters = self._filters(tool, experiment, status, fingerprint, since, sweep)
+    def _select(self, f, read):
+        filters = self._filters(f) if f else []
+        status, last = (f.status, f.last) if f else (None, None)
         where = " AND ".join(sql for _, sql, _ in filters)
         params = tuple(p for _, _, ps in filters for p in ps)
         if last is not None and status not in (Status.RUNNING.value, Status.LOST.value):
@@ -489,26 +502,30 @@ class Index:
                     break
         return found, emptied
 
-    def _filters(self, tool, experiment, status, fingerprint, since, sweep) -> list[tuple[str, str, tuple]]:
+    def _filters(self, f) -> list[tuple[str, str, tuple]]:
         """(the flag as the user gave it, SQL, parameters) of each filter given, in the order they are named when
         one leaves no run."""
         out = []
-        if tool:
-            out.append((f"--tool {shlex.quote(tool)}", "tool = ?", (tool,)))
-        if experiment:
-            names = [e for e in self.experiments() if fnmatchcase(e, experiment)] if _GLOB.search(experiment) \
-                else [experiment]
-            out.append((f"--experiment {shlex.quote(experiment)}",
+        if f.tool:
+            out.append((f"--tool {shlex.quote(f.tool)}", "tool = ?", (f.tool,)))
+        if f.experiment:
+            names = [e for e in self.experiments() if fnmatchcase(e, f.experiment)] if _GLOB.search(f.experiment) \
+                else [f.experiment]
+            out.append((f"--experiment {shlex.quote(f.experiment)}",
                         f"experiment IN ({', '.join('?' * len(names))})", tuple(names)))
-        if status:
-            word = Status.RUNNING.value if status == Status.LOST.value else status
-            out.append((f"--status {shlex.quote(status)}", "status = ?", (word,)))
-        if fingerprint:
-            out.append((f"--fingerprint {shlex.quote(fingerprint)}", *_fingerprint_prefix(fingerprint)))
-        if since:
-            out.append((f"--since {shlex.quote(since)}", "ifnull(started_at, '') >= ?", (since,)))
-        if sweep:
-            out.append((f"--sweep {shlex.quote(sweep)}", "sweep_id = ?", (sweep,)))
+        if f.status:
+            word = Status.RUNNING.value if f.status == Status.LOST.value else f.status
+            out.append((f"--status {shlex.quote(f.status)}", "status = ?", (word,)))
+        if f.commit:  # commits are kept as bytes: their hex, in capitals
+            out.append((f"--commit {shlex.quote(f.commit)}", "substr(hex(tool_commit), 1, ?) = ?",
+                        (len(f.commit), f.commit.upper())))
+        if f.sweep:
+            out.append((f"--sweep {shlex.quote(f.sweep)}", "sweep_id = ?", (f.sweep,)))
+        if f.since:
+            out.append((f"--since {shlex.quote(f.given_since)}", "started_since(started_at, ?)",
+                        (f.since.isoformat(),)))
+        if f.fingerprint:
+            out.append((f"--fingerprint {shlex.quote(f.fingerprint)}", *_fingerprint_prefix(f.fingerprint)))
         return out
 
     def _exists(self, where: str, params: tuple = ()) -> bool:
@@ -543,22 +560,41 @@ class Index:
             row = self.db.execute(f"SELECT min({column}) FROM runs WHERE {column} > ?", row).fetchone()
         return out
 
-    def by_fingerprint(self, digest: str) -> list[Path]:
-        """The run dirs of the succeeded runs with this fingerprint, latest (by its end) first: the runs reuse may
-        stand on (reuse.check_run reads and checks each before it trusts it)."""
-        return self._again(lambda: self._latest_first(
-            r for r in self._rows("SELECT id, parent, name, sig, ended_at, fingerprint FROM runs INDEXED BY "
-                                  "runs_fingerprint WHERE substr(fingerprint, 1, 12) = ? AND status = 'succeeded'",
-                                  (digest[:12],)) if r[5] == digest))
+    def by_fingerprint(self, digest: str) -> Iterator[Path]:
+        """The run dirs of the succeeded runs with this fingerprint, latest (by its end) first, found one at a time:
+        the runs reuse may stand on (reuse.check_run reads and checks each before it trusts it; the first that
+        passes ends the walk)."""
+        return self._walk("SELECT id, parent, name, sig FROM runs INDEXED BY runs_fingerprint WHERE "
+                          "substr(fingerprint, 1, 12) = ? AND fingerprint = ? AND status = 'succeeded'",
+                          (digest[:12], digest))
 
-    def earlier(self, tool: str, experiment: str, overrides: list[str]) -> list[Path]:
+    def earlier(self, tool: str, experiment: str, overrides: list[str]) -> Iterator[Path]:
         """The run dirs of the succeeded runs of one job (tool, experiment, overrides as typed), latest (by its end)
-        first."""
+        first, found one at a time."""
         text = _overrides(overrides)
-        return self._again(lambda: self._latest_first(self._rows(
-            "SELECT id, parent, name, sig, ended_at FROM runs INDEXED BY runs_job WHERE job = ? AND "
-            "status = 'succeeded' AND tool = ? AND experiment = ? AND overrides = ?",
-            (_job(tool, experiment, text), tool, experiment, text))))
+        return self._walk("SELECT id, parent, name, sig FROM runs INDEXED BY runs_job WHERE job = ? AND "
+                          "status = 'succeeded' AND tool = ? AND experiment = ? AND overrides = ?",
+                          (_job(tool, experiment, text), tool, experiment, text))
+
+    def _walk(self, sql: str, params: tuple) -> Iterator[Path]:
+        """The run dirs of the rows `sql` selects (id, parent, name, sig), latest end first, each checked against
+        its file when it is reached: a changed one is read again and the query asked again past the dirs given."""
+        given = set()
+        for attempt in range(3):
+            rows = self._again(lambda: self.db.execute(f"{sql} ORDER BY ended_order(ended_at) DESC, id",
+                                                       params).fetchall())
+            for row in rows:
+                if (row[1], row[2]) in given:
+                    continue
+                self._now = time.time_ns()
+                changed = attempt < 2 and self._again_read([row])
+                if changed:
+                    self._again(lambda: self._write(changed))
+                    break
+                given.add((row[1], row[2]))
+                yield self._again(lambda: self._run_dir(row))
+            else:
+                return
 
     def by_id(self, shown: str) -> list[Path]:
         """The run dirs of the runs shown with this id by `runs` (an earlier attempt's: <id>.attempt<k>)."""
@@ -566,10 +602,6 @@ class Index:
         return self._again(lambda: [self._run_dir(r) for r in self._rows(
             f"SELECT id, parent, name, sig, run_id FROM runs WHERE run_id IN (?, ?){_OLDEST_FIRST}", (shown, head))
             if label(r[4], r[2]) == shown])
-
-    def _latest_first(self, rows) -> list[Path]:
-        """The run dirs of rows (id, parent, name, sig, ended_at), latest end first."""
-        return [self._run_dir(r) for r in sorted(rows, key=lambda r: parse_time(r[4]) or _OLDEST, reverse=True)]
 
     def _env_of(self, env: int) -> str:
         row = self.db.execute("SELECT value FROM envs WHERE id = ?", (env,)).fetchone()
@@ -596,6 +628,18 @@ def _fingerprint_prefix(prefix: str) -> tuple[str, tuple]:
     after = prefix[:-1] + chr(ord(prefix[-1]) + 1)
     return "substr(fingerprint, 1, 12) >= ? AND substr(fingerprint, 1, 12) < ? AND fingerprint GLOB ?", (
         prefix, after, glob)
+
+
+def _started_since(started_at: str | None, since: str) -> bool:
+    """Whether a run started at or after `since` (a start that is no time never is)."""
+    started = parse_time(started_at)
+    return started is not None and started >= datetime.fromisoformat(since)
+
+
+def _ended_order(ended_at: str | None) -> str:
+    """A run's end as text that sorts as the times do (UTC, to the microsecond); '' when it is no time."""
+    ended = parse_time(ended_at)
+    return ended.astimezone(timezone.utc).isoformat(timespec="microseconds") if ended else ""
 
 
 def _damaged(err: sqlite3.DatabaseError) -> bool:

@@ -5,6 +5,7 @@ full grammar, which needs Hydra, is launch/argv.py's).
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 
 
@@ -37,3 +38,12 @@ def varying(parsed: list[dict[str, str]]) -> list[str]:
             seen.setdefault(key, set()).add(value)
             count[key] += 1
     return [k for k, values in seen.items() if len(values) > 1 or count[k] < len(parsed)]
+
+
+def replaced(words, texts: dict[str, str]) -> list[str]:
+    """The words with each of `texts`' keys replaced by its value (longest first): a pipeline stage's overrides
+    with its upstream run dirs moved to others, or standing for their fingerprints."""
+    if not texts:
+        return list(words)
+    pattern = re.compile("|".join(map(re.escape, sorted(texts, key=len, reverse=True))))
+    return [pattern.sub(lambda match: texts[match.group()], word) for word in words]

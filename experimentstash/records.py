@@ -456,6 +456,35 @@ def _env(name, value):
     return value
 
 
+def _launcher(name, value):
+    """The launcher options a run was started with: its backend, the options resolved, those given on the command
+    line, and the profile they came from."""
+    _dict(name, value)
+    _name(f"{name}.backend", value.get("backend"))
+    _dict(f"{name}.options", value.get("options"))
+    _strings(f"{name}.given", value.get("given"))
+    _opt(_name)(f"{name}.profile", value.get("profile"))
+    return value
+
+
+def _summary_number(name, value):
+    """A number of a summary; NaN and Infinity come as the strings a record keeps them as."""
+    return _num(name, numbers_back(value))
+
+
+def _history(name, value):
+    """The summary of a run's history file: {file, steps, x, keys: {key: {n, first, last, min, max}}}."""
+    _dict(name, value)
+    keys = _dict(f"{name}.keys", value.get("keys"))
+    for key, stats in keys.items():
+        _dict(f"{name}.keys.{key}", stats)
+        _count(f"{name}.keys.{key}.n", stats.get("n"))
+        for which in ("first", "last", "min", "max"):
+            stats[which] = _opt(_summary_number)(f"{name}.keys.{key}.{which}", stats.get(which))
+    return {"file": _relative(f"{name}.file", value.get("file")), "steps": _count(f"{name}.steps", value.get("steps")),
+            "x": _opt(_str)(f"{name}.x", value.get("x")), "keys": keys}
+
+
 def _run_schema(name, value):
     _type(int, what="a whole number")(name, value)
     if not 1 <= value <= RUN_SCHEMA:
@@ -505,11 +534,16 @@ class RunRecord:
     duration_s: float | None = _f(_opt(_num))
     logs: dict = _f(_opt(_dict))
     result: Any = _f(lambda name, value: value)
+    history: dict | None = _f(_opt(_history))  # a summary of the tool's history file (meta.yaml `history:`)
     sweep: dict | None = _f(_opt(_sweep_ref))
     owner: dict | None = _f(_opt(_owner))
     fingerprint: str | None = _f(_opt(_str))
     fingerprint_parts: dict | None = _f(_opt(_dict))
     tool_touched: list[str] = _fl(_strings)  # files the run added or changed in the tool's checkout
+    pipeline: str | None = _f(_opt(_name))  # the pipeline (configs/pipelines/<name>.yaml) the run is a stage of
+    stage: str | None = _f(_opt(_name))
+    upstream: list[str] = _fl(_strings)  # the run ids of the upstream stages' runs it consumed
+    launcher: dict | None = _f(_opt(_launcher))  # the launcher options of its sweep's launch or rerun (a sweep's job)
     extra: dict = field(default_factory=dict)  # fields of one kind of run: reproduces, slurm_job_id, node, ...
 
     @classmethod
@@ -670,19 +704,6 @@ def read_run(run_dir: Path) -> RunRecord:
     return RunRecord.from_dict(read_json(path, MAX_RUN_BYTES), path)
 
 
-def read_result(run_dir: Path, result_file: str | None):
-    """A tool's result file (meta.yaml `result:`) parsed, or None when absent, unreadable or outside the run dir."""
-    if not result_file:
-        return None
-    path = (run_dir / result_file).resolve()
-    if not path.is_relative_to(run_dir.resolve()):
-        return None  # a link out of the run dir: not this run's result
-    try:
-        return read_json(path, MAX_RESULT_BYTES)
-    except BadRecord:
-        return None
-
-
 def read_run_if_any(run_dir: Path) -> RunRecord | None:
     """The run dir's record; None when there is none yet or it cannot be used (it is then not trusted)."""
     try:
@@ -785,6 +806,28 @@ _ABSENT = object()
 
 
 @dataclass
+class RerunEntry:
+    """One `rerun` of a sweep (sweep.json `reruns`): when, which jobs, the words given to it, and the launcher
+    options its jobs ran with (the next `rerun` starts from these)."""
+
+    at: str = _f(_str, "", required=True)
+    jobs: list[int] = _fl(_list_of(_count, "job numbers"), required=True)
+    overrides: list[str] = _fl(_overrides)  # hydra.launcher.*, stash.timeout, stash.profile as given to `rerun`
+    launcher: dict | None = _f(_opt(_dict))  # the backend's options resolved for this attempt
+    profile: str | None = _f(_opt(_name))
+
+    @classmethod
+    def from_dict(cls, data, where: str) -> "RerunEntry":
+        try:
+            return cls(**_checked(cls, data))
+        except Invalid as err:
+            raise Invalid(f"{where}.{err.name}", err.why) from None
+
+    def to_dict(self) -> dict:
+        return {name: getattr(self, name) for name, _, _ in _checks(RerunEntry)}
+
+
+@dataclass
 class SweepRecord:
     """sweep.json: the sweep's command line, its backend and options, and every job's state."""
 
@@ -795,9 +838,10 @@ class SweepRecord:
     launcher: dict  # the backend's resolved options
     given: list[str]  # which of them came from the command line
     jobs: list[JobEntry]
-    reruns: list = field(default_factory=list)
+    reruns: list[RerunEntry] = field(default_factory=list)
     backend_state: dict = field(default_factory=dict)  # what the backend keeps (Slurm: the arrays)
     schema: int = SWEEP_SCHEMA
+    profile: str | None = None  # the profile (meta.yaml `profiles:`) the launcher options came from
 
     @classmethod
     def read(cls, sweep_dir: Path) -> "SweepRecord":
@@ -825,8 +869,10 @@ class SweepRecord:
                 backend=_name("backend", data.get("backend")),
                 command_line=_strings("command_line", data.get("command_line") or []),
                 launcher=launcher, given=_strings("given", data.get("given") or []), jobs=checked,
-                reruns=_type(list, what="a list")("reruns", data.get("reruns") or []),
+                reruns=[RerunEntry.from_dict(entry, f"reruns[{i}]") for i, entry in
+                        enumerate(_type(list, what="a list")("reruns", data.get("reruns") or []))],
                 backend_state=_dict("backend_state", data.get("backend_state") or {}), schema=schema,
+                profile=_opt(_name)("profile", data.get("profile")),
             )
         except Invalid as err:
             raise BadRecord(path, f"field '{err.name}': {err.why}") from None
@@ -835,7 +881,15 @@ class SweepRecord:
         """Everything but the jobs, in the file's order."""
         return {"schema": SWEEP_SCHEMA, "id": self.id, "created_at": self.created_at, "backend": self.backend,
                 "command_line": self.command_line, "launcher": self.launcher, "given": self.given,
-                "backend_state": self.backend_state, "reruns": self.reruns}
+                "backend_state": self.backend_state, "reruns": [entry.to_dict() for entry in self.reruns],
+                "profile": self.profile}
+
+    def last_launcher(self) -> tuple[dict, str | None]:
+        """The launcher options and profile the sweep's jobs last ran with: the last rerun's, else the launch's."""
+        for entry in reversed(self.reruns):
+            if entry.launcher is not None:
+                return entry.launcher, entry.profile
+        return self.launcher, self.profile
 
 
 def encode_sweep(head: dict, job_lines: list[str]) -> str:

@@ -13,6 +13,7 @@ import yaml
 
 from . import StashError
 from .output import excerpt
+from .profiles import parse_profiles
 from .records import MAX_DEPTH, BadRecord, is_name, plain_relative, read_limited
 
 # limits of every YAML file the launcher reads: a small file must not expand into billions of items
@@ -32,7 +33,8 @@ TOOL_KEYS = {
     "search_packages": ((str, list), "a package name or a list of them"),
     "env": ((str, dict), "'current', 'uv' or {python: <path>}"),
     "overrides": ((list,), "a list of tool overrides"),
-    "result": ((str,), "a JSON file name inside the run dir"),
+    "result": ((str,), "a JSON, YAML or one-row CSV file inside the run dir (or a glob that matches one)"),
+    "history": ((str,), "a JSON-lines or CSV file inside the run dir (or a glob that matches one)"),
     "reuse": ((bool,), "true or false: skip jobs that succeeded before with the same fingerprint"),
     "workdir": ((str,), "'tool' (the tool's folder) or 'run_dir'"),
     "tracker": ((str,), "'none', 'wandb' or 'mlflow'"),
@@ -45,7 +47,8 @@ WORKDIRS = ("tool", "run_dir")
 # the experiment trackers a run can report to, with the settings each takes (top level and per tool)
 TRACKERS = ("none", "wandb", "mlflow")
 TRACKER_SETTINGS = {"wandb": ("project", "entity"), "mlflow": ("tracking_uri", "experiment")}
-_STASH_KEYS = {"tools", "tracker", *TRACKER_SETTINGS}  # the top-level keys of meta.yaml besides the backends
+# the top-level keys of meta.yaml besides the backends
+_STASH_KEYS = {"tools", "tracker", "profiles", *TRACKER_SETTINGS}
 
 
 def find_root(start: Path | None = None) -> Path:
@@ -57,13 +60,21 @@ def find_root(start: Path | None = None) -> Path:
             raise StashError(f"EXPERIMENTSTASH_ROOT={env} holds no {META}: point it at a stash.")
         return root
     here = (start or Path.cwd()).resolve()
-    for folder in (here, *here.parents):
-        if (folder / META).is_file():
-            return folder
-    raise StashError(
-        f"No {META} found in {here} or any folder above it: run inside a stash "
-        "or set EXPERIMENTSTASH_ROOT to one."
-    )
+    root = enclosing_stash(here)
+    if root is None:
+        raise StashError(
+            f"No {META} found in {here} or any folder above it: run inside a stash "
+            "or set EXPERIMENTSTASH_ROOT to one; `experimentstash init [DIR]` makes a new stash."
+        )
+    return root
+
+
+def enclosing_stash(folder: Path) -> Path | None:
+    """The stash `folder` is in (the first folder up from it with configs/meta.yaml), if any."""
+    for candidate in (folder, *folder.parents):
+        if (candidate / META).is_file():
+            return candidate
+    return None
 
 
 @dataclass(frozen=True)
@@ -77,6 +88,7 @@ class Tool:
     env: str | dict = "auto"
     overrides: tuple[str, ...] = ()
     result: str | None = None
+    history: str | None = None  # the tool's per-step history file
     reuse: bool = False
     workdir: str = "tool"  # where the tool starts: its folder, or its run dir
     tracker: str = "none"  # the tool's, else the stash-wide `tracker:`
@@ -89,6 +101,7 @@ class Stash:
     root: Path
     tools: dict[str, Tool]
     machine: dict = field(default_factory=dict)  # per backend (local:, slurm:): this machine's launcher defaults
+    profiles: dict = field(default_factory=dict)  # name -> profiles.Profile: named sets of launcher options
     _experiments: dict[str, list[str]] = field(default_factory=dict, repr=False)
     _files: dict[tuple[str, str], Path] = field(default_factory=dict, repr=False)
 
@@ -122,7 +135,7 @@ class Stash:
             if not isinstance(value, dict):
                 raise StashError(f"{META}: '{name}' must be a mapping of launcher options of the {name} backend.")
             machine[name] = value
-        return cls(root, tools, machine)
+        return cls(root, tools, machine, parse_profiles(raw.get("profiles"), names))
 
     def tool(self, name: str | None) -> Tool:
         if not name:
@@ -366,10 +379,10 @@ def _parse_tool(root: Path, name: str, entry, stash_tracker: tuple[str, dict]) -
     if not path.is_relative_to(root.resolve()) or path == root.resolve():
         raise StashError(f"{where}.path: {excerpt(entry['path'])} is outside the stash; tools live below it "
                          f"(tools/{name}).")
-    result = entry.get("result")
-    if result is not None and not plain_relative(result):
-        raise StashError(f"{where}.result: {excerpt(result)} must be a file name inside the run dir, without '..' or "
-                         "a leading '/'.")
+    for key in ("result", "history"):
+        if entry.get(key) is not None and not plain_relative(entry[key]):
+            raise StashError(f"{where}.{key}: {excerpt(entry[key])} must be a file name (or a glob) inside the run dir, "
+                             "without '..' or a leading '/'.")
     env = entry.get("env", "auto")
     if isinstance(env, dict) and (set(env) != {"python"} or not isinstance(env["python"], str)):
         raise StashError(f"{where}.env: expected 'current', 'uv' or {{python: <path>}}, got {excerpt(env)}.")
@@ -398,7 +411,8 @@ def _parse_tool(root: Path, name: str, entry, stash_tracker: tuple[str, dict]) -
         search_packages=packages,
         env=env,
         overrides=tuple(overrides),
-        result=result,
+        result=entry.get("result"),
+        history=entry.get("history"),
         reuse=entry.get("reuse", False),
         workdir=workdir,
         tracker=tracker,

@@ -13,6 +13,7 @@ import hashlib
 import os
 import stat
 from collections import Counter
+from itertools import chain
 from pathlib import Path
 
 from . import StashError
@@ -20,9 +21,10 @@ from .fingerprint import digest
 from .gitcmd import GitError, git
 from .index import Found, Index
 from .output import warn_skipped
-from .records import (EXPERIMENT_COPY, HEX, MAX_RESULT_BYTES, MAX_RUN_BYTES, RUN_FILE, BadRecord, RunRecord, Status,
-                      inside, parse_time, read_json, read_limited, recorded_path, to_json)
+from .records import (EXPERIMENT_COPY, HEX, MAX_RUN_BYTES, RUN_FILE, BadRecord, RunRecord, Status, inside, parse_time,
+                      read_json, read_limited, recorded_path, to_json)
 from .registry import MAX_EXPERIMENT_BYTES
+from .results import read_result
 from .signing import refusal
 
 GONE = "gone"
@@ -64,7 +66,7 @@ def check_run(root: Path, folder: Path, tool: str, result_file: str | None) -> t
         return record, f"its {EXPERIMENT_COPY} is missing or not the recorded one"
     if _file(folder, "stdout.log") is None or _file(folder, "stderr.log") is None:
         return record, "its logs are missing"
-    if result_file and to_json(_result(folder, result_file)) != to_json(record.result):  # NaN is NaN here
+    if result_file and to_json(read_result(folder, result_file)[0]) != to_json(record.result):  # NaN is NaN here
         return record, f"its result file {result_file} is missing or not the recorded result"
     return record, None
 
@@ -82,14 +84,6 @@ def _sha256(path: Path, limit: int) -> str | None:
     try:
         return hashlib.sha256(read_limited(path, limit)).hexdigest()
     except BadRecord:
-        return None
-
-
-def _result(folder: Path, name: str):
-    path = _file(folder, name)
-    try:
-        return read_json(path, MAX_RESULT_BYTES) if path else None
-    except StashError:
         return None
 
 
@@ -118,9 +112,10 @@ class Chooser:
             if why is None and record.fingerprint == own:
                 return Found(record, folder)
         runs = self.earlier.earlier(spec.tool.name, spec.experiment, spec.overrides)
-        if runs:  # the job ran before: what differs from the latest such run that passes the checks
+        latest = next(runs, None)
+        if latest:  # the job ran before: what differs from the latest such run that passes the checks
             self.again += 1
-            for folder in runs:
+            for folder in chain([latest], runs):
                 record, why = self._check(folder, spec)
                 if why is None:
                     self.reasons.update(dict.fromkeys(self.differences(spec, record.fingerprint_parts), 1))

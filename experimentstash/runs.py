@@ -24,14 +24,12 @@ class Selected:
     emptied: str | None  # the filter that left no run when runs were recorded (`--experiment 'x*'`)
 
 
-def find_runs(root: Path, tool: str | None = None, experiment: str | None = None, status: str | None = None,
-              last: int | None = None, fingerprint: str | None = None, read: bool = False) -> Selected:
-    """The runs under outputs/ and multirun/ that pass the filters, looked up in the index (index.py); `experiment`
-    may be a glob pattern (figure1/*), `last` keeps the N most recent. Each record holds what the index keeps (what
-    the listing shows); `read=True` reads each returned run's whole run.json."""
+def find_runs(root: Path, filters=None, read: bool = False) -> Selected:
+    """The runs under outputs/ and multirun/ that pass the filters (views/selection.py Filters; None: every run),
+    looked up in the index (index.py). Each record holds what the index keeps (what the listing shows); `read=True`
+    reads each returned run's whole run.json."""
     index = Index(root)
-    runs, emptied = index.select(tool=tool, experiment=experiment, status=status, last=last,
-                                   fingerprint=fingerprint, read=read)
+    runs, emptied = index.select(filters, read)
     return Selected(runs, index.bad, index.count(), index.tools(), emptied)
 
 

@@ -57,6 +57,8 @@ class StashOptions:
                                     "(unset: the tool's reuse: in meta.yaml)", _one_of(None, True, False))
     tracker: Optional[str] = _option(None, "none|wandb|mlflow", "the experiment tracker the runs report to (unset: "
                                      "tracker: in meta.yaml)", _one_of(None, *TRACKERS))
+    profile: Optional[str] = _option(None, "NAME", "launcher options from `profiles:` in meta.yaml (the command "
+                                     "line's win over the profile's)", _anything)
 
 
 NAMES = tuple(f.name for f in fields(StashOptions))

@@ -264,6 +264,7 @@ class BackendSuite:
     fail_fast: list[str] | None = None  # words that end the sweep at the first failure, if it has them
     no_wait: list[str] | None = None  # words that submit and return, if it has them (follow with `status`)
     timeout = 300  # seconds one command of the suite may take
+    follows_needs = True  # as its Backend.follows_needs: it runs a pipeline's stages (else it refuses them)
 
     @pytest.fixture
     def backend_paths(self) -> tuple[str, ...]:
@@ -320,7 +321,7 @@ class BackendSuite:
         assert run_json(stash, job)["tool_touched"] == ["litter.txt"]
 
     def test_timeout_ends_the_job_and_says_so(self, stash):
-        out = self.sweep(stash, "tool=fx", "experiment=slow,a", "stash.timeout=3", "stash.grace=1")
+        out = self.sweep(stash, "tool=fx", "experiment=slow,a", "stash.timeout=20", "stash.grace=1")
         assert out.returncode == 1, out.stdout + out.stderr
         jobs = sweep_json(stash)["jobs"]
         assert [j["status"] for j in jobs] == ["timeout", "succeeded"]
@@ -385,6 +386,24 @@ class BackendSuite:
         jobs = sweep_json(stash)["jobs"]
         assert [j["status"] for j in jobs] == ["failed", "cancelled", "cancelled"]
         assert not any((stash.root / j["run_dir"]).exists() for j in jobs[1:])
+
+    def test_a_pipelines_stages_run_after_what_they_need_or_are_refused(self, stash):
+        """Job.needs: a stage starts once the jobs it needs succeeded, and is cancelled when one did not; a backend
+        that does not follow needs (Backend.follows_needs) is refused a pipeline before anything runs."""
+        stash.write("configs/pipelines/two.yaml", "stages:\n  first: {tool: fx, experiment: a}\n"
+                    "  second: {tool: fx, experiment: b, needs: [first], overrides: ['+up=${stages.first.run_dir}']}\n")
+        out = self.sweep(stash, "pipeline=two", "first.crash=true,false")
+        if not self.follows_needs:
+            assert out.returncode == 2 and "cannot run a pipeline's stages" in out.stderr, out.stdout + out.stderr
+            assert not (stash.root / "multirun").exists()
+            return
+        assert out.returncode == 1, out.stdout + out.stderr
+        jobs = sweep_json(stash)["jobs"]
+        assert [(j["stage"], j["status"]) for j in jobs] == [
+            ("first", "failed"), ("second", "cancelled"), ("first", "succeeded"), ("second", "succeeded")]
+        assert jobs[1]["reason"] == "upstream failed" and not (stash.root / jobs[1]["run_dir"]).exists()
+        first, second = (json.loads((stash.root / j["run_dir"] / "seen.json").read_text()) for j in jobs[2:])
+        assert second["cfg"]["up"] == str(stash.root / jobs[2]["run_dir"]) and second["started"] > first["ended"]
 
     def test_submitted_without_waiting_then_followed_by_status(self, stash):
         if self.no_wait is None:

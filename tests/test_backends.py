@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO
-from experimentstash.backends import BACKENDS
+from experimentstash.backends import BACKENDS, backend_class
 from experimentstash.testing import BackendSuite, sweep_json
 
 
@@ -47,6 +47,7 @@ class TestThreadPoolFromTheDocs(BackendSuite):
     """The backend as docs/backends.md writes it: one module, one line of registration."""
 
     backend = "threads"
+    follows_needs = False
     words = ["hydra/launcher=stash_threads", "hydra.launcher.workers=4"]
     one_at_a_time = ["hydra.launcher.workers=1"]
 
@@ -110,3 +111,9 @@ def test_a_backend_without_a_required_hook_is_refused_before_anything_runs(broke
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert "The half backend (half_backend:HalfBackend) does not implement run" in out.stderr
     assert not (broken.root / "multirun").exists()
+
+
+def test_every_built_in_backend_says_in_the_suite_whether_it_follows_needs():
+    for suite in BackendSuite.__subclasses__():
+        if suite.backend in BACKENDS:
+            assert suite.follows_needs == backend_class(suite.backend).follows_needs, suite.backend

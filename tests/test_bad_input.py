@@ -74,6 +74,8 @@ def test_malformed_experiment_yaml_names_file_and_line(stash):
     ("tools:\n  fx:\n    path: tools/fx\n    entrypoint: tool.py\n    result: ../../secret.json\n",
      "inside the run dir"),
     ("tools:\n  fx:\n    path: tools/fx\n    entrypoint: tool.py\n    result: /etc/passwd\n", "inside the run dir"),
+    ("tools:\n  fx:\n    path: tools/fx\n    entrypoint: tool.py\n    history: ../*.jsonl\n",
+     "tools.fx.history: '../*.jsonl' must be a file name (or a glob) inside the run dir"),
     ("tools:\n  fx:\n    path: .\n    entrypoint: tools/fx/tool.py\n", "outside the stash"),
     ("tools:\n  fx:\n    path: tools/fx\n    entrypoint: tool.py\n    check_ignore: wandb/**\n",
      "tools.fx.check_ignore: expected a list of globs of run dir paths"),

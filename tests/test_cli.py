@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO
+from conftest import REPO, Stash, git, make_tool_repo
 
 PACKAGE = REPO / "experimentstash"
 
@@ -50,6 +50,42 @@ def test_help_of_one_command(stash):
 def test_no_arguments_lists_the_tools(stash):
     out = stash.run()
     assert out.returncode == 0 and "fx" in out.stdout and "--help" in out.stdout
+
+
+def test_list_says_what_a_tool_needs_before_it_runs_and_the_command_that_gives_it(stash, tmp_path):
+    uv_tool = make_tool_repo(tmp_path / "uvtool")
+    (uv_tool / "uv.lock").write_text("version = 1\n")
+    git(uv_tool, "add", "uv.lock")
+    git(uv_tool, "commit", "-qm", "lock")
+    assert stash.run("add-tool", "uvtool", str(uv_tool)).returncode == 0
+    stash.commit("Add tool uvtool")
+    out = stash.run("list")
+    assert out.returncode == 0, out.stderr
+    assert ("Tool 'uvtool': its uv environment is not built: `cd tools/uvtool && uv sync --frozen` builds it (or the "
+            "first run does, into .cache/venvs/).") in out.stdout
+    assert "Tool 'fx'" not in out.stdout  # ready
+
+    (stash.root / ".cache/venvs/uvtool").mkdir(parents=True)  # where a first run builds it
+    stash.write("configs/meta.local.yaml", "tools:\n  fx:\n    env: {python: envs/fx/bin/python}\n")
+    out = stash.run("list")
+    assert "uvtool" in out.stdout and "Tool 'uvtool'" not in out.stdout
+    assert (f"Tool 'fx': interpreter {stash.root}/envs/fx/bin/python (env.python) does not exist: fix the path in "
+            "configs/meta.yaml or configs/meta.local.yaml.") in out.stdout
+
+    clone = tmp_path / "clone"
+    git(tmp_path, "clone", "-q", str(stash.root), str(clone))  # submodules not fetched, as on a fresh clone
+    out = stash.run("list", cwd=clone)
+    assert out.returncode == 0, out.stderr
+    assert "Tool 'fx': its submodule is not initialized: `git submodule update --init tools/fx` fetches it." \
+        in out.stdout
+
+
+def test_list_of_a_stash_without_tools_says_how_to_add_one(tmp_path):
+    mine = Stash(tmp_path / "mine", tmp_path)
+    assert mine.run("init", str(mine.root), cwd=tmp_path).returncode == 0
+    out = mine.run("list")
+    assert out.returncode == 0, out.stderr
+    assert "No tools yet: experimentstash add-tool NAME URL_OR_PATH adds one." in out.stdout
 
 
 def package_modules(package: Path) -> dict[str, Path]:

@@ -5,8 +5,11 @@ import io
 import json
 import math
 import shutil
+from pathlib import Path
 
 import pytest
+
+from conftest import add_curves_tool, git, new_stash
 
 # `swept` (conftest): a + b x value=1,2 x seed=0,1 succeed with score = 2 * value; crash x value x seed fails
 
@@ -41,18 +44,21 @@ def test_one_row_per_job_with_the_overrides_that_vary_and_the_numeric_results(sw
 def test_over_a_key_gives_mean_std_and_n_of_the_runs_that_differ_only_in_it(swept):
     stash, folder = swept
     data = rows(stash, str(folder), "--over", "value")
-    assert len(data) == 6 and "value" not in data[0] and "run" not in data[0]
+    assert len(data) == 6 and "run" not in data[0]
     group = next(r for r in data if r["experiment"] == "a" and r["seed"] == "0")
-    assert group["n"] == 2 and group["status"] == "2 succeeded"
+    assert group["value"] == ["1", "2"]  # the values pooled
+    assert group["n"] == 2 and group["repeats"] == 0 and group["status"] == "2 succeeded"
     assert group["score"]["mean"] == 3.0 and group["score"]["n"] == 2
     assert math.isclose(group["score"]["std"], math.sqrt(2))
     crash = next(r for r in data if r["experiment"] == "crash" and r["seed"] == "1")
-    assert crash["score"] is None and crash["status"] == "2 failed"
+    # failed runs are counted apart, never in n
+    assert crash["score"] is None and crash["n"] == 0 and crash["status"] == "2 failed"
 
     out = stash.run("compare", str(folder), "--over", "seed")
     assert out.returncode == 0, out.stderr
-    assert out.stdout.splitlines()[0].split() == ["tool", "experiment", "value", "n", "score", "status", "duration"]
-    assert any(line.split()[:6] == ["fx", "b", "2", "2", "4", "±"] for line in out.stdout.splitlines())
+    assert out.stdout.splitlines()[0].split() == ["tool", "experiment", "value", "seed", "n", "score", "status",
+                                                  "duration"]
+    assert any(line.split()[:7] == ["fx", "b", "2", "0,1", "2", "4", "±"] for line in out.stdout.splitlines())
     assert "6 groups over seed" in out.stdout
 
     out = stash.run("compare", str(folder), "--over", "value", "--format", "csv")
@@ -119,7 +125,12 @@ def test_text_values_missing_values_and_nested_results(swept):
 @pytest.mark.parametrize("args, says", [
     (["--over", "sed"], "--over sed: no run has a tool override 'sed' (their override keys: seed, value)"),
     (["--sort", "nope"], "--sort nope: no such column. The columns are: run, tool, experiment, value, seed, score"),
-    (["--tool", "fx"], "not both"),
+    (["--over", "tool"], "--over tool: runs of different tools ran different code"),
+    (["--best", "score"], "--best score: give KEY:min or KEY:max"),
+    (["--best", "nope:min"], "--best nope: no run has a result value or history 'nope' (they have: score)"),
+    (["--since", "yesterday"], "--since yesterday: give a date (2025-01-31), a time (2025-01-31T14:00) or an age"),
+    (["--commit", "xyz"], "--commit xyz: give at least 4 hex digits of it"),
+    (["--status", "great"], "--status great: expected one of pending, running, succeeded"),
 ])
 def test_bad_options_are_one_message_and_exit_2(swept, args, says):
     stash, folder = swept
@@ -248,3 +259,172 @@ def test_nan_and_infinity_are_strict_json_everywhere(stash):
     assert strict(diff.stdout)["result"]["items"][0]["b"] == "Infinity"
     again = stash.run("tool=fx", "experiment=a", "value=nan", "stash.reuse=true")  # its signed record still holds
     assert again.returncode == 0 and f"reused: run {records[0].parent.name}" in again.stderr, again.stderr
+
+
+# --- runs that must not be pooled, repeats, filters ------------------------------------------------------------
+
+def new_sweep(stash, *args) -> Path:
+    """Run a sweep of experiment a; its sweep dir."""
+    before = set((stash.root / "multirun").iterdir()) if (stash.root / "multirun").exists() else set()
+    out = stash.run("-m", "tool=fx", "experiment=a", *args)
+    assert out.returncode == 0, out.stderr
+    (folder,) = set((stash.root / "multirun").iterdir()) - before
+    return folder
+
+
+@pytest.fixture(scope="module")
+def reruns(tmp_path_factory):
+    """Runs of experiment a (score 2) at seeds 0 and 1: a sweep, the same sweep again, a reproduction of a run,
+    a run without a seed, the sweep with the experiment file changed (a comment only), the sweep at a newer tool
+    commit, and a run at seed 5 that failed after writing a score of 100 (in the year 2000)."""
+    stash = new_stash(tmp_path_factory.mktemp("reruns"))
+    sweeps = {"first": new_sweep(stash, "seed=0,1"), "again": new_sweep(stash, "seed=0,1")}
+    out = stash.run("reproduce", str(sweeps["first"] / "0_fx_a"))
+    assert out.returncode == 0, out.stderr
+    assert stash.run("tool=fx", "experiment=a").returncode == 0
+    original = (stash.root / "configs/fx/experiment/a.yaml").read_text()
+    stash.write("configs/fx/experiment/a.yaml", original + "# the same value, another file\n")
+    sweeps["edited"] = new_sweep(stash, "seed=0,1")
+    stash.write("configs/fx/experiment/a.yaml", original)
+    (stash.tool / "VERSION").write_text("v2\n")
+    git(stash.tool, "commit", "-qam", "v2")
+    sweeps["newer"] = new_sweep(stash, "seed=0,1")
+    failed = stash.root / "outputs" / "fx" / "a" / "failed-at-seed-5"
+    shutil.copytree(sweeps["first"] / "1_fx_a", failed)
+    record = json.loads((failed / "run.json").read_text())
+    record.update(status="failed", exit_code=1, overrides=["seed=5"], result={"score": 100.0}, id="failed-at-seed-5",
+                  run_dir="outputs/fx/a/failed-at-seed-5", started_at="2000-06-01T00:00:00.000Z",
+                  ended_at="2000-06-01T00:01:00.000Z")
+    record["fingerprint_parts"]["overrides"] = ["seed=5"]
+    (failed / "run.json").write_text(json.dumps(record))
+    return stash, sweeps
+
+
+def test_runs_at_two_tool_commits_or_of_another_file_are_never_one_row(reruns):
+    stash, sweeps = reruns
+    data = rows(stash, "--tool", "fx", "--over", "seed")
+    newer = git(stash.tool, "rev-parse", "HEAD")[:8] + "+"  # the checkout is no longer at the stash's pin
+    older = json.loads((sweeps["first"] / "0_fx_a" / "run.json").read_text())["tool_commit"][:8]
+    by_commit = {}
+    for row in data:
+        by_commit.setdefault(row["commit"], []).append(row)
+    assert sorted(by_commit) == sorted([older, newer])
+    (at_newer,) = by_commit[newer]
+    assert (at_newer["seed"], at_newer["n"], at_newer["score"]["mean"]) == (["0", "1"], 2, 2.0)
+    # at the older commit: with seeds (the sweeps, the failed run), without a seed, and of the edited file apart
+    with_seed = [r for r in by_commit[older] if r["seed"] not in (None, ["0", "1"])]
+    (no_seed,) = [r for r in by_commit[older] if r["seed"] is None]
+    (edited,) = [r for r in by_commit[older] if r["seed"] == ["0", "1"]]
+    assert no_seed["n"] == 1
+    assert edited["n"] == 2 and edited["differs"].startswith("experiment files ")
+    (group,) = with_seed
+    assert group["seed"] == ["0", "1", "5"] and group["differs"] != edited["differs"]
+    # the failed run is counted apart and its score is not averaged; each seed counts once
+    assert group["n"] == 2 and group["status"] == "2 succeeded, 1 failed" and group["score"] == {
+        "mean": 2.0, "std": 0.0, "n": 2}
+    assert group["repeats"] == 3  # seed 0: twice and reproduced; seed 1: twice
+
+    out = stash.run("compare", "--tool", "fx", "--over", "seed")
+    assert out.returncode == 0, out.stderr
+    header = out.stdout.splitlines()[0].split()
+    assert header[:7] == ["tool", "experiment", "seed", "commit", "differs", "n", "score"]
+    assert "2 (3 repeats left out)" in out.stdout
+    assert "note: 3 repeats of a run (the same fingerprint) left out" in out.stderr
+    assert "note: the runs of fx ran at 2 versions of its code: the commit column tells them apart" in out.stderr
+
+    every = {row["commit"] + str(row["seed"]) + (row["differs"] or ""): row
+             for row in rows(stash, "--tool", "fx", "--over", "seed", "--all-runs")}
+    assert every[older + str(group["seed"]) + group["differs"]]["n"] == 5
+    assert every[older + str(group["seed"]) + group["differs"]]["repeats"] == 0
+
+
+def test_without_over_the_commit_column_shows_when_the_runs_span_commits(reruns):
+    stash, sweeps = reruns
+    out = stash.run("compare", str(sweeps["first"]), str(sweeps["again"]))
+    assert out.returncode == 0, out.stderr
+    assert "commit" not in out.stdout.splitlines()[0].split() and "note: the runs" not in out.stderr
+    data = rows(stash, "--tool", "fx")
+    assert len({r["commit"] for r in data}) == 2
+    out = stash.run("compare", "--tool", "fx")
+    assert "note: the runs of fx ran at 2 versions of its code" in out.stderr
+    original = json.loads((sweeps["first"] / "0_fx_a" / "run.json").read_text())["id"]
+    (reproduction,) = [r for r in data if "reproduces" in r and r["reproduces"]]
+    assert reproduction["reproduces"] == original and reproduction["run"].startswith("outputs/fx/a/")
+
+
+@pytest.mark.parametrize("args, count", [
+    (["--status", "failed"], 1),
+    (["--since", "1d"], 10),  # all but the failed run, which started in 2000
+    (["--since", "2000-01-01"], 11),
+    (["--last", "3"], 3),
+])
+def test_filters_choose_the_runs(reruns, args, count):
+    stash, _ = reruns
+    assert len(rows(stash, *args)) == count
+
+
+def test_filters_by_commit_sweep_and_fingerprint(reruns):
+    stash, sweeps = reruns
+    newer = git(stash.tool, "rev-parse", "HEAD")
+    assert {r["run"].split("/")[1] for r in rows(stash, "--commit", newer[:7])} == {sweeps["newer"].name}
+    for given in (sweeps["edited"].name, str(sweeps["edited"])):
+        assert {r["run"].split("/")[1] for r in rows(stash, "--sweep", given)} == {sweeps["edited"].name}
+    fingerprint = json.loads((sweeps["first"] / "0_fx_a" / "run.json").read_text())["fingerprint"]
+    same = rows(stash, "--fingerprint", fingerprint[:12])
+    assert [r["run"].split("/")[1:] for r in same] == [[sweeps["first"].name, "0_fx_a"], [sweeps["again"].name, "0_fx_a"]]
+    # the filters narrow a sweep dir's jobs too
+    same = rows(stash, str(sweeps["first"]), "--fingerprint", fingerprint[:12])
+    assert [r["run"] for r in same] == [f"multirun/{sweeps['first'].name}/0_fx_a"]
+    out = stash.run("compare", "--since", "2999-01-01")
+    assert out.returncode == 0 and out.stdout == "No runs match --since 2999-01-01.\n"
+
+
+# --- result files and histories -------------------------------------------------------------------------------
+
+def test_a_csv_result_by_glob_and_a_history_are_read_into_run_json_and_compared(curved):
+    stash, folder = curved
+    record = json.loads((folder / "0_curves_fit" / "run.json").read_text())
+    history = [json.loads(line) for line in (folder / "0_curves_fit" / "history.jsonl").read_text().splitlines()]
+    loss = history[-1]["loss"]
+    # the one file metrics_summary_*.csv matched: numbers read as numbers, text kept
+    assert record["result"] == {"final_loss": loss, "acc": 1 - loss / 2, "const": 1.5, "name": "fit"}
+    assert {k: record["history"][k] for k in ("file", "steps", "x")} == {"file": "history.jsonl", "steps": 20,
+                                                                          "x": "step"}
+    assert record["history"]["keys"]["loss"] == {"n": 20, "first": 1.0, "last": loss, "min": loss, "max": 1.0}
+    assert set(record["history"]["keys"]) == {"loss", "val.acc"}
+
+    data = rows(stash, str(folder))
+    assert (data[0]["final_loss"], data[0]["loss.last"], data[0]["loss.best"]) == (loss, loss, loss)
+    assert "val.acc.last" in data[0] and "val.acc.best" not in data[0]  # no direction known: no best guessed
+    out = stash.run("compare", str(folder))
+    assert "note: best is the lowest value for loss (named like a loss or an error)" in out.stderr
+    assert "note: no direction known for val.acc: give --best KEY:min or KEY:max to see its best" in out.stderr
+
+    data = rows(stash, str(folder), "--over", "seed", "--best", "val.acc:max")
+    top = max(r["val.acc.best"]["mean"] for r in data)
+    assert top == data[-1]["val.acc.best"]["mean"] and data[-1]["lr"] == "0.1"  # the largest lr learns fastest
+
+
+def test_yaml_results_with_lists_csv_histories_and_a_glob_that_matches_two_files(stash):
+    add_curves_tool(stash)
+    stash.write("configs/meta.local.yaml", "tools:\n  curves:\n    result: metrics.yaml\n")
+    out = stash.run("tool=curves", "experiment=fit", "history_format=csv", "steps=5")
+    assert out.returncode == 0, out.stderr
+    (stash.root / "configs/meta.local.yaml").unlink()
+    out = stash.run("tool=curves", "experiment=fit", "summaries=2")
+    assert out.returncode == 0, out.stderr
+    from_yaml, two_files = stash.runs()
+    curve = [1 / (1 + 0.01 * 10 * step) for step in range(5)]
+    assert from_yaml["result"] == {"final_loss": curve[-1], "curve": curve, "when": "2025-01-31"}
+    assert from_yaml["history"]["file"] == "history.csv" and set(from_yaml["history"]["keys"]) == {"loss", "val.acc"}
+    assert two_files["result"] is None
+    assert "result: metrics_summary_*.csv matched 2 files (metrics_summary_fit_" in two_files["note"]
+
+    data = rows(stash, "--tool", "curves")
+    assert (data[0]["curve.last"], data[0]["final_loss"]) == (curve[-1], curve[-1])
+    assert "curve.best" not in data[0]  # no direction known for it
+    for command in (["compare", "--tool", "curves"], ["runs"]):
+        out = stash.run(*command)
+        assert out.returncode == 0, out.stderr
+        assert "0.8333" not in out.stdout  # the middle of the curve: a list is never printed in full
+    assert "curve=[1, 0.9091, ..., 0.7692, 0.7143] (5 values)" in stash.run("runs").stdout

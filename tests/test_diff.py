@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, experiment, git
+from conftest import REPO, add_curves_tool, experiment, git
 
 
 def run_dirs(stash) -> list[Path]:
@@ -186,3 +186,28 @@ def test_interpreter_paths_that_do_not_exist_here_are_compared_as_recorded(stash
     assert out.returncode == 0, out.stderr
     assert re.search(r"\n  executable +/gone/venv/bin/python -> /gone/venv/bin/python3\n", out.stdout)
     assert out.stdout.rstrip().endswith("The runs differ in: environment.")
+
+
+def test_lists_and_histories_are_summarized_with_their_largest_difference(stash):
+    add_curves_tool(stash)
+    stash.write("configs/meta.local.yaml", "tools:\n  curves:\n    result: metrics.yaml\n")
+    for lr in ("0.01", "0.1"):
+        out = stash.run("tool=curves", "experiment=fit", f"lr={lr}", "steps=5")
+        assert out.returncode == 0, out.stderr
+    a, b = run_dirs(stash)
+    slow, fast = ([1 / (1 + lr * 10 * step) for step in range(5)] for lr in (0.01, 0.1))
+    largest = max(abs(x - y) for x, y in zip(slow, fast))
+    out = stash.run("diff", str(a), str(b))
+    assert out.returncode == 0, out.stderr
+    text = re.sub(" +", " ", out.stdout)
+    lists = f"[1, 0.9091, ..., 0.7692, 0.7143] (5 values) -> [1, 0.5, ..., 0.25, 0.2] (5 values) (largest difference {largest:.6g})"
+    assert f"curve {lists}" in text.split("\nresult: ")[1].split("\n\n")[0]
+    history = text.split("\nhistory: ")[1]
+    assert history.startswith("differs") and f"loss {lists}" in history
+    assert str(slow[2])[:6] not in out.stdout  # the middle of a list is never printed
+
+    data = json.loads(stash.run("diff", str(a), str(b), "--format", "json").stdout)
+    curve = next(i for i in data["result"]["items"] if i["key"] == "curve")
+    assert curve["a"] == {"length": 5, "first": 1.0, "last": slow[-1], "shown": "[1, 0.9091, ..., 0.7692, 0.7143] (5 values)"}
+    assert curve["max_delta"] == largest
+    assert data["differs"] == ["config", "overrides", "result", "history"]

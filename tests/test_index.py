@@ -10,7 +10,7 @@ import subprocess
 import sys
 import textwrap
 import time
-from fnmatch import fnmatchcase
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -19,6 +19,8 @@ from conftest import REPO, Stash
 
 from experimentstash import index as index_module
 from experimentstash.index import Found, Index, index_path, lost_when_gone
+from experimentstash.views import selection
+from experimentstash.views.selection import Filters
 from experimentstash.records import RUN_FILE, RUN_FOLDERS, BadRecord, Status, read_run, write_json, write_run
 
 FIELDS = ("id", "status", "exit_code", "tool", "experiment", "experiment_file", "experiment_sha256", "overrides",
@@ -48,23 +50,10 @@ def load_runs(root: Path) -> tuple[list[Found], list[BadRecord]]:
     return found, bad
 
 
-def select(runs: list[Found], tool=None, experiment=None, status=None, last=None, fingerprint=None):
-    """The runs that pass the filters, and the filter that left none of the runs recorded."""
-    filters = [("--tool", tool, lambda f: f.record.tool == tool),
-               ("--experiment", experiment, lambda f: fnmatchcase(f.record.experiment, experiment)
-                if any(c in experiment for c in "*?[") else f.record.experiment == experiment),
-               ("--status", status, lambda f: f.record.status == status),
-               ("--fingerprint", fingerprint, lambda f: (f.record.fingerprint or "").startswith(fingerprint))]
-    emptied = None
-    for flag, value, keep in filters:
-        if value:
-            kept = [f for f in runs if keep(f)]
-            if runs and not kept:
-                emptied = f"{flag} {shlex.quote(value)}"
-            runs = kept
-    if last is not None:
-        runs = runs[-last:] if last > 0 else []
-    return runs, emptied
+def select(runs: list[Found], **query) -> tuple[list[Found], str | None]:
+    """The runs that pass the filters, and the filter that left none of the runs recorded, as the views select
+    them from records read one by one."""
+    return selection.select(runs, Filters(**query))
 
 
 def copy(swept, tmp_path: Path) -> Stash:
@@ -99,7 +88,19 @@ def queries(runs) -> list[dict]:
             {"experiment": "zz*"}, {"status": "failed"}, {"status": "succeeded", "last": 3}, {"status": "lost"},
             {"status": "running"}, {"last": 5}, {"last": 0}, {"fingerprint": fingerprint[:6]},
             {"fingerprint": fingerprint}, {"fingerprint": "*"}, {"tool": "fx", "status": "failed", "last": 1},
-            {"tool": "fx", "experiment": "b", "status": "cancelled"}]
+            {"tool": "fx", "experiment": "b", "status": "cancelled"}, *shared(runs)]
+
+
+def shared(runs) -> list[dict]:
+    """Queries by the filters that runs, compare and report share: commit, sweep, start time, with --last."""
+    middle = runs[len(runs) // 2].record
+    started = datetime.fromisoformat(middle.started_at.replace("Z", "+00:00"))
+    later = datetime.now(timezone.utc) + timedelta(days=1)
+    sweep = next((f.record.sweep["id"] for f in runs if f.record.sweep), "nosuchsweep")
+    return [{"commit": middle.tool_commit[:7]}, {"commit": "0000"}, {"commit": middle.tool_commit, "last": 2},
+            {"sweep": sweep}, {"sweep": "nosuchsweep", "tool": "fx"},
+            {"since": started, "given_since": middle.started_at}, {"since": started, "given_since": "x", "last": 1},
+            {"since": later, "given_since": "1d", "status": "failed"}, {"tool": "fx", "since": later, "given_since": "y"}]
 
 
 def assert_same(root: Path, index: Index | None = None) -> None:
@@ -107,8 +108,8 @@ def assert_same(root: Path, index: Index | None = None) -> None:
     index = index or Index(root)
     runs, bad = load_runs(root)
     for query in queries(runs):
-        assert shown(index.select(**query)[0]) == shown(select(runs, **query)[0]), query
-        assert index.select(**query)[1] == select(runs, **query)[1], query
+        assert shown(index.select(Filters(**query))[0]) == shown(select(runs, **query)[0]), query
+        assert index.select(Filters(**query))[1] == select(runs, **query)[1], query
     assert [f.record.to_dict() for f in index.select(read=True)[0]] == [f.record.to_dict() for f in runs]
     assert sorted((str(b.path), b.reason) for b in index.bad) == sorted((str(b.path), b.reason) for b in bad)
     assert index.count() == len(runs)
@@ -117,10 +118,10 @@ def assert_same(root: Path, index: Index | None = None) -> None:
                        reverse=True)
     for f in runs:
         assert index.by_id(f.label) == [x.folder for x in runs if x.label == f.label]
-        assert index.by_fingerprint(f.record.fingerprint) == [
+        assert list(index.by_fingerprint(f.record.fingerprint)) == [
             x.folder for x in succeeded if x.record.fingerprint == f.record.fingerprint]
         job = (f.record.tool, f.record.experiment, f.record.overrides)
-        assert index.earlier(*job) == [
+        assert list(index.earlier(*job)) == [
             x.folder for x in succeeded if (x.record.tool, x.record.experiment, x.record.overrides) == job]
 
 
@@ -144,7 +145,7 @@ def test_the_index_answers_as_reading_every_record(swept, tmp_path, capsys, monk
 
     assert_same(root)  # built from nothing
     assert index_path(root).is_file()
-    assert Index(root).select(status="lost")[0][0].folder == first
+    assert Index(root).select(Filters(status="lost"))[0][0].folder == first
     assert_same(root)  # as it is kept
     monkeypatch.setattr(index_module, "WINDOW", 2)  # filters with --last: beyond the newest runs too
     assert_same(root)
@@ -183,7 +184,7 @@ def test_records_changed_behind_its_back(swept, tmp_path, monkeypatch):
     record = read_run(failed[1])
     record.status = Status.SUCCEEDED
     write_run(root, failed[1], record)
-    assert failed[1] in [f.folder for f in Index(root).select(status="succeeded")[0]]
+    assert failed[1] in [f.folder for f in Index(root).select(Filters(status="succeeded"))[0]]
     assert_same(root)
 
     # changed by hand and returned by no query yet: seen by the checks in turn
@@ -193,7 +194,7 @@ def test_records_changed_behind_its_back(swept, tmp_path, monkeypatch):
     monkeypatch.setattr(index_module, "CHECK_PER_READ", 5)
     for _ in range(len(run_dirs(root)) // 5 + 1):
         Index(root)
-    assert [f.folder for f in Index(root).select(tool="fy")[0]] == [failed[2]]
+    assert [f.folder for f in Index(root).select(Filters(tool="fy"))[0]] == [failed[2]]
     assert_same(root)
 
 
@@ -211,7 +212,7 @@ def test_removed_and_added_run_dirs(swept, tmp_path, monkeypatch):
     assert out.returncode == 0, out.stderr
     (run,) = (root / "outputs").glob(f"fx/fig1/x/*/{RUN_FILE}")
     assert_same(root)
-    assert [f.folder for f in Index(root).select(experiment="fig1/*")[0]] == [run.parent]
+    assert [f.folder for f in Index(root).select(Filters(experiment="fig1/*"))[0]] == [run.parent]
     shutil.rmtree(root / "multirun")
     assert_same(root)
 
@@ -225,13 +226,14 @@ def test_readers_and_a_sweep_at_the_same_time(swept, tmp_path):
         import sys, time
         from pathlib import Path
         from experimentstash.index import Index
+        from experimentstash.views.selection import Filters
         deadline = time.monotonic() + 120
         while not Path({str(done)!r}).exists() and time.monotonic() < deadline:
             index = Index(Path({str(root)!r}))
             runs = index.select()[0]
-            index.select(status="succeeded", last=2)
+            index.select(Filters(status="succeeded", last=2))
             for found in runs[-3:]:
-                index.by_fingerprint(found.record.fingerprint)
+                list(index.by_fingerprint(found.record.fingerprint))
         print("ended" if Path({str(done)!r}).exists() else "deadline")
     """)
     env = {**os.environ, "PYTHONPATH": str(REPO)}

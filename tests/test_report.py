@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO
+from conftest import REPO, git
 
 # `swept` (conftest): a + b x value=1,2 x seed=0,1 succeed with score = 2 * value; crash x value x seed fails
 CHROMIUM = Path("/usr/bin/chromium")
@@ -83,6 +83,17 @@ class Opened:
         self.page.locator(f"#{table} thead th", has_text=re.compile(f"^{re.escape(name)}$")).click()
 
 
+def figures(text: str) -> dict[str, tuple[list, dict]]:
+    """Each chart of a report's file by its title: (its traces, its layout), as the page hands them to plotly."""
+    found = {}
+    decoder = json.JSONDecoder()
+    for call in re.finditer(r'Plotly\.newPlot\(\s*"chart-\d+",\s*', text):
+        data, end = decoder.raw_decode(text, call.end())
+        layout, _ = decoder.raw_decode(text, end + len(text[end:]) - len(text[end:].lstrip(", \n")))
+        found[layout["title"]["text"]] = (data, layout)
+    return found
+
+
 def report(stash, folder, *args) -> str:
     out = stash.run("report", str(folder), *args)
     assert out.returncode == 0, out.stderr
@@ -99,9 +110,13 @@ def test_the_report_file_holds_the_command_pins_table_charts_and_failures(swept)
     assert f"<code>{commit}</code>" in text
     assert "12 jobs: 8 succeeded, 4 failed." in text
     assert text.count("boom: the fixture tool was asked to crash") == 4
-    assert len(re.findall(r"<tr><td", text)) == 1 + 12  # the pins, every run
-    # without --over each line is one experiment and seed: score against value and against seed, and the overview
-    assert text.count("Plotly.newPlot(") == 3
+    assert len(re.findall(r"<tr><td", text)) == 1 + 12  # the commits, every run
+    assert "The runs of fx ran at" not in text  # one commit: no warning
+    # without --over each line is one experiment and seed: score against value and against seed, and both keys
+    # together; no direction is known for score: no best run marked, no experiments side by side
+    assert set(figures(text)) == {"score vs value", "score vs seed", "the swept keys against score (the first value)"}
+    assert "No direction known for score: give <code>--best KEY:min</code>" in text and "best" not in re.findall(
+        r'class="([^"]*)"', text)
     # self-contained: nothing is loaded from elsewhere, and the page's policy forbids it
     assert not re.search(r"<(script|img|iframe|link|embed|object)\b[^>]*\s(src|href)\s*=", text)
     assert "Content-Security-Policy" in text and "default-src 'none'" in text
@@ -137,9 +152,10 @@ def evil_copy(stash, folder) -> Path:
     sweep = json.loads((copy / "sweep.json").read_text())
     sweep["jobs"][0]["overrides"].append("+note=<img src=x onerror=alert(1)>")
     (copy / "sweep.json").write_text(json.dumps(sweep))
-    record = json.loads((copy / "0_fx_a" / "run.json").read_text())
-    record["result"]["<script>alert(2)</script>"] = 1.5
-    (copy / "0_fx_a" / "run.json").write_text(json.dumps(record))
+    for name, value in (("0_fx_a", 1.5), ("1_fx_a", 2.5)):  # two values: it is drawn
+        record = json.loads((copy / name / "run.json").read_text())
+        record["result"]["<script>alert(2)</script>"] = value
+        (copy / name / "run.json").write_text(json.dumps(record))
     (copy / "8_fx_crash" / "stderr.log").write_text("<script>alert(3)</script>\n")
     return copy
 
@@ -159,17 +175,18 @@ def test_record_values_are_escaped(swept):
 @needs_browser
 def test_the_report_loads_offline_and_every_chart_renders(swept, browser):
     stash, folder = swept
-    report(stash, folder, "--over", "seed")
+    report(stash, folder, "--over", "seed", "--best", "score:max")
     opened = Opened(browser, folder / "report.html")
     assert opened.errors == []
     assert opened.requests and all(url.startswith("file://") for url in opened.requests), opened.requests
     charts = opened.charts()
-    assert set(charts) == {"score vs value (mean ± std over seed)", "every experiment: mean ± std over its ended runs"}
+    side = "each experiment at its best setting for each value (hover: the setting)"
+    assert set(charts) == {"score vs value (mean ± std over seed)", "the swept keys against score (--best)", side}
     # score against value: a line for a and for b (crash has no score), two points each, each with its error bar
     by_value = charts["score vs value (mean ± std over seed)"]
     assert (by_value["traces"], by_value["drawn"], by_value["points"]) == (2, 2, 4)
     assert by_value["names"] == ["a", "b"] and by_value["errorbars"] == 4
-    overview = charts["every experiment: mean ± std over its ended runs"]
+    overview = charts[side]
     assert (overview["traces"], overview["drawn"], overview["bars"]) == (1, 1, 2)
 
 
@@ -227,3 +244,93 @@ def test_a_sweep_still_running_shows_what_has_ended(stash):
     finally:
         launcher.send_signal(signal.SIGTERM)
         launcher.communicate(timeout=60)
+
+
+# --- charts chosen by the data --------------------------------------------------------------------------------
+
+def test_axes_follow_the_data_constant_values_are_not_drawn_and_histories_draw_a_line_per_run(curved):
+    stash, folder = curved  # lr=0.001,0.01,0.1 x seed=0,1; const is 1.5 in every run
+    report(stash, folder)
+    text = (folder / "report.html").read_text()
+    charts = figures(text)
+    assert charts["final_loss vs lr"][1]["xaxis"]["type"] == "log"
+    seeds = charts["final_loss vs seed"][1]["xaxis"]
+    assert seeds["type"] == "category" and seeds["categoryarray"] == ["0", "1"]
+    assert not [title for title in charts if title.startswith("const")]
+    assert "<p>The same in every run, not drawn: const (1.5).</p>" in text
+    lines, layout = charts["loss: one line per run"]
+    assert len(lines) == 6 and all(line["x"] == list(range(20)) for line in lines) and layout["xaxis"]["title"][
+        "text"] == "step"
+    first = [json.loads(line)["loss"] for line in (folder / "0_curves_fit" / "history.jsonl").read_text().splitlines()]
+    assert lines[0]["y"] == [float(f"{y:.6g}") for y in first]
+    (together,), _ = charts["the swept keys against final_loss (named like a loss or an error)"]
+    assert [d["label"] for d in together["dimensions"]] == ["lr (log)", "seed", "final_loss"]
+    # the best run of each value with a direction, marked in the table; the others named
+    best = json.loads((folder / "4_curves_fit" / "run.json").read_text())["result"]["final_loss"]
+    assert (f"<li><b>final_loss</b>: {best:.4g} (lowest, named like a loss or an error) at 4_curves_fit "
+            "(experiment=fit lr=0.1 seed=0)</li>") in text
+    assert re.search(r'<td data-k="0" data-v="[^"]+" class="num best">0\.05</td>', text)
+    assert "No direction known for acc, const, val.acc.last" in text
+
+
+def test_groups_draw_mean_and_std_bands_and_each_experiment_at_its_best_setting(curved):
+    stash, folder = curved
+    report(stash, folder, "--over", "seed", "--best", "acc:max")
+    charts = figures((folder / "report.html").read_text())
+    traces, _ = charts["loss: mean ± std over seed"]
+    bands = [t for t in traces if t.get("fill") == "toself"]
+    means = [t for t in traces if t.get("fill") != "toself"]
+    assert len(bands) == len(means) == 3  # one group per lr, each with its band
+    assert [m["name"] for m in means] == [f"fit lr={lr} (n=2)" for lr in ("0.001", "0.01", "0.1")]
+    bars, layout = charts["each experiment at its best setting for each value (hover: the setting)"]
+    assert [a["text"] for a in layout["annotations"]] == ["final_loss (min)", "acc (max)", "loss.best (min)"]
+    assert [b["hovertext"] for b in bars] == [["fit lr=0.1"]] * 3
+
+
+def test_an_optuna_sweep_shows_its_objective_over_the_trials_and_the_best_so_far(stash):
+    out = stash.run("-m", "tool=fx", "experiment=a", "hydra/sweeper=optuna", "hydra.sweeper.n_trials=4",
+                    "hydra.sweeper.direction=maximize", "hydra.sweeper.sampler.seed=1", "value=range(1,5)",
+                    "stash.objective=score")
+    assert out.returncode == 0, out.stderr
+    (folder,) = (stash.root / "multirun").iterdir()
+    report(stash, folder)
+    text = (folder / "report.html").read_text()
+    (trials, best), _ = figures(text)["score over the trials (maximize, hydra.sweeper.direction)"]
+    scores = [json.loads((folder / f"{num}_fx_a" / "run.json").read_text())["result"]["score"] for num in range(4)]
+    assert trials["x"] == [0, 1, 2, 3] and trials["y"] == scores
+    assert best["name"] == "best so far" and best["y"] == [max(scores[:i + 1]) for i in range(4)]
+    assert "(highest, the sweep&#x27;s objective)" in text
+    assert f"The sweeper's best: <code>{max(scores)}</code>" in text
+
+
+def test_a_report_of_runs_chosen_by_filters_warns_when_they_span_commits(stash, tmp_path):
+    assert stash.run("-m", "tool=fx", "experiment=a", "seed=0,1").returncode == 0
+    (stash.tool / "VERSION").write_text("v2\n")
+    git(stash.tool, "commit", "-qam", "v2")
+    assert stash.run("-m", "tool=fx", "experiment=a", "seed=0,1").returncode == 0
+    out = stash.run("report", "--tool", "fx", "--over", "seed")
+    assert out.returncode == 2 and "give -o FILE" in out.stderr
+    out = stash.run("report", "--tool", "fx", "--over", "seed", "-o", str(tmp_path / "all.html"))
+    assert out.returncode == 0, out.stderr
+    text = (tmp_path / "all.html").read_text()
+    assert "<h1>Runs (--tool fx)</h1>" in text and '<div class="warning">The runs of fx ran at 2 versions' in text
+    assert len(re.findall(r"<tr><td data-k", text.split('id="groups"')[1].split("</table>")[0])) == 2
+    newer = git(stash.tool, "rev-parse", "HEAD")
+    out = stash.run("report", "--tool", "fx", "--commit", newer[:8], "-o", str(tmp_path / "newer.html"))
+    assert out.returncode == 0, out.stderr
+    text = (tmp_path / "newer.html").read_text()
+    assert 'class="warning"' not in text and text.count(f"<code>{newer}</code>") == 1
+
+
+@needs_browser
+def test_a_report_with_curves_and_parallel_coordinates_renders(curved, browser):
+    stash, folder = curved
+    report(stash, folder, "--over", "seed")
+    opened = Opened(browser, folder / "report.html")
+    assert opened.errors == [] and all(url.startswith("file://") for url in opened.requests)
+    charts = opened.charts()
+    assert charts["loss: mean ± std over seed"]["drawn"] == 6
+    # parallel coordinates draw with WebGL, which a headless browser without a GPU lacks: plotly holds the chart
+    dimensions = opened.page.evaluate("""() => [...document.querySelectorAll('.plotly-graph-div')]
+        .filter(el => el.data[0].type === 'parcoords').map(el => el.data[0].dimensions.map(d => d.label))""")
+    assert dimensions == [["lr (log)", "seed", "final_loss"]]

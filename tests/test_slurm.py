@@ -339,3 +339,32 @@ def test_slurm_time_limit_is_reported_as_timeout(timeout_sweep):
     assert jobs[1]["slurm_state"] == "TIMEOUT"
     assert json.loads((stash.root / jobs[1]["run_dir"] / "run.json").read_text())["status"] == "timeout"
     assert "job 1 timeout" in stdout and "2 jobs: 1 succeeded, 1 timeout" in stdout
+
+
+PIPELINE = """\
+stages:
+  train: {tool: fx, experiment: a}
+  evaluate: {tool: fx, experiment: b, needs: [train], overrides: ['+checkpoint=${stages.train.run_dir}']}
+  table: {tool: fx, experiment: c, needs: [evaluate], gather: true, overrides: ['+runs=${stages.evaluate.run_dirs}']}
+"""
+
+
+@pytest.mark.slurm
+def test_a_pipeline_is_submitted_at_once_as_stage_arrays_that_depend_on_each_other(stash, max_array_size):
+    stash.write("configs/pipelines/three.yaml", PIPELINE)
+    stash.commit("a pipeline")
+    chains = max_array_size + 1  # each chain stage takes two arrays
+    out = stash.run("-m", *SLURM, "hydra.launcher.wait=false", "pipeline=three", f"seed=range({chains})")
+    assert out.returncode == 0, out.stdout + out.stderr  # submitted, not waited for
+    folder = sweep_dir(stash)
+    arrays = sweep_json(stash)["backend_state"]["arrays"]
+    assert len(arrays) == 2 * math.ceil(chains / max_array_size) + 1  # ceil(jobs / MaxArraySize) per stage
+    said = wait_for_status(stash, folder, f"{2 * chains + 1} jobs: {2 * chains + 1} succeeded", timeout=600)
+    jobs = sweep_json(stash)["jobs"]
+    assert "chain" in said and "stage" in said
+    seen = [json.loads((stash.root / j["run_dir"] / "seen.json").read_text()) for j in jobs]
+    for train in range(0, 2 * chains, 2):  # each evaluate after its own chain's train, reading its run dir
+        assert seen[train + 1]["cfg"]["checkpoint"] == str(stash.root / jobs[train]["run_dir"])
+        assert seen[train + 1]["started"] > seen[train]["ended"]
+    assert seen[-1]["cfg"]["runs"] == [str(stash.root / jobs[n]["run_dir"]) for n in range(1, 2 * chains, 2)]
+    assert seen[-1]["started"] > max(s["ended"] for s in seen[1:-1:2])  # the gather after every evaluate

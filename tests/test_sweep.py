@@ -245,17 +245,6 @@ def test_rerun_of_a_folder_that_is_not_a_sweep(stash):
     assert "not a sweep dir" in refused(stash, "rerun", str(stash.root / "configs"))
 
 
-def test_shell_completion_lists_tools_and_experiments(stash):
-    def complete(line):
-        out = stash.run("-sc", "query=bash", env={"COMP_LINE": line, "COMP_POINT": str(len(line))})
-        assert out.returncode == 0, out.stderr
-        return out.stdout.split()
-
-    assert complete("experimentstash tool=") == ["tool=fx"]
-    assert {"experiment=a", "experiment=crash"} <= set(complete("experimentstash tool=fx experiment="))
-    assert "hydra/launcher=stash_slurm" in complete("experimentstash -m hydra/launcher=")
-
-
 def test_another_launcher_runs_the_meta_app_with_tool_overrides(stash):
     out = stash.run("-m", "tool=fx", "experiment=a", "value=1,2", "+tag=x", "~seed", "hydra/launcher=basic")
     assert out.returncode == 0, out.stderr

@@ -22,6 +22,7 @@ class Job(ABC):
     num: int  # its number in the sweep
     run_dir: Path  # where its run.json and logs go
     spec: object  # the planned job (launch/plan.py JobSpec): tool, experiment, overrides, argv, env, timeout
+    needs: tuple[int, ...] = ()  # jobs of the same launch it runs after, only once each of them succeeded
 
     @abstractmethod
     def run(self, on_start: Callable[[], None] | None = None, *, env: dict[str, str] | None = None,
@@ -80,8 +81,9 @@ class Launch(Sweep):
         than the record (Slurm's TIMEOUT, CANCELLED), and the backend's own fields."""
 
     @abstractmethod
-    def cancelled(self, num: int) -> None:
-        """A job that never started and never will in this launch: no run dir, status cancelled."""
+    def cancelled(self, num: int, reason: str | None = None) -> None:
+        """A job that never started and never will in this launch: no run dir, status cancelled, and why when it
+        is not that the launch is stopping (`upstream failed`: a job it needs did not succeed)."""
 
     @abstractmethod
     def update(self, num: int, **fields) -> None:
@@ -101,6 +103,9 @@ class Backend(ABC):
 
     Options: ClassVar[type]  # a dataclass of its hydra.launcher.* options: typing types, a default for each
     waits: bool = True  # run() returns only once every job has ended (False: submitted, followed by `status`)
+    # run() starts a job only once the jobs it needs (Job.needs) succeeded, and cancels it when one did not
+    # (`upstream failed`): without, a launch whose jobs need others is refused
+    follows_needs: bool = False
 
     def __init__(self, options) -> None:
         self.options = options

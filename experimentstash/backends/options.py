@@ -32,3 +32,4 @@ class SlurmOptions:
     signal_delay_s: int = 90  # submitit's signal this long before the time limit: checkpoint and requeue
     array_parallelism: int = 256
     wait: bool = True  # false: submit, write sweep.json, exit; follow with `experimentstash status`
+    max_running: Optional[int] = None  # tasks of the whole sweep running at once, however many arrays it takes

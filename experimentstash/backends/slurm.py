@@ -44,6 +44,15 @@ def executor_parameters(opts: SlurmOptions) -> dict:
     return {k: v for k, v in params.items() if v is not None}
 
 
+def throttle(opts: SlurmOptions, previous: str | None) -> dict:
+    """max_running=K without a process that stays alive: each array runs at most K tasks at once (%K), and starts
+    only once the launch's previous array has ended (afterany), so that no two arrays run at once."""
+    params = {"array_parallelism": min(opts.array_parallelism, opts.max_running)}
+    if previous is not None:
+        params["dependency"] = f"afterany:{previous}"
+    return params
+
+
 def check_reachable() -> None:
     """Fail before anything is written when Slurm cannot take the arrays."""
     if shutil.which("sbatch") is None:
@@ -162,6 +171,7 @@ def _array_of(job_id: str | None) -> str:
 
 class SlurmBackend(Backend):
     Options = SlurmOptions
+    follows_needs = True  # Slurm's dependencies: aftercorr task by task, afterok on every job a gather needs
 
     def __init__(self, options: SlurmOptions):
         super().__init__(options)
@@ -183,6 +193,8 @@ class SlurmBackend(Backend):
             )
         if opts.array_parallelism < 1:
             raise StashError(f"hydra.launcher.array_parallelism={opts.array_parallelism}: give at least 1.")
+        if opts.max_running is not None and opts.max_running < 1:
+            raise StashError(f"hydra.launcher.max_running={opts.max_running}: give at least 1 (or null: no limit).")
 
     def job_fields(self) -> dict:
         return {"slurm_job_id": None, "slurm_state": None}
@@ -210,12 +222,27 @@ class SlurmBackend(Backend):
         from .slurm_task import NodeTask
 
         executor = submitit.SlurmExecutor(folder=launch.sweep_dir / ".submitit", max_num_timeout=0)
-        executor.update_parameters(job_name=job_name(launch), **executor_parameters(self.options))
-        task = NodeTask(launch.stash_root, self.options.timeout_min)
+        params = executor_parameters(self.options)
+        executor.update_parameters(job_name=job_name(launch), **params)
+        inside = {job.num for job in launch.jobs}
+        follows = any(set(job.needs) & inside for job in launch.jobs)
+        # a task whose job did not succeed fails on Slurm too, so that what needs it never starts
+        task = NodeTask(launch.stash_root, self.options.timeout_min, strict=follows)
         arrays = launch.state.setdefault("arrays", [])
-        parts = chunks(launch.jobs, max_array_size())
+        groups = stage_groups(launch.jobs) if follows else [launch.jobs]
+        parts = [part for group in groups for part in chunks(group, max_array_size())]
+        index = {job.num: i for group in groups for i, job in enumerate(group)}  # each job's place in its group
+        submitted_as: dict[int, tuple[str, str]] = {}  # job number -> (its task id, its array)
         written = time.monotonic()
         for k, part in enumerate(parts):
+            extra = dependency(part, inside, index, submitted_as) if follows else {}
+            if self.options.max_running is not None:
+                limit = throttle(self.options, self.arrays[-1] if self.arrays else None)
+                executor.update_parameters(array_parallelism=limit["array_parallelism"])
+                if "dependency" in limit:  # both must hold: sbatch reads a comma as "and"
+                    extra["dependency"] = ",".join(filter(None, [limit["dependency"], extra.get("dependency")]))
+            if extra or follows:
+                executor.update_parameters(additional_parameters={**params.get("additional_parameters", {}), **extra})
             try:
                 tasks = executor.map_array(task, part)
             except Interrupted:
@@ -227,6 +254,7 @@ class SlurmBackend(Backend):
             for job, submitted_task in zip(part, tasks):
                 launch.update(job.num, slurm_job_id=submitted_task.job_id)
                 submitted.append((job, submitted_task.job_id))
+                submitted_as[job.num] = (submitted_task.job_id, arrays[-1])
             if time.monotonic() - written >= WRITE_EVERY:  # the progress line, not after each of thousands of arrays
                 launch.tick()
                 written = time.monotonic()
@@ -298,7 +326,9 @@ class SlurmBackend(Backend):
         if record is None and slurm_state not in ("PENDING", "REQUEUED", None):
             record = read_run_if_any(job.run_dir)
         status = Status(merged_status(record.status.value if record else None, slurm_state))
-        if status.final:
+        if status == Status.CANCELLED and record is None and job.needs and not launch.stopping:
+            launch.ended(job.num, None, status, slurm_state=slurm_state, reason="upstream failed")
+        elif status.final:
             launch.ended(job.num, record, status, slurm_state=slurm_state)
         else:
             launch.update(job.num, status=status, slurm_state=slurm_state)
@@ -346,6 +376,37 @@ class SlurmBackend(Backend):
         return (f"Submitted {jobs} as Slurm {kind}. Follow them with:\n"
                 f"  experimentstash status {os.path.relpath(sweep.sweep_dir, sweep.stash_root)}\n"
                 f"  squeue --name={job_name(sweep)}")
+
+
+def stage_groups(jobs: list[Job]) -> list[list[Job]]:
+    """The jobs of a launch by pipeline stage (a job that is no stage: a group of its own kind), in order: each
+    group is submitted as arrays after the groups it needs."""
+    groups: dict = {}
+    for job in jobs:
+        stage = getattr(job.spec, "stage", None) or {}
+        groups.setdefault((stage.get("pipeline"), stage.get("stage")), []).append(job)
+    return list(groups.values())
+
+
+def dependency(part: list[Job], inside: set[int], index: dict[int, int],
+               submitted_as: dict[int, tuple[str, str]]) -> dict:
+    """sbatch's dependency of one array of a stage. Task by task (aftercorr) when each job needs the job at its own
+    place of one upstream array (a chain's stage after the one before); else afterok on what the array's jobs need:
+    a whole array by its id, else its tasks (a gather stage, a rerun's stages). A dependency that can never be met
+    cancels the task."""
+    needs = [[n for n in job.needs if n in inside] for job in part]
+    if not any(needs):
+        return {}
+    upstream = {submitted_as[n[0]][1] for n in needs if len(n) == 1}
+    if len(upstream) == 1 and all(len(n) == 1 and index[n[0]] == index[job.num] for job, n in zip(part, needs)):
+        return {"dependency": f"aftercorr:{upstream.pop()}", "kill_on_invalid_dep": "yes"}
+    needed = {n for ns in needs for n in ns}
+    by_array: dict[str, list[int]] = {}
+    for num, (_, array) in submitted_as.items():
+        by_array.setdefault(array, []).append(num)
+    whole = [array for array, nums in by_array.items() if set(nums) <= needed]
+    tasks = sorted(submitted_as[n][0] for n in needed if submitted_as[n][1] not in whole)
+    return {"dependency": "afterok:" + ":".join([*whole, *tasks]), "kill_on_invalid_dep": "yes"}
 
 
 def job_name(sweep: Sweep) -> str:

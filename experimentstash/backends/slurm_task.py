@@ -8,7 +8,8 @@ from pathlib import Path
 
 import submitit
 
-from ..records import Status, mark_ended, move_aside, read_result
+from ..records import Status, mark_ended, move_aside
+from ..results import run_outputs
 from .base import Job
 
 
@@ -16,14 +17,15 @@ class NodeTask(submitit.helpers.Checkpointable):
     """What one array task runs on its node: its job (a pickled base.Job). Preempted: ends the tool, records
     `preempted`, requeues itself."""
 
-    def __init__(self, root: Path, timeout_min: int):
+    def __init__(self, root: Path, timeout_min: int, strict: bool = False):
         self.root = root
         self.timeout_min = timeout_min
+        self.strict = strict  # a job that did not succeed fails its task: Slurm then never starts what needs it
         self._job: Job | None = None
         self._started = 0.0
 
     def __getstate__(self):
-        return {"root": self.root, "timeout_min": self.timeout_min}
+        return {"root": self.root, "timeout_min": self.timeout_min, "strict": self.strict}
 
     def __setstate__(self, state):
         self.__init__(**state)
@@ -36,7 +38,10 @@ class NodeTask(submitit.helpers.Checkpointable):
         extra = {"slurm_job_id": env.job_id, "node": socket.gethostname(), "requeued": len(previous),
                  "previous_attempts": previous}
         record = job.run(extra=extra, ignore_signals=(submitit.JobEnvironment._usr_sig(),))
-        return (record.status if record else Status.CANCELLED).value
+        status = record.status if record else Status.CANCELLED
+        if self.strict and not status.ok:
+            raise RuntimeError(f"job {job.num} {status}: see {job.run_dir}/stderr.log")
+        return status.value
 
     def checkpoint(self, *args, **kwargs):
         # the same rule as submitit: a signal late in the time limit is the limit, earlier it is a preemption
@@ -54,7 +59,7 @@ class NodeTask(submitit.helpers.Checkpointable):
         code = self._job.wait() if self._job else None
         if code is not None and code >= 0:  # it finished on its own before the limit: that is its result
             self._finish(status=Status.SUCCEEDED if code == 0 else Status.FAILED, exit_code=code,
-                         result=read_result(self._job.run_dir, self._job.spec.tool.result))
+                         **run_outputs(self._job.run_dir, self._job.spec.tool.result, self._job.spec.tool.history))
             os._exit(0 if code == 0 else 1)
         self._finish(status=Status.TIMEOUT)
         while True:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .. import StashError
-from ..output import console
+from ..output import console, warn
 from ..registering import Undo, add, check_name, is_local, run_git
 from ..registry import META, Stash, read_yaml
 
@@ -58,9 +58,13 @@ def run(args, root: Path) -> int:
                       f"python -m experimentstash tool={name} experiment=example", highlight=False)
     console.print(f"if the tool writes a JSON file of results into its output dir, add `result: <file name>` under "
                   f"tools.{name} in {META}: `runs` and `compare` then show its values.", highlight=False)
+    # a new stash's .gitignore too, or every run records the stash as dirty
+    untracked_ignore = (root / ".gitignore").is_file() and not run_git(root, "ls-files", "--", ".gitignore").stdout
+    ignore = " .gitignore" if untracked_ignore else ""
     console.print(f"next: add experiments to configs/{name}/experiment/, then "
-                  f"`git add {META} configs/{name} && git commit -m 'Add tool {name}'`", highlight=False)
+                  f"`git add {META} configs/{name}{ignore} && git commit -m 'Add tool {name}'`", highlight=False)
+    if is_local(args.url):
+        warn(f".gitmodules holds the local path {url} as the URL of {rel}, which collaborators cannot clone. Once "
+             f"the tool has a shared repository: git submodule set-url -- {rel} URL && git commit -m 'Shared URL "
+             f"for {rel}' .gitmodules")
     return 0
-
-
-

@@ -1,4 +1,5 @@
-"""`experimentstash list`: the registered tools with their pins and experiments, then how to run one."""
+"""`experimentstash list`: the registered tools with their pins and experiments, what a tool still needs before
+it runs here (with the command that gives it), then how to run one."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ def _checkout_state(pin) -> str:
 def run(args, root: Path) -> int:
     from rich.table import Table
 
+    from ..launch.plan import setup_missing
     from ..output import cell, output
     from ..pins import inspect
     from ..registry import Stash
@@ -36,6 +38,16 @@ def run(args, root: Path) -> int:
         pinned = pin.pinned[:10] if pin.pinned else "not committed"
         table.add_row(tool.name, pinned, _checkout_state(pin), cell(", ".join(stash.experiments(tool.name))))
     out.print(table)
+    if not stash.tools:
+        out.print("No tools yet: experimentstash add-tool NAME URL_OR_PATH adds one.", highlight=False)
+    for tool in stash.tools.values():
+        if pins[tool.name].kind == "uninitialized":
+            missing = (f"Tool '{tool.name}': its submodule is not initialized: "
+                       f"`git submodule update --init {tool.rel_path}` fetches it.")
+        else:
+            missing = setup_missing(stash, tool)
+        if missing:
+            out.print(cell(missing), soft_wrap=True)
     out.print("Run one:  python -m experimentstash tool=<tool> experiment=<experiment> \\[tool overrides]")
     out.print("A sweep:  python -m experimentstash -m tool=<tool> experiment=a,b 'seed=range(3)'", soft_wrap=True)
     out.print("Help:     python -m experimentstash --help", soft_wrap=True)

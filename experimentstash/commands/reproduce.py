@@ -9,7 +9,7 @@ from pathlib import Path
 from rich.markup import escape
 from rich.text import Text
 
-from ..launch.reproduce import load_run, plan_reproduction, run_reproduction
+from ..launch.reproduce import load_run, plan_reproduction, repointed, run_reproduction, upstream_runs
 from ..output import console, output, plain, shown_path
 from ..registry import Stash
 from ..views.reproduction import compare
@@ -32,6 +32,22 @@ def run(args, root: Path) -> int:
     run_dir = Path(args.run_dir).expanduser()
     run_dir = (run_dir if run_dir.is_absolute() else Path.cwd() / run_dir).resolve()
     record = load_run(run_dir)
+    moved: dict[str, str] = {}  # a pipeline stage's upstream runs first, each reading the reproductions before it
+    for found in upstream_runs(stash, record):
+        upstream = repointed(found.record, moved)
+        with ExitStack() as stack:
+            spec, pin = plan_reproduction(stash, upstream, found.folder, stack)
+            console.print(plain(f"reproducing upstream run {upstream.id} (stage {upstream.stage}) first"),
+                          highlight=False)
+            outcome, signum = run_reproduction(stash, upstream, spec, pin, grace=args.grace)
+        if outcome is None or not outcome.status.ok:
+            status = outcome.status if outcome else Status.INTERRUPTED
+            where = shown_path(stash.root, spec.run_dir)
+            console.print(plain(f"{status}: the reproduction of upstream run {upstream.id}, {where}: run {record.id} "
+                                "is not reproduced"), highlight=False)
+            return exit_code_for(status, outcome.exit_code if outcome else None, signum)
+        moved[str(found.folder)] = str(spec.run_dir)
+    record = repointed(record, moved)
     with ExitStack() as stack:
         spec, pin = plan_reproduction(stash, record, run_dir, stack)
         extra = " + tool.diff" if pin.patch else ""

@@ -9,6 +9,8 @@ from . import folder
 
 def add_arguments(parser) -> None:
     parser.add_argument("sweep_dir", help="the sweep dir (a folder under multirun/ holding sweep.json)")
+    parser.add_argument("--watch", action="store_true",
+                        help="follow the sweep until it ends: counts, running jobs, each failure as it happens")
 
 
 def run(args, root: Path) -> int:
@@ -19,9 +21,16 @@ def run(args, root: Path) -> int:
     from ..views.summary import print_summary
 
     stash = Stash.load(root)
-    sweep = open_sweep(stash, folder(root, args.sweep_dir))
-    notes = sweep.refresh()
-    sweep.commit()  # sweep.json and run.json in line with what is known, unless a launcher at work on it keeps them
+    if args.watch:
+        from ..launch.watch import watch
+
+        sweep, notes = watch(stash, folder(root, args.sweep_dir)), []  # its notes were shown as they came
+        if sweep is None:  # Ctrl-C: the watch ends, not the sweep
+            return 130
+    else:
+        sweep = open_sweep(stash, folder(root, args.sweep_dir))
+        notes = sweep.refresh()
+        sweep.commit()  # sweep.json and run.json in line with what is known, unless a launcher at work keeps them
     print_summary(stash.root, sweep.dir, [sweep.jobs[n] for n in sorted(sweep.jobs)])
     for note in notes:
         print(plain_lines(note))

@@ -65,11 +65,3 @@ def _drop_empty_job_dir() -> None:
         except OSError:
             return
 
-
-def register_choices(stash) -> None:
-    """For shell completion only: tools and experiment ids as config-group options Hydra can list."""
-    store = ConfigStore.instance()
-    for name in stash.tools:
-        store.store(group="tool", name=name, node={})
-        for experiment in stash.experiments(name):  # an id with a '/' stays one option of the group
-            store.store(group="experiment", name=experiment, node={})

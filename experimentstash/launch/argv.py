@@ -13,7 +13,7 @@ import shlex
 from .. import StashError
 from ..overrides import is_override, override_key
 
-LAUNCHER_KEYS = ("tool", "experiment", "stash", "hydra")
+LAUNCHER_KEYS = ("tool", "experiment", "pipeline", "stash", "hydra")
 # Hydra's flags that take the next word as their value
 FLAGS_WITH_VALUE = {
     "--cfg", "-c", "--package", "-p", "--config-path", "-cp", "--config-name", "-cn",
@@ -21,7 +21,7 @@ FLAGS_WITH_VALUE = {
 }
 INFO_TOPICS = {"all", "config", "defaults", "defaults-tree", "plugins", "searchpath"}
 # Hydra's flags after which no tool runs: the launcher only prints something
-NO_RUN_FLAGS = {"--cfg", "-c", "--info", "-i", "--hydra-help", "--version", "-sc", "--shell-completion"}
+NO_RUN_FLAGS = {"--cfg", "-c", "--info", "-i", "--hydra-help", "--version"}
 
 
 # a word of only these characters is read the same by Hydra's grammar and by override_value's shortcut
@@ -76,8 +76,6 @@ def is_launcher_override(word: str) -> bool:
 
 def split_argv(argv: list[str]) -> tuple[list[str], list[str]]:
     """(words for Hydra, tool overrides as typed)."""
-    if "-sc" in argv or "--shell-completion" in argv:
-        return list(argv), []
     hydra_words, tool_words = [], []
     words = iter(range(len(argv)))
     for i in words:
@@ -110,21 +108,73 @@ def check_launcher_options(hydra_words: list[str], stash):
     if backend not in (None, backends.DEFAULT) and runs_one:
         raise StashError(f"hydra/launcher={backends.launcher_of(backend)} runs the jobs of a sweep: add -m "
                          "(--multirun) to run this one job there.")
-    values, given = {}, set()
     for word in hydra_words:
+        if override_key(word).startswith("stash.") and "=" in word:
+            stash_options.check_name(override_key(word))
+    if backend is None:
+        if chosen(hydra_words, "launcher") is not None:
+            check_other_launcher(chosen(hydra_words, "launcher"), stash)
+        return None
+    from .launcher_options import resolve
+
+    values, given = launcher_values(hydra_words)
+    return resolve(stash, backend, values, given, profile_name(hydra_words))
+
+
+def profile_name(words: list[str]):
+    """The value of stash.profile among these words (None when not given)."""
+    given = [override_value(w) for w in words if override_key(w) == "stash.profile" and "=" in w]
+    return given[-1] if given else None
+
+
+def with_profile_launcher(hydra_words: list[str], stash) -> list[str]:
+    """A profile that names its backend chooses hydra/launcher when the command line does not."""
+    from .. import backends
+    from ..profiles import choose
+
+    name = profile_name(hydra_words)
+    if name is None or chosen(hydra_words, "launcher") is not None:
+        return hydra_words
+    profile = choose(stash.profiles, name)
+    if profile.backend is None:
+        return hydra_words
+    return [*hydra_words, f"hydra/launcher={backends.launcher_of(profile.backend)}"]
+
+
+def check_other_launcher(name: str, stash) -> None:
+    """hydra/launcher=<not one of ours>: a launcher Hydra has (basic, joblib, ...), else refused, pointing to
+    profiles, which are the named sets of launcher options."""
+    from ..profiles import WHERE
+
+    if name in stash.profiles:
+        raise StashError(f"hydra/launcher={name}: '{name}' is a profile ({WHERE}): choose it with "
+                         f"stash.profile={name}.")
+    from hydra.core.config_store import ConfigStore
+    from hydra.core.plugins import Plugins
+
+    Plugins.instance()  # the plugin scan registers the installed launchers' configs
+    launchers = sorted(n.removesuffix(".yaml") for n in ConfigStore.instance().list("hydra/launcher"))
+    if name not in launchers:
+        profiles = ", ".join(sorted(stash.profiles)) or "none yet"
+        raise StashError(f"hydra/launcher={name}: no such launcher (launchers: {', '.join(launchers)}). A named set of "
+                         f"launcher options is a profile: `profiles:` in {WHERE}, chosen with stash.profile=NAME "
+                         f"(profiles: {profiles}).")
+
+
+def launcher_values(words: list[str]) -> tuple[dict, set[str]]:
+    """The hydra.launcher.* values among these words as Hydra's grammar reads them, and the names of every option
+    given (a nested key, a deletion or a sweep of values is named but left to Hydra)."""
+    values, given = {}, set()
+    for word in words:
         key = override_key(word)
-        if key.startswith("stash.") and "=" in word:
-            stash_options.check_name(key)
-        if backend is None or not key.startswith("hydra.launcher.") or "=" not in word:
+        if not key.startswith("hydra.launcher.") or "=" not in word:
             continue
         name, _, nested = key[len("hydra.launcher."):].partition(".")
         given.add(name)
         if nested or word.startswith("~") or not is_plain(word) and parse_override(word).is_sweep_override():
             continue
         values[name] = override_value(word)
-    if backend is None:
-        return None
-    return backends.resolve_options(backend, values, given, stash.machine.get(backend, {}))
+    return values, given
 
 
 CONFIG_FLAGS = {"--config-dir", "-cd", "--config-path", "-cp", "--config-name", "-cn"}
@@ -215,3 +265,22 @@ def route_tool_overrides(hydra_words: list[str], tool_words: list[str]) -> tuple
     else:
         return hydra_words, tool_words
     return [*hydra_words, *("++" + w.lstrip("+") for w in shown)], [w for w in tool_words if w not in shown]
+
+
+def objective_of(command_line: list[str]) -> dict[str, str]:
+    """The direction of an optimizing sweep's objective, from its command line: {key: way} for
+    stash.objective=KEY with hydra.sweeper.direction=minimize|maximize (lists pair up); {} when not both given."""
+    given = {}
+    for word in command_line:
+        key = override_key(word)
+        if key in ("stash.objective", "hydra.sweeper.direction") and "=" in word:
+            try:
+                given[key] = override_value(word)
+            except StashError:  # a command line read back from a record: not one Hydra reads
+                return {}
+    keys, ways = given.get("stash.objective"), given.get("hydra.sweeper.direction")
+    keys, ways = (v if isinstance(v, list) else [v] for v in (keys, ways))
+    ways = [{"minimize": "min", "maximize": "max"}.get(str(w).lower()) for w in ways]
+    if None in keys or None in ways or len(keys) != len(ways):
+        return {}
+    return {str(k): w for k, w in zip(keys, ways)}

@@ -90,6 +90,8 @@ class JobSpec:
     sweep: dict | None = None  # {"id": sweep id, "num": job number}
     fingerprint: object = None  # fingerprint.Fingerprint, when computed
     tracker: str = "none"  # the experiment tracker the job reports to (trackers.py): none, wandb or mlflow
+    stage: dict | None = None  # a pipeline's stage: {"pipeline", "stage", "upstream" (the run ids it consumed)}
+    launcher: dict | None = None  # a sweep's job: its backend and launcher options (run.json `launcher`)
 
 
 @lru_cache(maxsize=4096)
@@ -126,6 +128,15 @@ def split_job(words, base) -> tuple[str | None, str | None, dict, list[str]]:
     return tool, experiment, options, tool_words
 
 
+def pipeline_of(words, base) -> str | None:
+    """The pipeline a job's overrides name (pipeline=<name>), over the launcher's config."""
+    chosen = base.get("pipeline")
+    for word in words:
+        if override_key(word) == "pipeline":
+            chosen = _meta_value(word)
+    return None if chosen is None else str(chosen)
+
+
 def reuses(spec: "JobSpec", options: dict) -> bool:
     """stash.reuse on the command line, else the tool's `reuse:` in meta.yaml."""
     return spec.tool.reuse if options.get("reuse") is None else bool(options["reuse"])
@@ -134,7 +145,7 @@ def reuses(spec: "JobSpec", options: dict) -> bool:
 def base_config() -> dict:
     """The launcher's defaults (tool, experiment, stash.*) without Hydra, for a single run started directly and
     for replaying recorded jobs: like Hydra's composed config, read by key."""
-    return {"tool": None, "experiment": None, "stash": stash_options.defaults()}
+    return {"tool": None, "experiment": None, "pipeline": None, "stash": stash_options.defaults()}
 
 
 def new_run_id() -> str:
@@ -167,6 +178,23 @@ def resolve_interpreter(stash: Stash, tool: Tool) -> Interpreter:
             "fix the path in configs/meta.yaml or configs/meta.local.yaml."
         )
     return Interpreter("python", str(python), (str(python),))
+
+
+def launcher_venv(stash: Stash, tool: Tool) -> Path:
+    """Where a run makes a uv tool's environment when the tool's checkout has none (.venv)."""
+    return stash.root / ".cache" / "venvs" / tool.name
+
+
+def setup_missing(stash: Stash, tool: Tool) -> str | None:
+    """What the tool still needs before it runs here, with the command that gives it; None when nothing."""
+    try:
+        interpreter = prepare_tool(stash, tool).interpreter
+    except StashError as err:
+        return str(err)
+    if interpreter.kind == "uv" and not (tool.path / ".venv").exists() and not launcher_venv(stash, tool).exists():
+        return (f"Tool '{tool.name}': its uv environment is not built: `cd {tool.rel_path} && uv sync --frozen` "
+                "builds it (or the first run does, into .cache/venvs/).")
+    return None
 
 
 def prepare_tool(stash: Stash, tool: Tool) -> PreparedTool:
@@ -230,7 +258,7 @@ def launcher_env(stash: Stash, tool: Tool) -> dict[str, str]:
         env["HYDRA_SEARCH_PACKAGES"] = ":".join(tool.search_packages)
     if (tool.path / "uv.lock").is_file() and not (tool.path / ".venv").exists():
         # keep a new uv environment out of the tool's checkout
-        env["UV_PROJECT_ENVIRONMENT"] = str(stash.root / ".cache" / "venvs" / tool.name)
+        env["UV_PROJECT_ENVIRONMENT"] = str(launcher_venv(stash, tool))
     if tool.workdir == "run_dir" and tool.entrypoint[0] == "-m":
         # started in its run dir, `python -m` no longer finds the tool's package in the working dir: the same
         # folder goes first on the import path instead

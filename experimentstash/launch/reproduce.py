@@ -22,6 +22,7 @@ import yaml
 from .. import StashError
 from ..gitcmd import GitError, git, git_bytes, is_repo, ok
 from ..output import warn
+from ..overrides import replaced
 from ..pins import ToolPin, inspect
 from ..records import EXPERIMENT_COPY, MAX_PATCH_BYTES, RUN_FILE, BadRecord, Missing, RunRecord, inside, read_limited
 from ..registry import MAX_EXPERIMENT_BYTES, META, META_LOCAL, Loader, Stash, Tool, _deep_merge, parse_yaml, read_yaml
@@ -357,3 +358,22 @@ def run_reproduction(stash: Stash, record: RunRecord, spec: JobSpec, pin: ToolPi
     sha = file_sha256(spec.experiment_file)
     state, _ = inspect(stash.root, [])
     return run_in_foreground(runner, lambda: run_job(runner, stash.root, spec, pin, state, sha, stream=True, extra=extra))
+
+
+def upstream_runs(stash: Stash, record: RunRecord) -> list:
+    """The runs a pipeline stage's run consumed (its `upstream`), in order, as found under outputs/ and multirun/."""
+    if not record.upstream:
+        return []
+    from ..runs import find_runs
+
+    by_id = {found.record.id: found for found in find_runs(stash.root, read=True).runs}
+    missing = [run_id for run_id in record.upstream if run_id not in by_id]
+    if missing:
+        raise StashError(f"Run {record.id} consumed run {missing[0]} (upstream), which is no longer under outputs/ or "
+                         "multirun/: its upstream runs cannot be reproduced first. Nothing was run.")
+    return [by_id[run_id] for run_id in record.upstream]
+
+
+def repointed(record: RunRecord, moved: dict[str, str]) -> RunRecord:
+    """A record whose overrides read the reproductions of its upstream runs (`moved`: run dir -> reproduction's)."""
+    return replace(record, overrides=replaced(record.overrides, moved)) if moved else record

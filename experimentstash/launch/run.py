@@ -17,7 +17,8 @@ from ..backends.base import Job
 from ..owner import owner
 from ..pins import StashState, ToolPin
 from ..records import (EXPERIMENT_COPY, PATCH_FILE, RUN_FILE, BadRecord, Reserve, RunDirError, RunRecord, Status,
-                       now_iso, read_limited, read_result, recorded_path, redact, write_run)
+                       now_iso, read_limited, recorded_path, redact, write_run)
+from ..results import run_outputs
 from .plan import JobSpec
 from .supervise import Runner, append
 
@@ -84,7 +85,8 @@ def start_record(spec: JobSpec, root: Path, pin: ToolPin, stash: StashState, exp
         cwd=recorded_path(root, spec.cwd), run_dir=recorded_path(root, spec.run_dir),
         host=socket.gethostname(), started_at=now_iso(), logs={"stdout": "stdout.log", "stderr": "stderr.log"},
         sweep=spec.sweep, owner=owner(), fingerprint=spec.fingerprint.digest if spec.fingerprint else None,
-        fingerprint_parts=spec.fingerprint.parts if spec.fingerprint else None,
+        fingerprint_parts=spec.fingerprint.parts if spec.fingerprint else None, launcher=spec.launcher,
+        **(spec.stage or {}),
     )
 
 
@@ -165,10 +167,13 @@ def _finish(root: Path, spec: JobSpec, record: RunRecord, status: Status, code: 
     record.exit_code = code
     record.ended_at = now_iso()
     record.duration_s = round((ended or time.monotonic()) - start, 3)
-    record.result = read_result(spec.run_dir, spec.tool.result)
+    outputs = run_outputs(spec.run_dir, spec.tool.result, spec.tool.history)
+    record.result, record.history = outputs["result"], outputs["history"]
+    if note:
+        append(spec.run_dir / "stderr.log", f"experimentstash: {note}\n".encode())
+    note = "; ".join(filter(None, [note, outputs.get("note")]))  # the files' notes: in the record only
     if note:
         record.extra["note"] = note
-        append(spec.run_dir / "stderr.log", f"experimentstash: {note}\n".encode())
     if spec.interpreter.kind == "uv":  # uv may have created the environment during the run
         record.env = env_record(spec)
     try:

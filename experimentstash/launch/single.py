@@ -12,7 +12,8 @@ from ..registry import Stash, find_root
 from ..reuse import Chooser, earlier_runs
 from .facts import gather
 from .invocation import current
-from .plan import base_config, new_run_id, plan_job, reuses, split_job
+from .pipeline import check_no_tool, run_pipeline
+from .plan import base_config, new_run_id, pipeline_of, plan_job, reuses, split_job
 from .run import exit_code_for, run_job
 from .supervise import Runner, run_in_foreground
 
@@ -34,6 +35,17 @@ def run_single(words, cfg, run_dir: Path | None = None) -> int:
     launcher = current.launcher_options or backends.resolve_options(
         backends.DEFAULT, {}, set(), stash.machine.get(backends.DEFAULT, {}))
     backend = backends.create(backends.DEFAULT, launcher)
+    pipeline = pipeline_of(words, cfg)
+    if pipeline is not None:
+        check_no_tool(tool, experiment, pipeline)
+        if run_dir is not None:
+            raise StashError(f"pipeline={pipeline}: each stage has a run dir of its own; hydra.run.dir places one run.")
+        backend.preflight()
+        timeout = options["timeout"] if options["timeout"] is not None else backend.job_timeout()
+        code = run_pipeline(stash, pipeline, options, [*given, *current.tool_overrides], float(options["grace"]),
+                            timeout, backend.foreground_env())
+        current.worse(code)
+        return code
     backend.preflight()
     run_id = new_run_id()
     if run_dir is None:

@@ -14,9 +14,8 @@ import fcntl
 import os
 import socket
 import threading
-import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
@@ -24,19 +23,24 @@ from rich.text import Text
 
 from .. import Interrupted, StashError, backends
 from ..backends import base
+from ..fingerprint import with_upstream
 from ..index import Index
 from ..output import console, plain, warn, warn_skipped
-from ..overrides import override_key
+from ..overrides import override_key, replaced
 from ..owner import owner_alive
-from ..records import (LOCK_FILE, RUN_FILE, SWEEP_FILE, BadRecord, JobEntry, Missing, Reserve, RunDirError, RunRecord,
-                      Status, SweepRecord, check_writable, encode_sweep, folder_problem, is_disk_full, is_signed,
-                      job_dir_name, job_run_dir, move_aside, now_iso, read_run, to_json, write_run, write_text)
+from ..records import (LOCK_FILE, RUN_FILE, SWEEP_FILE, BadRecord, JobEntry, Missing, RerunEntry, Reserve, RunDirError,
+                      RunRecord, Status, SweepRecord, check_writable, encode_sweep, folder_problem, is_disk_full,
+                      is_signed, job_dir_name, job_run_dir, move_aside, now_iso, read_run, to_json, write_run,
+                      write_text)
 from ..registry import Stash
 from ..reuse import GONE, Chooser, check_run, earlier_runs
 from ..views.summary import Progress, print_summary
 from .facts import Facts, gather
 from .invocation import current
+from .launcher_options import resolve
+from .pipeline import LINK_KEYS, expand_chains, recorded_link, upstream_of
 from .plan import JobSpec, base_config, plan_job, reuses, split_job
+from .rerun_options import rerun_options
 from .run import PlannedJob
 from .supervise import Runner, raise_on_signals, run_processes, terminate
 
@@ -48,6 +52,7 @@ class Planned:
     spec: JobSpec
     options: dict  # this job's stash.* options
     words: list[str]  # its whole override list: what `rerun` replays
+    link: dict | None = None  # a pipeline's stage: its pipeline, chain, stage and the jobs it needs (pipeline.py)
 
     @property
     def num(self) -> int:
@@ -58,14 +63,16 @@ class Sweep(base.Sweep):
     """One sweep dir with its sweep.json; launch() may be called more than once (optimizing sweepers)."""
 
     def __init__(self, stash: Stash, sweep_dir: Path, backend: str, options, given: list[str],
-                 command_line: list[str], config, record: SweepRecord | None = None):
+                 command_line: list[str], config, record: SweepRecord | None = None, profile: str | None = None):
         self.stash = stash
         self.dir = sweep_dir
         self.base = config
         self.backend = backends.create(backend, options)
         self.record = record or SweepRecord(
             id=sweep_dir.name, created_at=now_iso(), backend=backend, command_line=list(command_line),
-            launcher=backends.options_dict(options), given=sorted(given), jobs=[])
+            launcher=backends.options_dict(options), given=sorted(given), jobs=[], profile=profile)
+        # of the options its jobs run with (a rerun's may differ)
+        self.given, self.profile = list(given), profile if record is None else record.profile
         self.id = self.record.id
         self.jobs: dict[int, JobEntry] = {job.num: job for job in self.record.jobs}
         self.results: dict[int, object] = {}  # parsed result file of each job that ran
@@ -113,7 +120,24 @@ class Sweep(base.Sweep):
     def plan(self, numbered) -> list[Planned]:
         """Plan every (job number, override list) before anything starts; the first bad job stops them all."""
         planned, prepared = [], {}
-        for num, words in numbered:
+        try:
+            jobs = expand_chains(self.stash, self.base, self.dir, numbered)
+        except StashError as err:
+            raise StashError(f"{err} Nothing was started.") from None
+        chained = {num: link for num, _, link in jobs if link}
+        if chained and self.jobs:  # an optimizing sweeper's next batch would number its jobs anew
+            raise StashError("A pipeline is swept by the stash sweeper (the default): other sweepers launch batch "
+                             "after batch, and a pipeline's stages are numbered once. Nothing was started.")
+        links = {num: recorded_link(job, self.dir / SWEEP_FILE)  # a rerun's stages
+                 for num, job in self.jobs.items() if "stage" in job.extra}
+        links.update(chained)
+        launcher = {"backend": self.record.backend, "options": backends.options_dict(self.backend.options),
+                    "given": list(self.given), "profile": self.profile}  # each run.json: what it was launched with
+        for num, words, _ in jobs:
+            link = links.get(num)
+            if link and not self.backend.follows_needs:
+                raise StashError(f"The {self.record.backend} backend cannot run a pipeline's stages one after "
+                                 "another yet: run it with the local backend (hydra/launcher=stash).")
             try:
                 tool, experiment, options, tool_words = split_job(words, self.base)
                 run_dir = self.dir / job_dir_name(num, str(tool), str(experiment))
@@ -123,15 +147,56 @@ class Sweep(base.Sweep):
                                 tracker=options["tracker"])
             except StashError as err:
                 raise StashError(f"Job {num} ({' '.join(words)}): {err} Nothing was started.") from None
-            planned.append(Planned(spec, options, list(words)))
+            spec = replace(spec, launcher=launcher)
+            if link:
+                spec = replace(spec, stage={"pipeline": link["pipeline"], "stage": link["stage"],
+                                            "upstream": [self._run_id(n) for n in upstream_of(links, num)]})
+            planned.append(Planned(spec, options, list(words), link))
         return planned
+
+    def _run_id(self, num: int) -> str:
+        """The run id of a job: its record's, when it has run (or reused an earlier run)."""
+        record = self.records.get(num)
+        return record.id if record else f"{self.id}_{num}"
 
     def inspect(self, planned: list[Planned]) -> Facts:
         """Pins once per tool per sweep; the pin policy may refuse the whole sweep before anything starts."""
         self.facts, specs = gather(self.stash.root, [(p.spec, p.options) for p in planned], warn, self.facts)
         for p, spec in zip(planned, specs):
             p.spec = spec
+        self._stand_on_upstream(planned)
         return self.facts
+
+    def _stand_on_upstream(self, planned: list[Planned]) -> None:
+        """A stage's fingerprint takes its upstream stages' fingerprints (fingerprint.with_upstream): upstream
+        first, as job numbers go. An upstream job outside this launch (a rerun's) has its record's."""
+        by_num = {p.num: p for p in planned}
+        for p in sorted(planned, key=lambda p: p.num):
+            if not p.link:
+                continue
+            upstream = {}
+            for need in p.link["needs"]:
+                if need in by_num:
+                    folder, fingerprint = by_num[need].spec.run_dir, by_num[need].spec.fingerprint
+                    upstream[str(folder)] = fingerprint.digest if fingerprint else None
+                elif need in self.jobs:
+                    record = self.records.get(need)
+                    folder = job_run_dir(self.stash.root, self.dir, self.jobs[need])
+                    upstream[str(folder)] = record and record.fingerprint
+            p.spec = replace(p.spec, fingerprint=with_upstream(p.spec.fingerprint, upstream))
+
+    def _repoint(self, planned: list[Planned], reused: dict[int, object]) -> None:
+        """The stages after a reused one read the earlier run's dir, and record its id among their upstream."""
+        moved = {str(p.spec.run_dir): str(reused[p.num].folder) for p in planned if p.num in reused}
+        if not moved:
+            return
+        ids = {f"{self.id}_{num}": found.record.id for num, found in reused.items()}
+        for p in planned:
+            if p.link and p.num not in reused:
+                stage = {**p.spec.stage, "upstream": [ids.get(i, i) for i in p.spec.stage["upstream"]]}
+                p.spec = replace(p.spec, overrides=tuple(replaced(p.spec.overrides, moved)),
+                                 argv=tuple(replaced(p.spec.argv, moved)), stage=stage)
+                p.words = replaced(p.words, moved)
 
     def reusable(self, planned: list[Planned]) -> dict[int, object]:
         """Job number -> the earlier run (runs.Found) it reuses: one that succeeded with the same fingerprint and
@@ -149,10 +214,13 @@ class Sweep(base.Sweep):
 
     # --- sweep.json -----------------------------------------------------------------------------------------
     def _entry(self, p: Planned) -> JobEntry:
-        return JobEntry.new(
+        entry = JobEntry.new(
             self.backend.job_fields(), num=p.num, tool=p.spec.tool.name, experiment=p.spec.experiment,
             overrides=list(p.spec.overrides), run_dir=os.path.relpath(p.spec.run_dir, self.stash.root),
             status=Status.PENDING, exit_code=None, duration_s=None, ended_at=None, launch_overrides=list(p.words))
+        if p.link:
+            entry.update(**{key: p.link[key] for key in LINK_KEYS})
+        return entry
 
     def update(self, num: int, **fields) -> None:
         if "status" in fields:
@@ -179,6 +247,8 @@ class Sweep(base.Sweep):
         rewritten with it, an end time when it had none, and `fields` (slurm_state); the sweep.json entry then
         carries the record's status, exit code, duration and end time, and `fields`."""
         status = Status(status)
+        # an earlier attempt's reason (upstream failed) is not this one's
+        stale = {"reason": None} if self.jobs[num].extra.get("reason") and "reason" not in fields else {}
         if record is not None:
             if status.final and record.status != status:
                 signed = is_signed(self.stash.root, record)  # a record that was not this stash's stays unsigned
@@ -189,7 +259,7 @@ class Sweep(base.Sweep):
             self.records[num] = record
             self.results[num] = record.result
             fields.update(exit_code=record.exit_code, duration_s=record.duration_s, ended_at=record.ended_at)
-        self.update(num, status=status, **fields)
+        self.update(num, status=status, **fields, **stale)
 
     def _rewrite(self, num: int, record: RunRecord, signed: bool) -> None:
         """Write a job's settled record; while refresh() is at work, only once commit() has checked every write."""
@@ -267,6 +337,7 @@ class Sweep(base.Sweep):
         planned = self.plan(numbered)
         facts = self.inspect(planned)
         reused = self.reusable(planned)
+        self._repoint(planned, reused)
         to_run = [p for p in planned if p.num not in reused]
         if to_run:
             self.backend.preflight()
@@ -342,9 +413,11 @@ class Sweep(base.Sweep):
         """A job as its backend gets it: its run carries its pin, the stash's state, its experiment's sha256,
         the watch on its tool's checkout and its tracker run."""
         name = p.spec.tool.name
-        return PlannedJob(p.num, p.spec, self.stash.root, facts.pins[name], facts.stash,
-                          facts.sha[p.spec.experiment_file], self.grace, watch=facts.watches.get(name),
-                          tracking=self.tracking, runner=runner)
+        job = PlannedJob(p.num, p.spec, self.stash.root, facts.pins[name], facts.stash,
+                         facts.sha[p.spec.experiment_file], self.grace, watch=facts.watches.get(name),
+                         tracking=self.tracking, runner=runner)
+        job.needs = tuple(p.link["needs"]) if p.link else ()
+        return job
 
     def _track(self, planned: list[Planned], facts: Facts) -> None:
         """The trackers' variables in every job that reports to W&B or MLflow (trackers.py: imported only then)."""
@@ -407,6 +480,12 @@ class Sweep(base.Sweep):
         os.pwrite(fd, f"{os.getpid()} {socket.gethostname()}\n".encode(), 0)
         self._lock_fd = fd
         return True
+
+    def unlock(self) -> None:
+        """Give the sweep's lock back: a process that only looks at the sweep holds it no longer than a write."""
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
 
     def _release(self) -> None:
         """Give back the reserved space for the last write of sweep.json."""
@@ -553,12 +632,15 @@ def open_sweep(stash: Stash, sweep_dir: Path, holding: Sweep | None = None) -> S
     return sweep
 
 
-def rerun(stash: Stash, sweep_dir: Path) -> int:
-    """Re-launch the jobs of a sweep that did not succeed, into the same sweep dir, with the same overrides."""
+def rerun(stash: Stash, sweep_dir: Path, words: list[str] = ()) -> int:
+    """Re-launch the jobs of a sweep that did not succeed, into the same sweep dir, with the same overrides and the
+    launcher options `words` give (hydra.launcher.*, stash.timeout, stash.profile) over the last attempt's."""
     sweep = open_sweep(stash, sweep_dir)
+    retry = rerun_options(stash, sweep.record, list(words))
     check_writable(sweep.dir / SWEEP_FILE)
     sweep.lock(wait=True)  # never two attempts of one job at once: a launcher still at work is waited for
     sweep = open_sweep(stash, sweep_dir, sweep)  # what that launcher left
+    retry = rerun_options(stash, sweep.record, list(words))  # over its last attempt, if it made one
     sweep.refresh()  # sweep.json may be behind if its launcher was killed
     todo = [job for job in sweep.jobs.values() if not job.status.ok]
     if not todo:
@@ -572,7 +654,14 @@ def rerun(stash: Stash, sweep_dir: Path) -> int:
             check_writable(attempt / RUN_FILE)
     sweep.commit()
     _end_leftovers(sweep, todo)
-    sweep.record.reruns.append({"at": now_iso(), "jobs": [job.num for job in todo]})
+    sweep.backend = backends.create(sweep.record.backend, retry.options)
+    sweep.given, sweep.profile = retry.given, retry.profile
+    if retry.timeout:
+        for job in todo:
+            job.launch_overrides = [w for w in job.launch_overrides if override_key(w) != "stash.timeout"]
+            job.launch_overrides.append(retry.timeout)
+    sweep.record.reruns.append(RerunEntry(at=now_iso(), jobs=[job.num for job in todo], overrides=list(words),
+                                          launcher=backends.options_dict(retry.options), profile=retry.profile))
     sweep.launch([(job.num, job.launch_overrides) for job in sorted(todo, key=lambda j: j.num)],
                  keep_attempts=True)
     return current.exit_code
@@ -596,10 +685,11 @@ def new_sweep(config: DictConfig, composed_options) -> Sweep:
              if override_key(w).startswith(prefix)}
     stash = Stash.load(current.root)
     plain = {k: OmegaConf.to_container(v) if OmegaConf.is_config(v) else v for k, v in composed_options.items()}
-    options = backends.resolve_options(backend, plain, given, stash.machine.get(backend, {}))
+    profile = config.stash.get("profile")
+    options = resolve(stash, backend, plain, given, profile)
     # a relative hydra.sweep.dir is relative to where the command was typed, as in Hydra
     return Sweep(stash, Path(config.hydra.sweep.dir).absolute(), backend, options, sorted(given),
-                 current.argv, config)
+                 current.argv, config, profile=profile)
 
 
 class SweepLaunch(base.Launch):
@@ -642,8 +732,8 @@ class SweepLaunch(base.Launch):
     def ended(self, num: int, record: RunRecord | None, status: Status | None = None, **fields) -> None:
         self._sweep.agree(num, record, status or record.status, **fields)
 
-    def cancelled(self, num: int) -> None:
-        self._sweep.update(num, status=Status.CANCELLED)
+    def cancelled(self, num: int, reason: str | None = None) -> None:
+        self._sweep.update(num, status=Status.CANCELLED, **({"reason": reason} if reason else {}))
 
     def update(self, num: int, **fields) -> None:
         if "status" in fields and Status(fields["status"]).final:

@@ -3,7 +3,9 @@
 The tool and its commit (with the commits between the two when the tool's checkout has both) and each side's
 uncommitted changes; the experiment file each run recorded (a unified diff of the run dirs' experiment.yaml); the
 tool's composed config (each run's .hydra/config.yaml, key by key); the overrides; the environment; every result
-value with its delta. Run dirs are untrusted: records are validated, files are read only inside their run dir.
+value with its delta; each history key (its history file, read whole). A list is shown by its length and its ends,
+with the largest difference between the two. Run dirs are untrusted: records are validated, files are read only
+inside their run dir.
 """
 
 from __future__ import annotations
@@ -21,10 +23,11 @@ from ..gitcmd import GitError, git, ok
 from ..output import plain
 from ..overrides import override_values
 from ..records import (EXPERIMENT_COPY, BadRecord, Missing, flatten, inside, interpreter_identity, open_regular,
-                      read_limited, redact)
+                       read_limited, redact)
 from ..registry import Loader
+from ..results import is_number, load_history
 from ..runs import Found
-from .compare import is_number
+from .histories import list_text
 
 MAX_FILE = 1 << 20  # a recorded file larger than this is not compared
 MAX_COMMITS = 50  # commit subjects listed each way
@@ -147,7 +150,7 @@ def compare_runs(a: Found, b: Found, root: Path) -> dict:
                 why = f"it is not valid YAML ({str(err).splitlines()[0]})"
         if why:
             notes.append(f"{side}: {CONFIG} not compared: {why}")
-    items = pairs(*configs) if len(configs) == 2 else []
+    items = [_lists(item) for item in pairs(*configs)] if len(configs) == 2 else []
     out["config"] = {"same": not items and not notes, "items": items, "notes": notes}
 
     items = pairs(override_values(ra.overrides), override_values(rb.overrides))
@@ -163,22 +166,57 @@ def compare_runs(a: Found, b: Found, root: Path) -> dict:
 
     results = [flatten(r.result) if r.result is not None else {} for r in (ra, rb)]
     items = pairs(*results, every=True)
-    for item in items:
-        if is_number(item.get("a")) and is_number(item.get("b")):
-            item["delta"] = item["b"] - item["a"]
-    out["result"] = {"same": all(item["same"] for item in items), "items": items}
-    out["differs"] = [name for name in SECTIONS if not out[name]["same"]]
+    out["result"] = {"same": all(item["same"] for item in items), "items": [_delta(item) for item in items]}
+    if ra.history or rb.history:
+        out["history"] = _histories(a, b)
+    out["differs"] = [name for name in SECTIONS if name in out and not out[name]["same"]]
     return out
 
 
-SECTIONS = ("tool", "experiment", "config", "overrides", "env", "result")
+def _histories(a: Found, b: Found) -> dict:
+    """Each key of the two runs' history files, compared as lists."""
+    series, notes = [], []
+    for side, found in (("a", a), ("b", b)):
+        history, why = load_history(found.folder, found.record.history["file"]) if found.record.history else (None, None)
+        series.append({key: ys for key, (_, ys) in history.series.items()} if history else {})
+        if why or not found.record.history:
+            notes.append(f"{side}: {why or 'no history file'}")
+    items = pairs(*series, every=True)
+    return {"same": not notes and all(item["same"] for item in items), "items": [_delta(item) for item in items],
+            "notes": notes}
+
+
+def _delta(item: dict) -> dict:
+    """An item with the difference of its values (b - a of two numbers), its lists summarized (_lists)."""
+    if is_number(item.get("a")) and is_number(item.get("b")):
+        item["delta"] = item["b"] - item["a"]
+    return _lists(item)
+
+
+def _lists(item: dict) -> dict:
+    """An item whose lists are kept as their summary (length, first, last, and as a cell shows it), with the
+    largest |b - a| of two lists of numbers over the length they share."""
+    a, b = item.get("a"), item.get("b")
+    if isinstance(a, list) and isinstance(b, list) and a and b and all(is_number(v) for v in a + b):
+        item["max_delta"] = max(abs(y - x) for x, y in zip(a, b))
+    for side in ("a", "b"):
+        if isinstance(item.get(side), list):
+            values = item[side]
+            item[side] = {"length": len(values), "first": values[0] if values else None,
+                          "last": values[-1] if values else None, "shown": list_text(values)}
+    return item
+
+
+SECTIONS = ("tool", "experiment", "config", "overrides", "env", "result", "history")
 TITLES = {"tool": "tool", "experiment": "experiment", "config": f"composed config ({CONFIG})",
-          "overrides": "overrides", "env": "environment", "result": "result"}
+          "overrides": "overrides", "env": "environment", "result": "result", "history": "history"}
 
 
 def _shown(value) -> str:
     if value is _MISSING:
         return "(missing)"
+    if isinstance(value, dict) and "shown" in value and "length" in value:  # a list, as _delta keeps it
+        return plain(value["shown"])
     if isinstance(value, str):
         return plain(value)
     if isinstance(value, float):
@@ -192,7 +230,7 @@ def render(cmp: dict, a_name: str, b_name: str) -> str:
         facts = cmp[side]
         code = f", exit code {facts['exit_code']}" if facts["exit_code"] not in (None, 0) else ""
         lines.append(f"{side}: {plain(name)}  (run {plain(facts['id'])}, {facts['status']}{code})")
-    for name in SECTIONS:
+    for name in (name for name in SECTIONS if name in cmp):
         section = cmp[name]
         lines.append("")
         lines.append(f"{TITLES[name]}: {'same' if section['same'] else 'differs'}")
@@ -203,6 +241,8 @@ def render(cmp: dict, a_name: str, b_name: str) -> str:
             text = _shown(a) if item["same"] else f"{_shown(a)} -> {_shown(b)}"
             if "delta" in item and not item["same"]:
                 text += f"  ({item['delta']:+.6g})"
+            if "max_delta" in item and not item["same"]:
+                text += f"  (largest difference {item['max_delta']:.6g})"
             lines.append(f"  {plain(str(item['key'])).ljust(width)}  {text}")
         for commit in section.get("commits", []):
             lines.append(f"  {'+' if commit['only_in'] == 'b' else '-'} {commit['commit'][:10]} "

@@ -14,6 +14,7 @@ from .. import StashError
 from ..output import plain
 from ..records import STATUS_WORDS, RunRecord, Status, redact
 from ..runs import Found
+from .histories import list_text
 
 
 def check_tool(root: Path, recorded: list[str], tool: str | None) -> None:
@@ -67,7 +68,9 @@ def _duration_cell(value) -> str:
 def _value(value) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
-    if isinstance(value, (dict, list)):
+    if isinstance(value, list):
+        return list_text(value)  # never in full: a history of thousands of steps
+    if isinstance(value, dict):
         return json.dumps(value, separators=(",", ":"))
     return str(value)
 
@@ -77,7 +80,7 @@ def result_cell(result, limit: int = 6) -> str:
         return ""
     if not isinstance(result, dict):
         return short(_value(result))
-    items = [f"{k}={short(_value(v))}" for k, v in list(result.items())[:limit]]
+    items = [f"{k}={_value(v) if isinstance(v, list) else short(_value(v))}" for k, v in list(result.items())[:limit]]
     if len(result) > limit:
         items.append(f"... ({len(result) - limit} more)")
     return " ".join(items)

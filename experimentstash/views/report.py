@@ -1,4 +1,8 @@
-"""`experimentstash report SWEEP_DIR`: one self-contained HTML file with a sweep's table and plots.
+"""The report (`experimentstash report [SWEEP_DIR]`; commands/report.py writes it): one self-contained HTML file
+with the table and charts of a sweep's runs (or of the runs the filters choose): the commits they ran at, with a
+warning when several; the best run of each value that has a direction; charts whose axes the data choose
+(views/charts.py); learning curves; the swept keys together; an optimizing sweep's objective over its trials; each
+experiment at its best setting; the jobs that did not succeed.
 
 The file opens offline from disk: plotly.js and the page's few lines of style and script are inlined, and its
 Content-Security-Policy forbids every request. Every value from the records is escaped, for the page and for
@@ -7,18 +11,24 @@ plotly's own text (which reads tags in labels). plotly is an optional extra: pip
 
 from __future__ import annotations
 
-import html
+import math
 import shlex
 from collections import Counter
+from dataclasses import dataclass
 
 from .. import StashError
+from ..overrides import override_key
 from ..records import STATUS_WORDS, Status, inside
+from ..results import is_number
 from ..runs import tail
-from .compare import Entry, Stat, Table, _order, cell, is_number
+from .charts import (Charts, charted, curve_charts, esc, metric_charts, optimization_chart, parallel_chart,
+                     side_by_side)
+from .compare import Collected, Entry, Stat, Table, _order, cell
+from .groups import code_version
+from .histories import NAMED
 
 INSTALL = "pip install 'experimentstash[report]'"
 CSP = "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data:; font-src data:"
-CHART_CONFIG = {"displaylogo": False, "responsive": True}
 STYLE = """
 body { font: 14px/1.4 system-ui, sans-serif; margin: 1.5em 2em; color: #222; }
 code, pre { font: 12px/1.4 ui-monospace, monospace; }
@@ -32,6 +42,8 @@ table.sortable th[data-dir=desc]::after { content: " \\25BC"; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
 .failed, .timeout, .lost { color: #b00; } .succeeded, .reused { color: #070; }
 .charts { display: grid; grid-template-columns: repeat(auto-fill, minmax(560px, 1fr)); gap: 1em; }
+td.best { font-weight: bold; background: #e3f4e3; }
+.warning { background: #fff3cd; border-left: 4px solid #e0a800; padding: .5em .8em; margin: .5em 0; }
 """
 # sorts a table by the clicked header: numbers by value, then text; missing values last either way
 SORT_SCRIPT = """
@@ -59,66 +71,139 @@ document.querySelectorAll("table.sortable").forEach(function (table) {
 """
 
 
-def esc(value) -> str:
-    return html.escape(str(value), quote=True)
-
-
-
 # --- the page -------------------------------------------------------------------------------------------------
 
-def page(sweep, entries: list[Entry], table: Table, groups: Table | None, notes: list[str]) -> str:
+@dataclass
+class Shown:
+    """What a report shows."""
+
+    sweep: object | None  # sweep.Sweep, when the report is of one sweep
+    collected: Collected
+    runs: Table
+    groups: Table | None
+    title: str
+
+
+def page(shown: Shown) -> str:
     from plotly.offline import get_plotlyjs
 
     charts = Charts()
-    body = [f"<h1>Sweep {esc(sweep.id)}</h1>", _summary(sweep, entries, notes), _pins(entries)]
+    runs, groups = shown.runs, shown.groups
+    rows_of = groups if groups is not None else runs
+    body = [f"<h1>{esc(shown.title)}</h1>", _summary(shown), _commits(shown.collected.entries)]
+    best = _best(rows_of)
+    body += _best_section(rows_of, best, shown)
     if groups is not None:
-        body += [f"<h2>Grouped over {esc(groups.over)}</h2>", html_table(groups, "groups")]
-    body += ["<h2>Runs</h2>", html_table(table, "runs")]
-    body += metric_charts(charts, groups if groups is not None else table, table)
-    body += _failures(entries)
+        body += [f"<h2>Grouped over {esc(groups.over)}</h2>", html_table(groups, "groups", best)]
+    body += ["<h2>Runs</h2>", html_table(runs, "runs", _best(runs))]
+    if not runs.metrics:
+        body.append("<h2>Values</h2><p>No numeric result values to plot.</p>")
+    else:
+        body += ["<h2>Values</h2>", *metric_charts(charts, rows_of, runs)]
+    body += curve_charts(charts, runs, groups)
+    explicit = [m for m in charted(runs) if m in runs.directions and runs.directions[m].why != NAMED]
+    target = next(iter(explicit or [m for m in charted(runs) if m in runs.directions] or charted(runs)), None)
+    if target is not None:
+        why = runs.directions[target].why if target in runs.directions else "the first value"
+        body += parallel_chart(charts, runs, target, why)
+    body += _optimization(charts, shown)
+    body += side_by_side(charts, rows_of, rows_of.directions)
+    body += _failures(shown.collected.entries)
     return (
         "<!doctype html>\n<html lang=en><head><meta charset=utf-8>"
         f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
-        f"<title>sweep {esc(sweep.id)}</title><style>{STYLE}</style><script>{get_plotlyjs()}</script></head>\n"
+        f"<title>{esc(shown.title)}</title><style>{STYLE}</style><script>{get_plotlyjs()}</script></head>\n"
         "<body>\n" + "\n".join(body) + f"\n<script>{SORT_SCRIPT}</script>\n</body></html>\n"
     )
 
 
-def _summary(sweep, entries: list[Entry], notes: list[str]) -> str:
+def _summary(shown: Shown) -> str:
+    entries = shown.collected.entries + shown.collected.waiting
     counts = Counter(e.status.value for e in entries)
     summary = ", ".join(f"{counts[s.value]} {s.value}" for s in Status if counts[s.value])
-    waiting = sum(1 for e in entries if not e.status.final)
-    lines = [
-        f"<p>Command line: <code>{esc(shlex.join(['experimentstash', *sweep.record.command_line]))}</code></p>",
-        f"<p>Created {esc(sweep.record.created_at)} on the {esc(sweep.record.backend)} backend. "
-        f"{len(entries)} jobs: {esc(summary)}.</p>",
-    ]
+    lines = []
+    if shown.sweep is not None:
+        record = shown.sweep.record
+        lines += [f"<p>Command line: <code>{esc(shlex.join(['experimentstash', *record.command_line]))}</code></p>",
+                  f"<p>Created {esc(record.created_at)} on the {esc(record.backend)} backend. "
+                  f"{len(entries)} jobs: {esc(summary)}.</p>"]
+    else:
+        lines.append(f"<p>{len(entries)} runs: {esc(summary)}.</p>")
+    waiting = len(shown.collected.waiting)
     if waiting:
         lines.append(f"<p><b>{waiting} jobs have not ended yet</b>: this report shows the "
                      f"{len(entries) - waiting} that have.</p>")
+    notes = [*shown.collected.notes, *(shown.groups or shown.runs).notes]
     lines += [f"<p>{esc(note)}</p>" for note in notes]
     return "\n".join(lines)
 
 
-def _pins(entries: list[Entry]) -> str:
-    """The tool commits the runs recorded: usually one per tool."""
+def _commits(entries: list[Entry]) -> str:
+    """The tool commits the runs recorded, and a warning when a tool's runs ran at several versions of its code."""
     seen = Counter((r.tool, r.tool_commit or "-", r.tool_pinned_commit or "-", r.tool_dirty, r.stash_commit or "-")
                    for r in (e.record for e in entries) if r is not None)
     if not seen:
         return ""
+    versions: dict[str, set] = {}
+    for record in (e.record for e in entries if e.record is not None):
+        versions.setdefault(record.tool, set()).add(code_version(record))
+    several = {tool: len(v) for tool, v in versions.items() if len(v) > 1}
+    warning = "".join(
+        f'<div class="warning">The runs of {esc(tool)} ran at {n} versions of its code (below): the tables keep '
+        "them apart, in rows of their own with their commit, and no number pools them.</div>"
+        for tool, n in several.items())
     rows = "".join(
         f"<tr><td>{esc(tool)}</td><td><code>{esc(commit)}</code></td><td><code>{esc(pinned)}</code></td>"
         f"<td>{'yes (tool.diff)' if dirty else 'no'}</td><td><code>{esc(stash)}</code></td><td>{n}</td></tr>"
         for (tool, commit, pinned, dirty, stash), n in seen.items())
-    return ("<h2>Pins</h2><table><tr><th>tool</th><th>tool commit</th><th>pinned commit</th><th>uncommitted "
-            f"changes</th><th>stash commit</th><th>runs</th></tr>{rows}</table>")
+    return (f"<h2>Commits</h2>{warning}<table><tr><th>tool</th><th>tool commit</th><th>pinned commit</th>"
+            f"<th>uncommitted changes</th><th>stash commit</th><th>runs</th></tr>{rows}</table>")
 
 
-def html_table(table: Table, name: str) -> str:
-    """The compare table, sortable in the page: each cell carries its sort key."""
+def _best(table: Table) -> dict[str, int]:
+    """The row of the best value of each column with a direction: column -> row index."""
+    best = {}
+    for column, direction in table.directions.items():
+        values = [(_number(row.get(column)), i) for i, row in enumerate(table.rows)]
+        values = [(v, i) for v, i in values if v is not None and not math.isnan(v)]
+        if values:
+            best[column] = (min if direction.way == "min" else max)(values)[1]
+    return best
+
+
+def _number(cell) -> float | None:
+    value = cell.mean if isinstance(cell, Stat) else cell
+    return float(value) if is_number(value) else None
+
+
+def _best_section(table: Table, best: dict[str, int], shown: Shown) -> list[str]:
+    """The best run (or group) for each value with a direction, and which values have none."""
+    if not table.metrics:
+        return []
+    items = []
+    for column, i in best.items():
+        row, direction = table.rows[i], table.directions[column]
+        setting = " ".join(f"{k}={cell(row, k)}" for k in ("experiment", *table.keys) if k in row)
+        where = f"{row['run']} ({setting})" if "run" in row else setting
+        items.append(f"<li><b>{esc(column)}</b>: {esc(cell(row, column))} ({'lowest' if direction.way == 'min' else 'highest'}"
+                     f", {esc(direction.why)}) at {esc(where)}</li>")
+    without = [m for m in table.metrics if m not in table.directions]
+    lines = ["<h2>Best</h2>"]
+    if items:
+        lines.append("<ul>" + "".join(items) + "</ul>")
+    if without:
+        lines.append(f"<p>No direction known for {esc(', '.join(without))}: give <code>--best KEY:min</code> or "
+                     "<code>--best KEY:max</code> to mark its best.</p>")
+    return lines
+
+
+def html_table(table: Table, name: str, best: dict[str, int]) -> str:
+    """The compare table, sortable in the page: each cell carries its sort key; the best value of each column with
+    a direction is marked."""
     head = "".join(f"<th>{esc(c)}</th>" for c in table.columns)
+    marked = {(i, c) for c, i in best.items()}
     lines = []
-    for row in table.rows:
+    for i, row in enumerate(table.rows):
         cells = []
         for c in table.columns:
             if c not in row:
@@ -126,15 +211,50 @@ def html_table(table: Table, name: str) -> str:
                 continue
             kind, number, text = _order(row[c])
             value = number if kind == 0 else text
-            css = ' class="num"' if kind == 0 else f' class="{row[c]}"' if c == "status" and row[c] in STATUS_WORDS else ""
-            cells.append(f'<td data-k="{kind}" data-v="{esc(value)}"{css}>{esc(cell(row, c))}</td>')
+            css = "num" if kind == 0 else row[c] if c == "status" and row[c] in STATUS_WORDS else ""
+            css += " best" if (i, c) in marked else ""
+            cells.append(f'<td data-k="{kind}" data-v="{esc(value)}" class="{css.strip()}">{esc(cell(row, c))}</td>')
         lines.append("<tr>" + "".join(cells) + "</tr>")
     return (f'<div class="scroll"><table class="sortable" id="{name}"><thead><tr>{head}</tr></thead><tbody>\n'
             + "\n".join(lines) + "\n</tbody></table></div>")
 
 
-def _failures(entries: list[Entry]) -> list[str]:
+def _optimization(charts: Charts, shown: Shown) -> list[str]:
+    """An optimizing sweeper's objective over the trials, from the jobs in their order and its
+    optimization_results.yaml."""
+    sweep = shown.sweep
+    if sweep is None:
+        return []
+    words = {override_key(w): w.partition("=")[2] for w in sweep.record.command_line if "=" in w}
+    results = sweep.dir / "optimization_results.yaml"
+    sweeper = words.get("hydra/sweeper", "basic")
+    if sweeper == "basic" and not results.is_file():
+        return []
+    key = words.get("stash.objective")
+    if not key or key.startswith("["):
+        return ["<h2>Optimization</h2><p>The objective over the trials is drawn for one stash.objective key "
+                "(stash.objective=KEY).</p>"]
+    trials = [(e.num, float(e.result[key])) for e in shown.collected.entries
+              if e.status.ok and isinstance(e.result, dict) and is_number(e.result.get(key))]
+    way = shown.collected.objective.get(key)
+    why = f"{'minimize' if way == 'min' else 'maximize'}, hydra.sweeper.direction" if way else ""
+    if not way and sweeper == "optuna":
+        way, why = "min", "minimize, the Optuna sweeper's default"
+    lines = optimization_chart(charts, sorted(trials), key, way, why or "no direction known") if trials else []
+    if results.is_file():
+        from ..registry import read_yaml
 
+        try:
+            found = read_yaml(results)
+        except StashError:
+            found = None  # the sweeper's file, unreadable: the chart above still holds
+        if isinstance(found, dict) and "best_value" in found:
+            lines.append(f"<p>The sweeper's best: <code>{esc(found['best_value'])}</code> with "
+                         f"<code>{esc(found.get('best_params'))}</code> (optimization_results.yaml).</p>")
+    return lines
+
+
+def _failures(entries: list[Entry]) -> list[str]:
     failed = [e for e in entries if e.status.final and not e.status.ok]
     if not failed:
         return []
@@ -152,104 +272,3 @@ def _failures(entries: list[Entry]) -> list[str]:
     return out
 
 
-# --- charts ---------------------------------------------------------------------------------------------------
-
-def label(text) -> str:
-    """Text for plotly: it reads tags and entities in labels, so record text goes in escaped (shown as typed)."""
-    return html.escape(str(text), quote=False)
-
-
-class Charts:
-    """Numbers each chart's div: ids never come from the records."""
-
-    def __init__(self):
-        self.count = 0
-
-    def html(self, fig) -> str:
-        self.count += 1
-        return ('<div class="chart">' + fig.to_html(full_html=False, include_plotlyjs=False, config=CHART_CONFIG,
-                                                   div_id=f"chart-{self.count}") + "</div>")
-
-
-def _experiment(row: dict, tools: int) -> str:
-    return f"{row['tool']}/{row['experiment']}" if tools > 1 else row["experiment"]
-
-
-def _point(value) -> tuple[float, float | None, int] | None:
-    """(y, error, n) of a cell: a group's mean ± std, or one run's value."""
-    if isinstance(value, Stat):
-        return value.mean, value.std, value.n
-    return (value, None, 1) if is_number(value) else None
-
-
-def _reads_as_number(value) -> bool:
-    try:
-        float(value)
-    except ValueError:
-        return False
-    return True
-
-
-def metric_charts(charts: Charts, rows_of: Table, runs: Table) -> list[str]:
-    """For each metric, one chart against each swept key (a line per experiment, and per value of the other swept
-    keys); then every experiment side by side."""
-    import plotly.graph_objects as go
-
-    if not runs.metrics:
-        return ["<h2>Metrics</h2><p>No numeric result values to plot.</p>"]
-    tools = len({r["tool"] for r in runs.rows})
-    over = rows_of.over
-    out = ["<h2>Metrics</h2>"]
-    for metric in rows_of.metrics:
-        out.append(f"<h3>{esc(metric)}</h3><div class=charts>")
-        for key in rows_of.keys:
-            others = [k for k in rows_of.keys if k != key]
-            swept = sorted((r for r in rows_of.rows if key in r), key=lambda r: _order(r[key]))
-            # the axis: numbers when every value reads as one, else the values in their sorted order
-            numeric = all(_reads_as_number(r[key]) for r in swept)
-            lines: dict[str, list] = {}
-            for row in swept:
-                point = _point(row.get(metric))
-                if point is not None:
-                    name = " ".join([_experiment(row, tools), *(f"{k}={row.get(k, '-')}" for k in others)])
-                    lines.setdefault(name, []).append((float(row[key]) if numeric else label(row[key]), *point))
-            fig = go.Figure()
-            for name, points in lines.items():
-                fig.add_trace(go.Scatter(
-                    x=[p[0] for p in points], y=[p[1] for p in points], name=label(name), mode="lines+markers",
-                    error_y={"type": "data", "array": [p[2] or 0 for p in points], "visible": over is not None},
-                    hovertext=[f"n={p[3]}" for p in points]))
-            err = f" (mean ± std over {over})" if over else ""
-            axis = {} if numeric else {"type": "category", "categoryorder": "array",
-                                       "categoryarray": list(dict.fromkeys(label(r[key]) for r in swept))}
-            fig.update_layout(title=label(f"{metric} vs {key}{err}"), xaxis={"title": label(key), **axis},
-                              yaxis_title=label(metric), height=420, margin={"t": 60, "b": 50})
-            out.append(charts.html(fig))
-        out.append("</div>")
-    out.append("<h2>Experiments side by side</h2>")
-    out.append(charts.html(_side_by_side(runs, tools)))
-    return out
-
-
-def _side_by_side(runs: Table, tools: int):
-    """One chart: a panel per metric, a bar per experiment (mean ± std over all its ended runs)."""
-    import plotly.graph_objects as go
-    from plotly.subplots import make_subplots
-
-    experiments = list(dict.fromkeys(_experiment(r, tools) for r in runs.rows))
-    cols = min(3, len(runs.metrics))
-    rows = -(-len(runs.metrics) // cols)
-    fig = make_subplots(rows=rows, cols=cols, subplot_titles=[label(m) for m in runs.metrics])
-    for i, metric in enumerate(runs.metrics):
-        stats = {}
-        for experiment in experiments:
-            values = [r[metric] for r in runs.rows if _experiment(r, tools) == experiment and is_number(r.get(metric))]
-            if values:
-                stats[experiment] = Stat.of(values)
-        fig.add_trace(go.Bar(x=[label(e) for e in stats], y=[s.mean for s in stats.values()], name=label(metric),
-                             error_y={"type": "data", "array": [s.std or 0 for s in stats.values()]},
-                             hovertext=[f"n={s.n}" for s in stats.values()], showlegend=False),
-                      row=i // cols + 1, col=i % cols + 1)
-    fig.update_layout(title="every experiment: mean ± std over its ended runs", height=320 * rows + 80,
-                      margin={"t": 80, "b": 50})
-    return fig

@@ -32,12 +32,32 @@ def styled(status: Status) -> Text:
 
 
 def _job_words(job: JobEntry) -> str:
-    """A job as the lines about it name it: tool, experiment and overrides (record text: shown as it is)."""
-    return plain(" ".join([job.tool, job.experiment, *job.overrides]))
+    """A job as the lines about it name it: tool, experiment and overrides (record text: shown as it is); a
+    pipeline's stage job by its stage, tool, experiment and its chain's overrides."""
+    stage = [f"{job.extra['stage']}:"] if isinstance(job.extra.get("stage"), str) else []
+    return plain(" ".join([*stage, job.tool, job.experiment, *shown_overrides(job)]))
+
+
+def shown_overrides(job: JobEntry) -> list[str]:
+    """The overrides a job is shown with: a pipeline's stage job, its chain's as typed (`train.lr=0.1 seed=0`), not
+    its tool's, which name upstream run dirs; any other job, its own."""
+    if "stage" not in job.extra:
+        return job.overrides
+    words = job.extra.get("chain_overrides")
+    return list(words) if isinstance(words, list) and all(isinstance(w, str) for w in words) else []
 
 
 def _duration(seconds) -> str:
     return "" if seconds is None else f"{seconds:.1f}s"
+
+
+def counts_line(sweep_id: str, jobs) -> Text:
+    """`sweep <id>: 3 running, 2 succeeded, 1 failed`, each count in its status's colour."""
+    counts = Counter(job.status for job in jobs)
+    line = Text(f"sweep {plain(sweep_id)}: ")
+    for i, status in enumerate(s for s in Status if counts[s]):
+        line.append(", " if i else "").append(f"{counts[status]} {status.value}", status.style)
+    return line
 
 
 class Progress:
@@ -63,13 +83,8 @@ class Progress:
     def show(self, jobs) -> None:
         if not self.live:
             return
-        counts = Counter(job.status for job in jobs)
-        parts = [(f"{counts[s]} {s.value}", s.style) for s in Status if counts[s]]
-        line = Text(f"sweep {plain(self.sweep_id)}: ")
-        for i, (words, style) in enumerate(parts):
-            line.append(", " if i else "").append(words, style)
         elapsed = time.monotonic() - self.started
-        self.live.update(line.append(f"  {elapsed:.0f}s"), refresh=True)
+        self.live.update(counts_line(self.sweep_id, jobs).append(f"  {elapsed:.0f}s"), refresh=True)
 
     def ended(self, job: JobEntry, root: Path) -> None:
         with self._lock:
@@ -78,12 +93,12 @@ class Progress:
         if self.live:
             return
         run_dir = root / job.run_dir
-        words = [job.tool, job.experiment, *job.overrides]
+        words = []
         if job.duration_s is not None:
             words.append(f"({_duration(job.duration_s)})")
         words.append(str(shown_path(root, run_dir)) if run_dir.is_dir() else "-")  # a job that never started has none
         console.print(Text.assemble(f"[{done}/{self.total}] ", styled(job.status),
-                                    f" job {job.num} {plain(' '.join(words))}"), highlight=False)
+                                    f" job {job.num} {_job_words(job)} {plain(' '.join(words))}"), highlight=False)
 
 
 def print_summary(root: Path, sweep_dir: Path, jobs: list[JobEntry], out: Console | None = None) -> None:
@@ -96,7 +111,9 @@ def _print_summary(root: Path, sweep_dir: Path, jobs: list[JobEntry], out: Conso
     shown = not_ok[:FULL_TABLE_ROWS]
     where = shown_path(root, sweep_dir)
     table = Table(title=cell(f"sweep {where}/"), title_justify="left")
-    for column in ("#", "tool", "experiment", "overrides", "status", "duration", "run dir"):
+    stages = any("stage" in job.extra for job in jobs)  # a pipeline's: each job's chain and stage
+    for column in ("#", *(("chain", "stage") if stages else ()), "tool", "experiment", "overrides", "status",
+                   "duration", "run dir"):
         table.add_column(column, overflow="fold")
     for job in shown:
         run_dir = job_run_dir(root, sweep_dir, job)
@@ -104,17 +121,17 @@ def _print_summary(root: Path, sweep_dir: Path, jobs: list[JobEntry], out: Conso
             run_cell = str(shown_path(root, run_dir))
         else:
             run_cell = run_dir.name if run_dir.is_dir() else "-"
-        table.add_row(str(job.num), cell(job.tool), cell(job.experiment), cell(" ".join(job.overrides)),
-                      styled(job.status), _duration(job.duration_s), cell(run_cell))
+        status = styled(job.status)
+        if isinstance(job.extra.get("reason"), str):  # a job cancelled because one it needs did not succeed
+            status.append(f" ({plain(job.extra['reason'])})")
+        place = (_chain(job.extra.get("chain")), cell(str(job.extra.get("stage", "")))) if stages else ()
+        table.add_row(str(job.num), *place, cell(job.tool), cell(job.experiment), cell(" ".join(shown_overrides(job))),
+                      status, _duration(job.duration_s), cell(run_cell))
     if shown:
         out.print(table)
     failed = [job for job in jobs if job.status in FAILED]
     for job in failed[:FAILURE_LOGS]:
-        run_dir = job_run_dir(root, sweep_dir, job)
-        code = f", exit code {job.exit_code}" if job.exit_code is not None else ""
-        out.print(Text.assemble((f"job {job.num} {job.status}{code}", "red"), f": {_job_words(job)}"))
-        out.print(Text(f"  last lines of {plain(str(shown_path(root, run_dir)))}/stderr.log:"))
-        out.print(Text("    " + plain_lines(tail(run_dir / "stderr.log") or "(empty)").replace("\n", "\n    ")))
+        print_failure(root, sweep_dir, job, out)
     if len(failed) > FAILURE_LOGS:
         out.print(Text(f"... and {len(failed) - FAILURE_LOGS} more jobs failed or timed out: each one's log is "
                        f"{plain(str(where))}/<#>_<tool>_<experiment>/stderr.log."))
@@ -133,11 +150,25 @@ def _print_summary(root: Path, sweep_dir: Path, jobs: list[JobEntry], out: Conso
         out.print(Text(f"Rerun:   experimentstash rerun {quoted}"))  # the jobs that did not succeed
 
 
+def _chain(chain) -> str:
+    """A stage job's chain; a gather stage's is every chain."""
+    return "all" if chain is None else str(chain)
+
+
+def print_failure(root: Path, sweep_dir: Path, job: JobEntry, out: Console) -> None:
+    """A job that failed or timed out: its status and exit code, what it ran, and the last lines of its stderr.log."""
+    run_dir = job_run_dir(root, sweep_dir, job)
+    code = f", exit code {job.exit_code}" if job.exit_code is not None else ""
+    out.print(Text.assemble((f"job {job.num} {job.status}{code}", "red"), f": {_job_words(job)}"))
+    out.print(Text(f"  last lines of {plain(str(shown_path(root, run_dir)))}/stderr.log:"))
+    out.print(Text("    " + plain_lines(tail(run_dir / "stderr.log") or "(empty)").replace("\n", "\n    ")))
+
+
 def _over_hint(jobs: list[JobEntry]) -> str:
     """` --over seed` when the jobs vary a seed: the mean ± std over it is what one looks at first."""
     values: dict[str, set] = {}
     for job in jobs:
-        for key, value in override_values(job.overrides).items():
+        for key, value in override_values(shown_overrides(job)).items():
             values.setdefault(key, set()).add(value)
     seeds = [key for key, seen in values.items() if key.rsplit(".", 1)[-1] == "seed" and len(seen) > 1]
     return f" --over {plain(shlex.quote(seeds[0]))}" if seeds else ""
