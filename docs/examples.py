@@ -6,7 +6,7 @@
 The copy holds the files git tracks in configs/ and tools/demo/ and the stash's dot files, committed at a fixed
 time by a fixed author, and tools/manylatents as its pinned gitlink only, as on a fresh clone. What changes from
 one invocation to the next (run ids and times, durations, the stash's folder and commit, the interpreter, the
-report's size) is replaced by fixed values of the same width, so tables stay aligned. Pages include the files with
+report's size, what each run used) is replaced by fixed values of the same width, so tables stay aligned. Pages include the files with
 `--8<-- "docs/examples/<name>.txt"`.
 """
 
@@ -47,6 +47,8 @@ TIME = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d")
 SHA = re.compile(r"(?<![0-9a-f])[0-9a-f]{7,40}(?![0-9a-f])")
 SECONDS = re.compile(r"(?<![\w.])\d+\.\ds(?!\w)")
 SIZE = re.compile(r"\d+(?:\.\d+)? [kKM]?B(?=, )")
+MEMORY = re.compile(r"(?<![\w.])\d+(?:\.\d)? [KMG]iB(?!\w)")  # what a run used
+PEAK_MEMORY = "48 MiB"
 
 
 def git(cwd: Path, *args: str) -> str:
@@ -94,6 +96,7 @@ class Normalizer:
         line = TIME.sub(f"{stamp[:10]} {stamp[11:19].replace('-', ':')}", line)
         line = SHA.sub(lambda m: FAKE_COMMIT[:len(m.group())] if self.commit.startswith(m.group()) else m.group(), line)
         line = SECONDS.sub(lambda m: self._same_width(m, DURATION), line)
+        line = MEMORY.sub(lambda m: self._same_width(m, PEAK_MEMORY), line)
         return SIZE.sub(lambda m: self._same_width(m, REPORT_SIZE), line)
 
     def _id(self, real: str) -> str:

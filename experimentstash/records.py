@@ -485,6 +485,46 @@ def _history(name, value):
             "x": _opt(_str)(f"{name}.x", value.get("x")), "keys": keys}
 
 
+def _rank(name, value):
+    """One rank of a multi-task job: its number, node, exit code and logs (files in the run dir)."""
+    _dict(name, value)
+    _count(f"{name}.rank", value.get("rank"))
+    _str(f"{name}.node", value.get("node"))
+    _opt(_int)(f"{name}.exit_code", value.get("exit_code"))
+    for key in ("stdout", "stderr"):
+        _relative(f"{name}.{key}", value.get(key))
+    return value
+
+
+def _amount(name, value):
+    """A measured figure: a finite number, 0 or more."""
+    _num(name, value)
+    if not (math.isfinite(value) and value >= 0):
+        raise Invalid(name, f"expected 0 or more, got {excerpt(value, 60)}")
+    return value
+
+
+def _figures(checks: dict[str, Check]) -> Check:
+    """A mapping whose known keys pass their checks (figures a later version adds are kept as they are)."""
+    def check(name, value):
+        _dict(name, value)
+        for key, one in checks.items():
+            if key in value:
+                one(f"{name}.{key}", value[key])
+        return value
+    return check
+
+
+_resources = _figures({
+    **dict.fromkeys(("cpu_user_s", "cpu_system_s", "peak_rss_bytes", "max_process_rss_bytes", "max_processes",
+                     "samples"), _amount),
+    "gpus": _list_of(_figures({"index": _count, "uuid": _str, "name": _str, "memory_total_bytes": _amount,
+                               "peak_memory_bytes": _amount, "mean_utilization_pct": _amount}), "GPU entries"),
+    "slurm": _figures(dict.fromkeys(("total_cpu_s", "max_rss_bytes", "req_mem_bytes", "alloc_cpus", "timelimit_s",
+                                     "elapsed_s", "max_gpu_memory_bytes"), _amount)),
+})
+
+
 def _run_schema(name, value):
     _type(int, what="a whole number")(name, value)
     if not 1 <= value <= RUN_SCHEMA:
@@ -544,6 +584,8 @@ class RunRecord:
     stage: str | None = _f(_opt(_name))
     upstream: list[str] = _fl(_strings)  # the run ids of the upstream stages' runs it consumed
     launcher: dict | None = _f(_opt(_launcher))  # the launcher options of its sweep's launch or rerun (a sweep's job)
+    ranks: list[dict] = _fl(_list_of(_rank, "ranks"))  # a multi-task job's ranks (stash.distributed)
+    resources: dict | None = _f(_opt(_resources))  # what its process tree used (launch/resources.py); Slurm's word
     extra: dict = field(default_factory=dict)  # fields of one kind of run: reproduces, slurm_job_id, node, ...
 
     @classmethod

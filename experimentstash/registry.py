@@ -48,7 +48,8 @@ WORKDIRS = ("tool", "run_dir")
 TRACKERS = ("none", "wandb", "mlflow")
 TRACKER_SETTINGS = {"wandb": ("project", "entity"), "mlflow": ("tracking_uri", "experiment")}
 # the top-level keys of meta.yaml besides the backends
-_STASH_KEYS = {"tools", "tracker", "profiles", *TRACKER_SETTINGS}
+_STASH_KEYS = {"tools", "tracker", "profiles", "notify", *TRACKER_SETTINGS}
+NOTIFY_EVENTS = ("end", "first_failure")  # when a sweep sends its notification (notify: in meta.yaml)
 
 
 def find_root(start: Path | None = None) -> Path:
@@ -96,6 +97,35 @@ class Tool:
     check_ignore: tuple[str, ...] = ()  # globs of run dir paths (** for any depth): bookkeeping, not output
 
 
+@dataclass(frozen=True)
+class Notify:
+    """`notify:` of meta.yaml: the notification URLs (apprise's) and the events that send to them."""
+
+    urls: tuple[str, ...]
+    when: tuple[str, ...]
+
+
+def notify_setting(raw) -> Notify:
+    """`notify:` is one URL, a list of URLs, or {urls: [...], when: [end, first_failure]}. The URLs hold secrets:
+    messages name the item, never its value."""
+    where = f"{META}: notify"
+    when = ["end"]
+    if isinstance(raw, dict):
+        unknown = set(map(str, raw)) - {"urls", "when"}
+        if unknown:
+            raise StashError(f"{where}.{sorted(unknown)[0][:80]}: unknown key (known: urls, when).")
+        when = raw.get("when") or when
+        when = [when] if isinstance(when, str) else when
+        if not isinstance(when, list) or any(event not in NOTIFY_EVENTS for event in when):
+            raise StashError(f"{where}.when: expected a list of {', '.join(NOTIFY_EVENTS)}, got {excerpt(when)}.")
+        raw = raw.get("urls")
+    urls = [raw] if isinstance(raw, str) else raw or []
+    if not isinstance(urls, list) or not all(isinstance(url, str) and url for url in urls):
+        raise StashError(f"{where}: expected a notification URL or a list of them (apprise's URLs, e.g. "
+                         "json://host/path, mailto://..., slack://...).")
+    return Notify(tuple(urls), tuple(when))
+
+
 @dataclass
 class Stash:
     root: Path
@@ -104,6 +134,7 @@ class Stash:
     profiles: dict = field(default_factory=dict)  # name -> profiles.Profile: named sets of launcher options
     _experiments: dict[str, list[str]] = field(default_factory=dict, repr=False)
     _files: dict[tuple[str, str], Path] = field(default_factory=dict, repr=False)
+    notify: Notify = field(default_factory=lambda: Notify((), ("end",)), repr=False)  # URLs hold secrets: no repr
 
     @classmethod
     def load(cls, root: Path) -> "Stash":
@@ -135,7 +166,8 @@ class Stash:
             if not isinstance(value, dict):
                 raise StashError(f"{META}: '{name}' must be a mapping of launcher options of the {name} backend.")
             machine[name] = value
-        return cls(root, tools, machine, parse_profiles(raw.get("profiles"), names))
+        return cls(root, tools, machine, parse_profiles(raw.get("profiles"), names),
+                   notify=notify_setting(raw.get("notify")))
 
     def tool(self, name: str | None) -> Tool:
         if not name:

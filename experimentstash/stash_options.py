@@ -39,6 +39,13 @@ def _anything(name: str, value) -> None:
     pass
 
 
+def _urls(name: str, value) -> None:
+    """None, one URL or a list of them; a URL holds secrets: the message never shows it."""
+    items = [value] if isinstance(value, str) else value
+    if value is not None and not (isinstance(items, (list, tuple)) and all(isinstance(u, str) and u for u in items)):
+        raise StashError(f"{name}: give a notification URL or a list of them: {name}='[URL,URL]' (apprise's URLs).")
+
+
 def _option(default, usage: str, text: str, check):
     return field(default=default, metadata={"usage": usage, "help": text, "check": check})
 
@@ -59,6 +66,11 @@ class StashOptions:
                                      "tracker: in meta.yaml)", _one_of(None, *TRACKERS))
     profile: Optional[str] = _option(None, "NAME", "launcher options from `profiles:` in meta.yaml (the command "
                                      "line's win over the profile's)", _anything)
+    distributed: Optional[str] = _option(None, "srun|torchrun", "how a Slurm job of several tasks starts its ranks: "
+                                         "one tool per task, or one torchrun per node",
+                                         _one_of(None, "srun", "torchrun"))
+    notify: Any = _option(None, "URL|[URL,...]", "where the end of a sweep is told (apprise URLs; unset: notify: in "
+                          "meta.yaml; never recorded)", _urls)
 
 
 NAMES = tuple(f.name for f in fields(StashOptions))

@@ -4,6 +4,7 @@ import csv
 import io
 import json
 import math
+import re
 import shutil
 from pathlib import Path
 
@@ -25,7 +26,8 @@ def test_one_row_per_job_with_the_overrides_that_vary_and_the_numeric_results(sw
     out = stash.run("compare", str(folder))
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
-    assert lines[0].split() == ["run", "tool", "experiment", "value", "seed", "score", "status", "duration"]
+    assert lines[0].split() == ["run", "tool", "experiment", "value", "seed", "score", "status", "duration", "cpu_s",
+                                "peak_mem_bytes"]
     assert "version" not in lines[0]  # a text result value is no metric column
     assert len(lines) == 1 + 12 + 1 and lines[-1] == "12 runs."
     crash = [line for line in lines if "8_fx_crash" in line][0].split()
@@ -37,6 +39,9 @@ def test_one_row_per_job_with_the_overrides_that_vary_and_the_numeric_results(sw
     assert (first["experiment"], first["value"], first["seed"], first["score"], first["status"]) == \
         ("a", "1", "0", 2.0, "succeeded")
     assert isinstance(first["duration"], float)
+    # what the run used: its CPU time in seconds and its peak memory in bytes (the table shows sizes)
+    assert 0 < first["cpu_s"] < 60 and 1 << 20 < first["peak_mem_bytes"] < 1 << 30
+    assert re.search(r" \d+ MiB$", lines[1])
     assert {r["score"] for r in data if r["experiment"] == "b"} == {2.0, 4.0}
     assert all(r["score"] is None and r["status"] == "failed" for r in data if r["experiment"] == "crash")
 
@@ -57,7 +62,7 @@ def test_over_a_key_gives_mean_std_and_n_of_the_runs_that_differ_only_in_it(swep
     out = stash.run("compare", str(folder), "--over", "seed")
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines()[0].split() == ["tool", "experiment", "value", "seed", "n", "score", "status",
-                                                  "duration"]
+                                                  "duration", "cpu_s", "peak_mem_bytes"]
     assert any(line.split()[:7] == ["fx", "b", "2", "0,1", "2", "4", "±"] for line in out.stdout.splitlines())
     assert "6 groups over seed" in out.stdout
 
@@ -78,8 +83,8 @@ def test_sort_by_any_column_missing_values_last(swept):
     out = stash.run("compare", str(folder), "--sort", "experiment", "--format", "md")
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
-    assert lines[0] == "| run | tool | experiment | value | seed | score | status | duration |"
-    assert lines[1] == "|---|---|---|---|---|---|---|---|" and len(lines) == 14
+    assert lines[0] == "| run | tool | experiment | value | seed | score | status | duration | cpu_s | peak_mem_bytes |"
+    assert lines[1] == "|---|---|---|---|---|---|---|---|---|---|" and len(lines) == 14
     assert "| crash | 1 | 0 | - | failed |" in lines[-4]
 
 
@@ -109,7 +114,7 @@ def test_text_values_missing_values_and_nested_results(swept):
         assert out.returncode == 0, out.stderr
         lines = out.stdout.splitlines()
         assert lines[0].split() == ["run", "tool", "experiment", "value", "seed", "score", "deep.depth", "status",
-                                    "duration"]
+                                    "duration", "cpu_s", "peak_mem_bytes"]
         order = [line.split()[0].rsplit("/", 1)[-1] for line in lines[1:-1]]
         assert order[0] == "2_fx_a" and set(order[-6:-4]) == {"0_fx_a", "1_fx_a"}  # numbers, then text, then missing
         assert "n/a" in lines[1 + order.index("0_fx_a")] and "nan" in lines[1 + order.index("1_fx_a")]
@@ -253,7 +258,7 @@ def test_nan_and_infinity_are_strict_json_everywhere(stash):
     assert out.returncode == 0, out.stderr
     assert sorted(r["score"] for r in strict(out.stdout)) == sorted(["NaN", "Infinity", "-Infinity"])
     table = stash.run("compare", "--sort", "score").stdout  # read back as numbers: sorted as numbers
-    assert [line.split()[-3] for line in table.splitlines()[1:-1]] == ["-inf", "inf", "nan"]
+    assert [line.split()[-6] for line in table.splitlines()[1:-1]] == ["-inf", "inf", "nan"]  # "25 MiB": 2 words
     diff = stash.run("diff", str(records[0].parent), str(records[1].parent), "--format", "json")
     assert diff.returncode == 0, diff.stderr
     assert strict(diff.stdout)["result"]["items"][0]["b"] == "Infinity"

@@ -27,7 +27,9 @@ def two_tools(tmp_path_factory):
     stash.write("configs/gx/experiment/only_gx.yaml", experiment())
     stash.write("configs/gx/experiment/sub/deeper/g2.yaml", experiment())
     stash.write("configs/fx/snapshots/v1/a.yaml", "value: 1\n")
-    stash.commit("a second tool")
+    stash.write("configs/pipelines/chain.yaml", "stages:\n  first: {tool: fx, experiment: a}\n")
+    meta.write_text(meta.read_text() + "profiles:\n  short: {max_parallel: 2}\n  long: {backend: slurm, timeout_min: 600}\n")
+    stash.commit("a second tool, a pipeline and profiles")
     return stash
 
 
@@ -50,6 +52,9 @@ FX = ["a", "b", "c", "crash", "fig1/x", "fig1/y", "glob(", "slow", "snapshots/v1
     ("experimentstash experiment=only", ["experiment=only_gx "]),  # no tool named: every tool's
     ("python -m experimentstash tool=", ["tool=fx ", "tool=glob(", "tool=gx "]),
     ("/usr/bin/python3 -m experimentstash tool=gx 'experiment=su", ["'experiment=sub/deeper/g2 "]),
+    # pipelines and profiles of the stash
+    ("experimentstash -m pipeline=", ["pipeline=chain "]),
+    ("experimentstash -m stash.profile=", ["stash.profile=long ", "stash.profile=short "]),
     # launcher options with their allowed values
     ("experimentstash stash.pin=", ["stash.pin=off ", "stash.pin=strict ", "stash.pin=warn "]),
     ("experimentstash stash.reuse=", ["stash.reuse=false ", "stash.reuse=true "]),

@@ -218,7 +218,7 @@ def test_wrong_types_in_every_field_are_named(damaged, tmp_path):
     rng = random.Random(7)
     wrong = {str: [0, 1.5, [], {"a": 1}], int: ["1", 1.5, [], 10 ** 30], float: ["1", [], {}, True],
              list: ["x", {}, 3, [1]], dict: ["x", [], 3, True], bool: ["true", 0, [], "yes"],
-             type(None): ["x", 5, [], True]}
+             type(None): [5, [], True]}  # "x" is a valid name (pipeline, stage)
     # (not the free-form result, nor the signature, which only reuse trusts and checks)
     cases = [(key, rng.choice(wrong[type(value)])) for key, value in good.items() if key not in ("result", "signature")]
     for start in range(0, len(cases), 20):
@@ -263,3 +263,23 @@ def refused_beside(stash, run_dir: Path) -> None:
     os.mkfifo(run_dir / "tool.diff")
     out = finished(stash, "reproduce", str(run_dir), code=2)
     assert "tool.diff" in out.stderr and "missing" in out.stderr
+
+
+def test_bad_figures_in_resources_are_named_and_records_without_them_stay_valid(damaged, tmp_path):
+    stash, _, _, _, _, _ = damaged
+    good = json.loads(next((stash.root / "outputs" / "fx" / "a").rglob("run.json")).read_text())
+    assert good["resources"]["cpu_user_s"] >= 0  # every run records what it used
+    root = tmp_path / "listing"
+    shutil.copytree(stash.root / "configs", root / "configs")
+    bad = {"negative": ({"cpu_user_s": -1}, "resources.cpu_user_s': expected 0 or more"),
+           "gpu": ({"gpus": [{"index": "0"}]}, "resources.gpus[0]': expected a whole number"),
+           "slurm": ({"slurm": {"max_rss_bytes": "1G"}}, "resources.slurm.max_rss_bytes': expected a number")}
+    for name, (resources, _) in bad.items():
+        write(root / "outputs" / name / "run.json", json.dumps({**good, "resources": resources}).encode())
+    older = {key: value for key, value in good.items() if key not in ("resources", "signature")}
+    write(root / "outputs" / "older" / "run.json", json.dumps(older).encode())
+    out = stash.run("runs", "--json", cwd=root, timeout=TIMEOUT)
+    assert out.returncode == 0, out.stderr
+    assert [r["run_dir"] for r in strict_json(out.stdout)] == [good["run_dir"]]  # the older record, as it says
+    for name, (_, why) in bad.items():
+        assert f"warning: skipped outputs/{name}/run.json: field '{why}" in out.stderr

@@ -3,7 +3,6 @@ back, each answer is the one that reading every record gives (load_runs and sele
 
 import json
 import os
-import shlex
 import shutil
 import sqlite3
 import subprocess

@@ -117,6 +117,7 @@ def test_the_report_file_holds_the_command_pins_table_charts_and_failures(swept)
     assert set(figures(text)) == {"score vs value", "score vs seed", "the swept keys against score (the first value)"}
     assert "No direction known for score: give <code>--best KEY:min</code>" in text and "best" not in re.findall(
         r'class="([^"]*)"', text)
+    assert "<th>cpu_s</th><th>peak_mem_bytes</th>" in text and re.search(r">\d+ MiB</td>", text)
     # self-contained: nothing is loaded from elsewhere, and the page's policy forbids it
     assert not re.search(r"<(script|img|iframe|link|embed|object)\b[^>]*\s(src|href)\s*=", text)
     assert "Content-Security-Policy" in text and "default-src 'none'" in text

@@ -1,12 +1,15 @@
 """What each run used: real processes that hold and burn known amounts, measured by the resources sampler.
 
-Each test starts a driver process that does what the launcher does for its runs: every tool started in a session
-of its own, `watch` just after, `os.wait4` for its end, `finish` with the rusage, then the run's leftovers ended.
-GPU figures come from a fake `pynvml` module on the driver's PYTHONPATH: the same code path a real GPU takes."""
+The sampler's own tests start a driver process that does what the launcher does for its runs: every tool started in
+a session of its own, `watch` just after, `os.wait4` for its end, `finish` with the rusage, then the run's leftovers
+ended. GPU figures come from a fake `pynvml` module on the driver's PYTHONPATH: the same code path a real GPU takes.
+The tests after them run a Hydra tool through the launcher, in a single run, a parallel sweep and on Slurm, and read
+the figures in run.json."""
 
 from __future__ import annotations
 
 import json
+import re
 import os
 import subprocess
 import sys
@@ -14,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO
+from conftest import REPO, Stash, experiment, new_stash
+from experimentstash.testing import wait_for
 
 MIB = 1 << 20
 GIB = 1 << 30
@@ -320,3 +324,159 @@ def test_no_gpu_figures_without_nvml(tools, nvml, without):
     record = measure(tools, {"run": (argv, {"CUDA_VISIBLE_DEVICES": "0"})}, env={**nvml, without: "1"})["run"]
     assert "gpus" not in record
     assert record["max_processes"] == 2
+
+
+# --- every run records what it used ---------------------------------------------------------------------------
+
+# a Hydra tool that starts `workers` workers (WORKER in `mode`), each holding `mib` MiB and burning `burn` s of
+# CPU, all holding on `hold` s once every one is ready; it waits until every one is ready, sleeps `after` s, writes the CPU time of itself and of the workers it
+# waited for (as `time` would say it) to cpu.txt in its run dir, and ends at once
+HOG = '''
+import os, subprocess, sys, time
+import hydra
+from hydra.core.hydra_config import HydraConfig
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="config")
+def main(cfg):
+    out = HydraConfig.get().runtime.output_dir
+    ready = os.path.join(out, "ready")
+    os.mkdir(ready)
+    worker = os.path.join(os.path.dirname(os.path.abspath(__file__)), "worker.py")
+    args = [cfg.mode, str(cfg.mib), str(cfg.burn), str(cfg.hold), ready, str(cfg.workers), ""]
+    for child in [subprocess.Popen([sys.executable, "-I", "-S", worker, *args]) for _ in range(cfg.workers)]:
+        child.wait()
+    deadline = time.monotonic() + 60
+    while len([name for name in os.listdir(ready) if name.isdigit()]) < cfg.workers and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(cfg.after)
+    with open(os.path.join(out, "cpu.txt"), "w") as f:
+        f.write(str(sum(os.times()[:4])))
+    os._exit(0)  # no interpreter teardown after the count
+
+
+if __name__ == "__main__":
+    main()
+'''
+
+
+@pytest.fixture(scope="module")
+def hog(tmp_path_factory) -> Stash:
+    """A stash with the tool `hog` in its own tree beside the fixture tool."""
+    stash = new_stash(tmp_path_factory.mktemp("hog"))
+    stash.write("tools/hog/hog.py", HOG)
+    stash.write("tools/hog/worker.py", WORKER)
+    stash.write("tools/hog/conf/config.yaml", "workers: 1\nmode: wait\nmib: 0\nburn: 0\nhold: 0\nafter: 0\n")
+    stash.write("configs/hog/experiment/tree.yaml", experiment())
+    stash.write("configs/hog/experiment/holds.yaml", experiment("workers: 4\nmib: 125\nhold: 3\n"))
+    stash.write("configs/hog/experiment/burns.yaml", experiment("workers: 4\nburn: 0.5\nhold: 3\n"))
+    meta = stash.root / "configs/meta.yaml"
+    meta.write_text(meta.read_text() + "  hog:\n    path: tools/hog\n    entrypoint: hog.py\n    env: current\n")
+    stash.commit("the hog tool")
+    return stash
+
+
+def recorded(stash: Stash, run_dir: Path) -> tuple[dict, float]:
+    """A run's `resources`, and the CPU time its tool said it used with the workers it waited for."""
+    record = json.loads((run_dir / "run.json").read_text())
+    assert record["status"] == "succeeded", (run_dir / "stderr.log").read_text()
+    return record["resources"], float((run_dir / "cpu.txt").read_text())
+
+
+def test_a_run_records_the_cpu_time_its_child_burnt(hog):
+    out = hog.run("tool=hog", "experiment=tree", "burn=2", "hydra.run.dir=outputs/burn")
+    assert out.returncode == 0, out.stderr
+    used, told = recorded(hog, hog.root / "outputs/burn")
+    assert told >= 2.0
+    assert told <= cpu(used) <= told + 0.1  # the tool, its interpreter's start and its child: exactly, from wait4
+    assert used["max_processes"] == 2 and used["samples"] >= 1
+
+
+def test_a_short_run_gets_its_cpu_time_exactly(hog):
+    out = hog.run("tool=hog", "experiment=tree", "burn=0.2", "mib=20", "hydra.run.dir=outputs/short")
+    assert out.returncode == 0, out.stderr
+    used, told = recorded(hog, hog.root / "outputs/short")
+    assert told <= cpu(used) <= told + 0.1
+    assert used["peak_rss_bytes"] >= used["max_process_rss_bytes"] >= 20 * MIB
+
+
+def test_an_orphan_the_keeper_reaped_counts_exactly(hog):
+    """A worker forks and ends at once; its orphan (re-parented to the launcher's keeper, never waited for by the
+    tool) burns 2 s of CPU and ends while the tool still runs: its CPU time counts to the last tick."""
+    out = hog.run("tool=hog", "experiment=tree", "mode=orphan", "burn=2", "after=2.5", "hydra.run.dir=outputs/orphan")
+    assert out.returncode == 0, out.stderr
+    used, told = recorded(hog, hog.root / "outputs/orphan")
+    orphan = worker_cpu(hog.root / "outputs/orphan/ready")
+    assert orphan >= 1.9  # os.times counts in ticks of 10 ms
+    assert told + orphan <= cpu(used) <= told + orphan + 0.1
+
+
+def test_parallel_jobs_of_a_sweep_keep_their_own_figures(hog):
+    """Two jobs at once, a tool and four workers each: one holds 125 MiB per worker (500 MiB where its largest
+    process holds 125 MiB), the other burns 0.5 s of CPU per worker."""
+    out = hog.run("-m", "tool=hog", "experiment=holds,burns", timeout=240)
+    assert out.returncode == 0, out.stderr
+    (sweep,) = (hog.root / "multirun").iterdir()
+    (holds_dir,) = sweep.glob("*_hog_holds")
+    (burns_dir,) = sweep.glob("*_hog_burns")
+    holds, holds_told = recorded(hog, holds_dir)
+    burns, burns_told = recorded(hog, burns_dir)
+    assert 450 * MIB <= holds["peak_rss_bytes"] - burns["peak_rss_bytes"] <= 550 * MIB
+    assert 125 * MIB <= holds["max_process_rss_bytes"] <= 150 * MIB
+    assert holds["max_processes"] == burns["max_processes"] == 5
+    assert burns_told >= 2.0
+    assert burns_told <= cpu(burns) <= burns_told + 0.1
+    assert holds_told <= cpu(holds) <= holds_told + 0.1 < burns_told
+
+
+@pytest.mark.slurm
+def test_a_slurm_task_records_what_it_used_and_slurms_accounting(hog):
+    """A task holding 4 x 125 MiB with 2 GB requested: the node's own measure, Slurm's figures once the task has
+    ended (gathered by the waiting launcher, or by `status` where sacct lagged), and `status` setting the request against the use."""
+    out = hog.run("-m", "hydra/launcher=stash_slurm", "hydra.launcher.timeout_min=5", "hydra.launcher.mem_gb=2",
+                  "tool=hog", "experiment=holds", "hydra.sweep.dir=multirun/on-slurm", timeout=300)
+    assert out.returncode == 0, out.stdout + out.stderr
+    (run_dir,) = (hog.root / "multirun/on-slurm").glob("0_hog_holds")
+
+    def accounted() -> str | None:
+        """`status` once Slurm's figures are in run.json (sacct may lag behind the task's end for a while)."""
+        status = hog.run("status", "multirun/on-slurm")
+        assert status.returncode == 0, status.stderr
+        used = json.loads((run_dir / "run.json").read_text())["resources"]
+        return status.stdout if "max_rss_bytes" in used.get("slurm", {}) else None
+
+    status = wait_for(accounted, timeout=60, what="Slurm's figures in run.json")
+    used, told = recorded(hog, run_dir)
+    assert 500 * MIB <= used["peak_rss_bytes"] <= 650 * MIB
+    assert told <= cpu(used) <= told + 0.1
+    slurm = used["slurm"]
+    assert slurm["req_mem_bytes"] == 2 * GIB and slurm["timelimit_s"] == 300 and slurm["alloc_cpus"] >= 1
+    assert slurm["elapsed_s"] >= 3 and slurm["total_cpu_s"] >= told
+    assert slurm["max_rss_bytes"] >= 500 * MIB  # the step's processes together, as Slurm's gatherer sums them
+
+    peak = f"{slurm['max_rss_bytes'] / MIB:.0f} MiB"
+    assert f"memory: peak {peak} of 2.0 GiB requested: mem_gb=1 would do" in status
+    assert re.search(r"time: longest [\d.]+ min of 5.0 min allowed: timeout_min=1 would do", status)
+
+
+def test_sacct_lines_fold_into_each_tasks_figures():
+    """sacct's lines as a cluster writes them (a per-CPU request of older Slurm, GPU memory tracked, a task still
+    running, pending tasks shown together): each ended task's figures, its steps folded in."""
+    from experimentstash.backends.slurm import accounting
+
+    text = """7_0|COMPLETED|1-00:00:02.500|500Mc|4|2-00:00:00|1-01:00:00||
+7_0.batch|COMPLETED|00:00.100||4||1-01:00:00|2048K|cpu=00:00:00,mem=2048K
+7_0.0|COMPLETED|1-00:00:02.400||4||1-00:59:59|3.50G|cpu=1-00:00:02,gres/gpumem=12G,mem=3.50G
+7_1|OUT_OF_MEMORY|00:10.000|8G|1|UNLIMITED|00:00:11||
+7_1.0|OUT_OF_MEMORY|00:10.000||1||00:00:11|8G|mem=8G
+7_2|RUNNING|00:00:00|8G|1|01:00:00|00:00:05||
+7_[3-4%1]|PENDING|00:00:00|8G|1|01:00:00|00:00:00||"""
+    states, figures = accounting([line.split("|") for line in text.splitlines()])
+    assert states == {"7_0": "COMPLETED", "7_1": "OUT_OF_MEMORY", "7_2": "RUNNING", "7_3": "PENDING",
+                      "7_4": "PENDING"}
+    assert figures == {
+        "7_0": {"total_cpu_s": 86402.5, "req_mem_bytes": 4 * 500 * MIB, "alloc_cpus": 4, "timelimit_s": 172800.0,
+                "elapsed_s": 90000.0, "max_rss_bytes": int(3.5 * GIB), "max_gpu_memory_bytes": 12 * GIB},
+        "7_1": {"total_cpu_s": 10.0, "req_mem_bytes": 8 * GIB, "alloc_cpus": 1, "elapsed_s": 11.0,
+                "max_rss_bytes": 8 * GIB},
+    }

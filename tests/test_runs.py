@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 from conftest import git
 
@@ -44,6 +45,9 @@ def test_runs_lists_filters_and_marks(stash):
     assert "failed" in table and "succeeded" in table
     assert "score=2" in table and "score=4" in table  # result values (value 1 and 2, doubled)
     assert "6 of 6 runs" in table
+    header, first = table.splitlines()[:2]
+    assert header.split()[-5:] == ["duration", "cpu", "peak", "mem", "result"]
+    assert re.search(r"succeeded +[\d.]+s +[\d.]+s +\d+ MiB +score=", first)  # what the run used
 
     out = stash.run("runs", "--experiment", "b")
     assert "1 of 6 runs" in out.stdout
@@ -111,3 +115,20 @@ def test_credentials_in_older_records_are_not_printed(stash):
         out = stash.run(*args)
         assert out.returncode == 0, out.stderr
         assert "ann:***@mlflow.example" in out.stdout and "hunter2" not in out.stdout and "AKIATOKEN" not in out.stdout
+
+
+def test_runs_and_compare_show_gpu_memory_when_a_run_used_a_gpu(stash):
+    """GPU figures as a run on a GPU records them (read from NVML), beside a run without: the largest peak of one
+    device, in the table as a size and in compare's JSON in bytes."""
+    assert stash.run("-m", "tool=fx", "experiment=a,b").returncode == 0
+    path = next((stash.root / "multirun").rglob("0_fx_a/run.json"))
+    record = json.loads(path.read_text())
+    record["resources"]["gpus"] = [
+        {"index": 0, "uuid": "GPU-0a", "name": "A100", "memory_total_bytes": 40 << 30, "peak_memory_bytes": 3 << 30},
+        {"index": 1, "uuid": "GPU-1b", "name": "A100", "memory_total_bytes": 40 << 30, "peak_memory_bytes": 5 << 30}]
+    path.write_text(json.dumps(record))
+    table = stash.run("runs").stdout
+    assert re.search(r"\d+ MiB \(GPU 5\.0 GiB\)", table) and table.count("GPU") == 1
+    out = stash.run("compare", str(path.parent.parent), "--format", "json")
+    assert out.returncode == 0, out.stderr
+    assert [row.get("gpu_mem_bytes") for row in json.loads(out.stdout)] == [5 << 30, None]

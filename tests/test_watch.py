@@ -42,7 +42,7 @@ def test_watch_follows_a_sweep_to_its_end_and_shows_each_failure(stash):
     stash.write("configs/fx/experiment/long.yaml", experiment("sleep: 60\n"))
     sweep = started_sweep(stash, "experiment=crash,long", "stash.grace=1")
     watcher = stash.popen("status", "--watch", str(sweep_dir(stash)))
-    seen = read_until(watcher, r"^job 1 running: fx long",  # running jobs as they start
+    read_until(watcher, r"^job 1 running: fx long",  # running jobs as they start
                       r"^job 0 failed, exit code 3: fx crash", r"^    boom: the fixture tool was asked to crash")
     sweep.send_signal(signal.SIGINT)  # the sweep ends: so does the watch
     sweep.communicate(timeout=120)

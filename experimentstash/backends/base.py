@@ -13,6 +13,8 @@ from typing import Callable, ClassVar
 
 from ..records import JobEntry, RunRecord, Status
 
+FINISHER = "finisher"  # a sweep's final job in backend_state: {job_id} as submitted, {ended_at, notified} once it ran
+
 
 class Job(ABC):
     """One planned job of a launch. It carries everything its run needs (the tool's pin, the stash's state, the
@@ -23,6 +25,7 @@ class Job(ABC):
     run_dir: Path  # where its run.json and logs go
     spec: object  # the planned job (launch/plan.py JobSpec): tool, experiment, overrides, argv, env, timeout
     needs: tuple[int, ...] = ()  # jobs of the same launch it runs after, only once each of them succeeded
+    distributed: str | None = None  # stash.distributed: how a job of several ranks starts them (srun, torchrun)
 
     @abstractmethod
     def run(self, on_start: Callable[[], None] | None = None, *, env: dict[str, str] | None = None,
@@ -97,6 +100,12 @@ class Launch(Sweep):
     def stop(self, reason: Status = Status.INTERRUPTED) -> None:
         """End every job that runs in this process and start no new one (Ctrl-C, fail-fast)."""
 
+    def finisher(self) -> tuple[Callable[[], object], dict[str, str]] | None:
+        """For a backend that does not wait: what to run once every job of the launch has ended (a callable that
+        pickles: it brings the records in line, ends the tracker runs, tells the sweep's end) and the environment
+        it needs (never to be written to disk: it may hold secrets)."""
+        return None
+
 
 class Backend(ABC):
     """Where the jobs of a sweep run. Constructed with its resolved options (`Options`)."""
@@ -106,6 +115,7 @@ class Backend(ABC):
     # run() starts a job only once the jobs it needs (Job.needs) succeeded, and cancels it when one did not
     # (`upstream failed`): without, a launch whose jobs need others is refused
     follows_needs: bool = False
+    ranks: bool = False  # runs a job as several ranks (stash.distributed)
 
     def __init__(self, options) -> None:
         self.options = options

@@ -33,3 +33,6 @@ class SlurmOptions:
     array_parallelism: int = 256
     wait: bool = True  # false: submit, write sweep.json, exit; follow with `experimentstash status`
     max_running: Optional[int] = None  # tasks of the whole sweep running at once, however many arrays it takes
+    nodes: int = 1  # nodes of each job's allocation
+    tasks_per_node: int = 1  # ranks of each job on each node (stash.distributed says how they start)
+    gpus_per_task: Optional[int] = None

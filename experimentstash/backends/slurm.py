@@ -7,15 +7,19 @@ one sacct call per poll (squeue when the cluster keeps no accounting), backing o
 nothing changes, and keeps sweep.json true. Every array of a sweep has the job name `stash-<sweep id>`.
 """
 
+import math
 import os
+import shlex
 import shutil
 import subprocess
+import sys
 import time
 from functools import lru_cache
 
 from .. import Interrupted, StashError
+from ..environ import environ
 from ..records import RunRecord, Status, now_iso, read_run_if_any
-from .base import Backend, Job, Launch, Sweep
+from .base import FINISHER, Backend, Job, Launch, Sweep
 from .options import SlurmOptions
 
 # Slurm's final states that say more than the job's own record: Slurm ended it
@@ -25,6 +29,8 @@ SLURM_VERDICT = {
 }
 SLURM_ACTIVE = {"PENDING": "pending", "REQUEUED": "pending", "CONFIGURING": "pending", "RUNNING": "running",
                 "COMPLETING": "running", "SUSPENDED": "running"}
+# what sacct is asked: each task's state, and what it used (the task's line and its steps' lines)
+SACCT_FIELDS = "JobID,State,TotalCPU,ReqMem,AllocCPUS,Timelimit,Elapsed,MaxRSS,TRESUsageInMax"
 GONE = "GONE"  # not in squeue (which forgets ended jobs): the task ended, its run.json tells how
 POLL_FIRST, POLL_MAX = 1.0, 30.0
 WRITE_EVERY = 1.0  # seconds between two progress lines while the arrays are submitted
@@ -39,7 +45,9 @@ def executor_parameters(opts: SlurmOptions) -> dict:
         "constraint": opts.constraint, "exclude": opts.exclude,
         "additional_parameters": dict(opts.additional_parameters or {}), "setup": list(opts.setup or []),
         "signal_delay_s": opts.signal_delay_s, "array_parallelism": opts.array_parallelism,
-        "mem": f"{opts.mem_gb}GB" if opts.mem_gb is not None else None,
+        # whole MiB: sbatch refuses a fraction (mem_gb=2 arrives as 2.0)
+        "mem": f"{math.ceil(opts.mem_gb * 1024)}M" if opts.mem_gb is not None else None,
+        **rank_parameters(opts),
     }
     return {k: v for k, v in params.items() if v is not None}
 
@@ -51,6 +59,26 @@ def throttle(opts: SlurmOptions, previous: str | None) -> dict:
     if previous is not None:
         params["dependency"] = f"afterany:{previous}"
     return params
+
+
+def rank_parameters(opts: SlurmOptions) -> dict:
+    """A job of several ranks is one allocation whose one batch process (not one per task, as submitit does by
+    default) starts the ranks itself with srun (slurm_task.py); the signal before the time limit goes to that
+    process (B:), which ends the ranks and requeues the job when it is a preemption."""
+    gpus = {"gpus_per_task": opts.gpus_per_task} if opts.gpus_per_task else {}
+    if opts.nodes == 1 and opts.tasks_per_node == 1:
+        return gpus
+    from submitit.slurm.slurm import SlurmJobEnvironment
+
+    return {"nodes": opts.nodes, "ntasks_per_node": opts.tasks_per_node, "use_srun": False, **gpus,
+            "additional_parameters": {"signal": f"B:{SlurmJobEnvironment.USR_SIG}@{opts.signal_delay_s}",
+                                      **dict(opts.additional_parameters or {})}}
+
+
+def batch_python(opts: SlurmOptions) -> str | None:
+    """A job of several ranks: its batch script execs python, which so is the process the signal before the time
+    limit reaches (B:); None: submitit's own command."""
+    return None if opts.nodes == 1 and opts.tasks_per_node == 1 else f"exec {shlex.quote(sys.executable)}"
 
 
 def check_reachable() -> None:
@@ -104,23 +132,30 @@ def chunks(items: list, size: int) -> list[list]:
     return [items[i:i + size] for i in range(0, len(items), size)]
 
 
-def task_states(ids: list[str], name: str) -> dict[str, str | None] | None:
+def task_states(ids: list[str], name: str, used: dict | None = None) -> dict[str, str | None] | None:
     """Slurm's state of each of these tasks (`<array id>_<task>`, or the job id of a one-job launch) in one call:
     sacct (None for a task it has no record of yet), or squeue when sacct cannot answer (a cluster without
-    accounting), where a task it no longer lists (jobs named `name`) has ended: GONE. None when neither answers."""
+    accounting), where a task it no longer lists (jobs named `name`) has ended: GONE. None when neither answers.
+    Given `used`, the same sacct call fills it with what each task that ended used (run.json's resources.slurm)."""
     ids = [i for i in ids if i]
     arrays = sorted({_array_of(i) for i in ids if _array_of(i).isdigit()}, key=int)
     if not arrays:
         return None
-    known = _ask(["sacct", "-n", "-X", "-P", "-o", "JobID,State", "-j", ",".join(arrays)])
-    if known is not None:  # an array cancelled before any task started is one record, under the array's id
+    rows = _ask(["sacct", "-n", "-P", "-o", SACCT_FIELDS, "-j", ",".join(arrays)])
+    if rows is not None:  # an array cancelled before any task started is one record, under the array's id
+        known, figures = accounting(rows)
+        if used is not None:
+            used.update({i: figures[i] for i in ids if i in figures})
         return {i: known.get(i, known.get(_array_of(i))) for i in ids}
-    known = _ask(["squeue", "-h", "-r", "-t", "all", "-o", "%i|%T", f"--name={name}"])
-    return None if known is None else {i: known.get(i, GONE) for i in ids}
+    rows = _ask(["squeue", "-h", "-r", "-t", "all", "-o", "%i|%T", f"--name={name}"])
+    if rows is None:
+        return None
+    known = {one: _state(state) for job_id, state, *_ in (r + [""] for r in rows) for one in _array_tasks(job_id)}
+    return {i: known.get(i, GONE) for i in ids}
 
 
-def _ask(command: list[str]) -> dict[str, str] | None:
-    """`<job id>|<state>` lines of sacct or squeue, one entry per task; None when the command cannot answer."""
+def _ask(command: list[str]) -> list[list[str]] | None:
+    """The lines of sacct or squeue, split at `|`; None when the command cannot answer."""
     if shutil.which(command[0]) is None:
         return None
     try:
@@ -129,12 +164,77 @@ def _ask(command: list[str]) -> dict[str, str] | None:
         return None
     if out.returncode != 0:
         return None
-    states = {}
-    for line in out.stdout.splitlines():
-        job_id, _, state = line.partition("|")
-        for one in _array_tasks(job_id.strip()):
-            states[one] = state.split()[0] if state.strip() else "UNKNOWN"
-    return states
+    return [[part.strip() for part in line.split("|")] for line in out.stdout.splitlines() if line.strip()]
+
+
+def _state(word: str) -> str:
+    return word.split()[0] if word else "UNKNOWN"  # "CANCELLED by 1000" -> CANCELLED
+
+
+def accounting(rows: list[list[str]]) -> tuple[dict[str, str], dict[str, dict]]:
+    """sacct's lines (SACCT_FIELDS) as each task's state and, for each task that ended, its figures: from the
+    task's line (its CPU time, requests, limit and time taken), and from its steps' lines (`<task>.batch`,
+    `<task>.0`, ...: the largest memory of one step)."""
+    states, figures = {}, {}
+    for job_id, state, total_cpu, req_mem, cpus, limit, elapsed, max_rss, tres, *_ in (r + [""] * 9 for r in rows):
+        task, dot, _ = job_id.partition(".")
+        if not dot:
+            for one in _array_tasks(task):
+                states[one] = _state(state)
+            figures[task] = {"total_cpu_s": _seconds(total_cpu), "req_mem_bytes": _request(req_mem, cpus),
+                             "alloc_cpus": int(cpus) if cpus.isdigit() else None, "timelimit_s": _seconds(limit),
+                             "elapsed_s": _seconds(elapsed)}
+        elif task in figures:
+            found = figures[task]
+            for key, value in (("max_rss_bytes", _bytes(max_rss)), ("max_gpu_memory_bytes", _gpu_memory(tres))):
+                if value is not None:
+                    found[key] = max(found.get(key) or 0, value)
+    return states, {task: {k: v for k, v in found.items() if v is not None} for task, found in figures.items()
+                    if task in states and states[task] not in SLURM_ACTIVE}
+
+
+_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40, "P": 1 << 50}
+
+
+def _bytes(text: str) -> int | None:
+    """sacct's memory (117436K, 1.50G, 0) in bytes; None for nothing or what is not one."""
+    number = text.rstrip("KMGTP")
+    try:
+        value = float(number)
+    except ValueError:
+        return None
+    return int(value * _UNITS[text[len(number):][:1]]) if value >= 0 and math.isfinite(value) else None
+
+
+def _request(text: str, cpus: str) -> int | None:
+    """ReqMem in bytes for the whole task: older Slurm says per CPU (`c`) or per node (`n`; a task has one)."""
+    per_cpu = text.endswith("c")
+    value = _bytes(text.rstrip("cn"))
+    if value is not None and per_cpu:
+        return value * int(cpus) if cpus.isdigit() else None
+    return value
+
+
+def _gpu_memory(tres: str) -> int | None:
+    """The GPU memory in TRESUsageInMax (`gres/gpumem=...`, where the cluster tracks it)."""
+    for item in tres.split(","):
+        key, _, value = item.partition("=")
+        if key == "gres/gpumem":
+            return _bytes(value)
+    return None
+
+
+def _seconds(text: str) -> float | None:
+    """Slurm's time ([D-][HH:]MM:SS[.mmm]) in seconds; None for UNLIMITED, Partition_Limit or nothing."""
+    days, _, clock = text.rpartition("-")
+    parts = clock.split(":")
+    try:
+        if not 2 <= len(parts) <= 3:
+            return None
+        seconds = sum(float(part) * 60 ** i for i, part in enumerate(reversed(parts))) + int(days or 0) * 86400
+    except ValueError:
+        return None
+    return round(seconds, 3) if seconds >= 0 and math.isfinite(seconds) else None
 
 
 def _array_tasks(job_id: str) -> list[str]:
@@ -172,6 +272,7 @@ def _array_of(job_id: str | None) -> str:
 class SlurmBackend(Backend):
     Options = SlurmOptions
     follows_needs = True  # Slurm's dependencies: aftercorr task by task, afterok on every job a gather needs
+    ranks = True
 
     def __init__(self, options: SlurmOptions):
         super().__init__(options)
@@ -195,6 +296,10 @@ class SlurmBackend(Backend):
             raise StashError(f"hydra.launcher.array_parallelism={opts.array_parallelism}: give at least 1.")
         if opts.max_running is not None and opts.max_running < 1:
             raise StashError(f"hydra.launcher.max_running={opts.max_running}: give at least 1 (or null: no limit).")
+        for name in ("nodes", "tasks_per_node", "gpus_per_task"):
+            value = getattr(opts, name)
+            if value is not None and value < 1:
+                raise StashError(f"hydra.launcher.{name}={value}: give at least 1.")
 
     def job_fields(self) -> dict:
         return {"slurm_job_id": None, "slurm_state": None}
@@ -211,6 +316,8 @@ class SlurmBackend(Backend):
             self.submit(launch, submitted)
             if self.options.wait:
                 self.follow(launch, submitted)
+            elif self.arrays:
+                submit_finisher(launch, self.options, self.arrays)
         except Interrupted as stop:
             self.interrupt(launch, stop)
             raise
@@ -221,13 +328,15 @@ class SlurmBackend(Backend):
 
         from .slurm_task import NodeTask
 
-        executor = submitit.SlurmExecutor(folder=launch.sweep_dir / ".submitit", max_num_timeout=0)
+        executor = submitit.SlurmExecutor(folder=launch.sweep_dir / ".submitit", max_num_timeout=0,
+                                          python=batch_python(self.options))
         params = executor_parameters(self.options)
         executor.update_parameters(job_name=job_name(launch), **params)
         inside = {job.num for job in launch.jobs}
         follows = any(set(job.needs) & inside for job in launch.jobs)
         # a task whose job did not succeed fails on Slurm too, so that what needs it never starts
-        task = NodeTask(launch.stash_root, self.options.timeout_min, strict=follows)
+        task = NodeTask(launch.stash_root, self.options.timeout_min, strict=follows, nodes=self.options.nodes,
+                        tasks_per_node=self.options.tasks_per_node)
         arrays = launch.state.setdefault("arrays", [])
         groups = stage_groups(launch.jobs) if follows else [launch.jobs]
         parts = [part for group in groups for part in chunks(group, max_array_size())]
@@ -283,9 +392,10 @@ class SlurmBackend(Backend):
         name = job_name(launch)
         pause, last = POLL_FIRST, None
         while waiting:
-            states = task_states([task_id for _, task_id in waiting.values()], name) or {}
+            used: dict = {}
+            states = task_states([task_id for _, task_id in waiting.values()], name, used) or {}
             for num, (job, task_id) in list(waiting.items()):
-                if self.update_job(launch, job, states.get(task_id)).final:
+                if self.update_job(launch, job, states.get(task_id), used=used.get(task_id)).final:
                     del waiting[num]
             launch.tick()
             pause = POLL_FIRST if states != last else min(pause * 1.2, POLL_MAX)
@@ -321,15 +431,17 @@ class SlurmBackend(Backend):
             else:
                 launch.ended(job.num, record, Status.INTERRUPTED)
 
-    def update_job(self, launch: Launch, job: Job, slurm_state: str | None, record: RunRecord | None = None) -> Status:
-        """Bring one job up to date from its run.json and Slurm's word; its status."""
+    def update_job(self, launch: Launch, job: Job, slurm_state: str | None, record: RunRecord | None = None,
+                   used: dict | None = None) -> Status:
+        """Bring one job up to date from its run.json and Slurm's word (with `used`: what it used, sacct's figures
+        for run.json's resources.slurm); its status."""
         if record is None and slurm_state not in ("PENDING", "REQUEUED", None):
             record = read_run_if_any(job.run_dir)
         status = Status(merged_status(record.status.value if record else None, slurm_state))
         if status == Status.CANCELLED and record is None and job.needs and not launch.stopping:
             launch.ended(job.num, None, status, slurm_state=slurm_state, reason="upstream failed")
         elif status.final:
-            launch.ended(job.num, record, status, slurm_state=slurm_state)
+            launch.ended(job.num, record, status, slurm_state=slurm_state, used=used)
         else:
             launch.update(job.num, status=status, slurm_state=slurm_state)
         return status
@@ -340,15 +452,17 @@ class SlurmBackend(Backend):
         and a note when Slurm's records cannot be had."""
         submitted = {num: entry.extra.get("slurm_job_id") for num, entry in sweep.entries.items()
                      if isinstance(entry.extra.get("slurm_job_id"), str)}
-        states = task_states(list(submitted.values()), job_name(sweep)) or {}
+        used: dict = {}
+        states = task_states(list(submitted.values()), job_name(sweep), used) or {}
         verdicts = {}
         for num, task_id in submitted.items():
             own = statuses.get(num, sweep.entries[num].status)
             verdicts[num] = (Status(merged_status(own.value, states.get(task_id))),
-                             {"slurm_state": states.get(task_id)})
+                             {"slurm_state": states.get(task_id), "used": used.get(task_id)})
+        notes = [finisher_note(sweep)]
         if any(states.get(i) is None for i in submitted.values()):
-            return verdicts, "Slurm has no record of some jobs: their status is what run.json says."
-        return verdicts, None
+            notes.insert(0, "Slurm has no record of some jobs: their status is what run.json says.")
+        return verdicts, "\n".join(note for note in notes if note) or None
 
     def before_rerun(self, sweep: Sweep, nums: list[int]) -> None:
         """Never two attempts of one job at once: no rerun while Slurm still has a task of the sweep (squeue, which
@@ -357,13 +471,18 @@ class SlurmBackend(Backend):
         if left is None:
             raise StashError("Slurm does not say (squeue) whether tasks of this sweep are still queued or running: "
                              "rerun when it answers, so that no job runs twice at once.")
-        if left:
+        final = finisher_id(sweep)
+        tasks = [line for line in left if line.split()[0] != final]
+        if tasks:
             raise StashError(
-                f"{len(left)} task(s) of this sweep are still pending or running on Slurm ({', '.join(left[:3])}"
-                f"{', ...' if len(left) > 3 else ''}). Wait for them (`experimentstash status "
+                f"{len(tasks)} task(s) of this sweep are still pending or running on Slurm ({', '.join(tasks[:3])}"
+                f"{', ...' if len(tasks) > 3 else ''}). Wait for them (`experimentstash status "
                 f"{os.path.relpath(sweep.sweep_dir, sweep.stash_root)}`) or cancel them (`scancel --name="
                 f"{job_name(sweep)}`), then rerun."
             )
+        if len(tasks) < len(left):  # only the earlier launch's final job is left: the rerun ends the sweep instead
+            subprocess.run(["scancel", final], capture_output=True, timeout=60)
+            sweep.state.pop(FINISHER, None)
 
     def follow_hint(self, sweep: Sweep) -> str | None:
         pending = [job for job, _ in self.launched if sweep.entries[job.num].status == Status.PENDING]
@@ -373,9 +492,69 @@ class SlurmBackend(Backend):
         shown = ", ".join(ids) if len(ids) <= 4 else f"{ids[0]}, {ids[1]}, ..., {ids[-1]}"
         kind = f"array {shown}" if len(ids) == 1 else f"{len(ids)} arrays ({shown})"
         jobs = "1 job" if len(pending) == 1 else f"{len(pending)} jobs"
+        final = finisher_id(sweep)
+        then = (f"\nWhen they end, the final Slurm job {final} brings the records in line, ends the tracker runs and "
+                "sends the notification.") if final else ""
         return (f"Submitted {jobs} as Slurm {kind}. Follow them with:\n"
                 f"  experimentstash status {os.path.relpath(sweep.sweep_dir, sweep.stash_root)}\n"
-                f"  squeue --name={job_name(sweep)}")
+                f"  squeue --name={job_name(sweep)}{then}")
+
+
+FINISHER_MINUTES = 10  # the time limit of a sweep's final job: it reads records, asks sacct once and sends a message
+
+
+def submit_finisher(launch: Launch, opts: SlurmOptions, arrays: list[str]) -> None:
+    """wait=false: one small final job that runs when every array of the launch has ended, whatever their end
+    (afterany), and does what a waiting launcher does at its end (launch.finisher()); its id goes to sweep.json.
+    Its environment (a notification URL may be a secret) reaches it through sbatch, never through a file."""
+    import submitit
+
+    from ..output import warn
+
+    work = launch.finisher()
+    if work is None:
+        return
+    call, env = work
+    executor = submitit.SlurmExecutor(folder=launch.sweep_dir / ".submitit", max_num_timeout=0)
+    given = {"partition": opts.partition, "account": opts.account, "qos": opts.qos, "setup": list(opts.setup or [])}
+    executor.update_parameters(job_name=job_name(launch), time=FINISHER_MINUTES, cpus_per_task=1,
+                               additional_parameters={"dependency": "afterany:" + ":".join(arrays)},
+                               **{k: v for k, v in given.items() if v})
+    try:
+        with environ(env):  # sbatch hands this process's environment to the job
+            job = executor.submit(call)
+    except Interrupted:
+        raise
+    except Exception as err:  # sbatch refused: the jobs run all the same
+        said = str(err).strip().splitlines()
+        warn(f"the sweep's final job was not submitted ({said[-1] if said else err}): `experimentstash status "
+             f"{os.path.relpath(launch.sweep_dir, launch.stash_root)}` brings its records in line once it ends.")
+        return
+    launch.state[FINISHER] = {"job_id": job.job_id}
+
+
+def finisher_id(sweep: Sweep) -> str | None:
+    """The Slurm job id of the sweep's final job (wait=false), as sweep.json has it."""
+    done = sweep.state.get(FINISHER)
+    job_id = done.get("job_id") if isinstance(done, dict) else None
+    return job_id if isinstance(job_id, str) else None
+
+
+def finisher_note(sweep: Sweep) -> str | None:
+    """For `status`: whether the sweep's final job ran, from what it wrote to sweep.json, else from Slurm."""
+    job_id = finisher_id(sweep)
+    if job_id is None:
+        return None
+    done = sweep.state[FINISHER]
+    if isinstance(done.get("ended_at"), str):
+        return (f"The sweep's final Slurm job {job_id} ran at {done['ended_at']}: the records were brought in line, "
+                f"notification: {done.get('notified')}.")
+    state = (task_states([job_id], job_name(sweep)) or {}).get(job_id)
+    if state in SLURM_ACTIVE or state is None:
+        return (f"The sweep's final Slurm job {job_id} waits for the sweep's jobs to end "
+                f"(Slurm: {state or 'no record yet'}).")
+    return (f"The sweep's final Slurm job {job_id} did not finish the sweep (Slurm: {state}): this `status` brought "
+            "the records in line.")
 
 
 def stage_groups(jobs: list[Job]) -> list[list[Job]]:

@@ -19,6 +19,7 @@ def run(args, root: Path) -> int:
     from ..output import plain_lines
     from ..registry import Stash
     from ..views.summary import print_summary
+    from ..views.usage import sizing
 
     stash = Stash.load(root)
     if args.watch:
@@ -32,6 +33,8 @@ def run(args, root: Path) -> int:
         notes = sweep.refresh()
         sweep.commit()  # sweep.json and run.json in line with what is known, unless a launcher at work keeps them
     print_summary(stash.root, sweep.dir, [sweep.jobs[n] for n in sorted(sweep.jobs)])
+    for line in sizing(sweep.records.values()):  # Slurm's jobs: requested against used
+        print(line)
     for note in notes:
         print(plain_lines(note))
     for line in settle(stash, sweep):  # MLflow runs of jobs that ended while no launcher watched them

@@ -150,7 +150,7 @@ def _arguments(words: list[str]) -> list[str] | None:
 def _keys(args: list[str]) -> list[str]:
     """The launcher's keys, each as `key=` (those given already left out)."""
     given = {override_key(w) + "=" for w in args}
-    keys = ["tool=", "experiment=", *(f"stash.{name}=" for name in stash_options.NAMES), *HYDRA_KEYS,
+    keys = ["tool=", "experiment=", "pipeline=", *(f"stash.{name}=" for name in stash_options.NAMES), *HYDRA_KEYS,
             *(f"hydra.launcher.{name}=" for name in _launcher_options(args))]
     return [k for k in keys if k not in given]
 
@@ -161,7 +161,9 @@ def _values(typed: str, args: list[str]) -> list[str]:
     if key in ("tool", "experiment"):
         names = _names(key, args)
         return [f"{key}={head}{name}" for name in [*names, "glob("]] if names is not None else []
-    if key == "hydra/launcher":
+    if key in ("pipeline", "stash.profile"):
+        values = _names(key, args) or []
+    elif key == "hydra/launcher":
         values = [backends.launcher_of(name) for name in backends.names()]
     elif key.startswith("stash.") and key[len("stash."):] in stash_options.NAMES:
         usage = next(f.metadata["usage"] for f in fields(stash_options.StashOptions) if f"stash.{f.name}" == key)
@@ -174,14 +176,19 @@ def _values(typed: str, args: list[str]) -> list[str]:
 
 
 def _names(key: str, args: list[str]) -> list[str] | None:
-    """Registered tools, or the experiment ids (and snapshots) of the tools named on the line; None outside a
-    stash or with a meta.yaml that cannot be read."""
+    """Registered tools, pipelines or profiles, or the experiment ids (and snapshots) of the tools named on the line;
+    None outside a stash or with a meta.yaml that cannot be read."""
+    from ..pipelines import pipeline_names
     from ..registry import Stash, find_root
 
     try:
         stash = Stash.load(find_root())
         if key == "tool":
             return sorted(stash.tools)
+        if key == "pipeline":
+            return pipeline_names(stash.root)
+        if key == "stash.profile":
+            return sorted(stash.profiles)
         named = [w.partition("=")[2] for w in args if override_key(w) == "tool"]
         tools = [t for t in named[-1].split(",") if t in stash.tools] if named else list(stash.tools)
         return sorted({i for t in tools for i in [*stash.experiments(t), *stash.snapshots(t)]})

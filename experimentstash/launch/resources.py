@@ -12,7 +12,8 @@ starts with the first watched run and ends when none is left.
 CPU time is exact where the kernel adds it up: `rusage` (of os.wait4) holds the tool's CPU time and that of every
 descendant waited for by its parent, down from the tool. To it `finish` adds the sampled CPU time of the tree's
 processes that the tool can never have waited for: those still alive when the tool ended, and those that ended
-after being re-parented out of the tree (orphans the keeper or init reaped), as last seen. Memory is the sum of
+after being re-parented out of the tree: exactly for those the keeper reaped (it tells the sampler each one's
+rusage, supervise.keep), as last seen for those init reaped. Memory is the sum of
 the tree's resident set sizes at each sample, and at least the largest single process's peak (`ru_maxrss`).
 
 GPU figures come from NVML (`pynvml`, the optional extra `gpu`) for the devices in the run's CUDA_VISIBLE_DEVICES
@@ -69,6 +70,12 @@ def read_stat(pid: int) -> Stat | None:
                     start=int(fields[19]), rss_pages=int(fields[21]))
     except (IndexError, ValueError):
         return None
+
+
+def started_at(pid: int) -> int | None:
+    """When the process started (clock ticks after boot), a zombie too; None when it is gone."""
+    stat = read_stat(pid)
+    return stat.start if stat else None
 
 
 def read_table() -> dict[int, Stat]:
@@ -228,11 +235,13 @@ class Run:
     pid: int
     gpu_ids: list[str] | None
     processes: dict[int, Seen] = field(default_factory=dict)
-    unwaited: list[int] = field(default_factory=lambda: [0, 0])  # user, system ticks never reaching the tool
+    unwaited: list[float] = field(default_factory=lambda: [0, 0])  # user, system ticks never reaching the tool
     peak_rss_pages: int = 0
     max_processes: int = 0
     samples: int = 0
     gpus: list[GpuUse] | None = None  # resolved at the first sample with NVML
+    gone: dict[tuple[int, int], tuple[int, int]] = field(default_factory=dict)  # orphans counted as last seen
+    exact: set[tuple[int, int]] = field(default_factory=set)  # orphans the keeper reaped: counted exactly
 
     def sample(self, table: dict[int, Stat], children: dict[int, list[int]],
                sessions: dict[int, list[int]]) -> set[int]:
@@ -247,7 +256,7 @@ class Run:
                 todo.extend(children.get(pid, ()))
         for pid, seen in self.processes.items():
             if seen.orphan and (pid not in members or table[pid].start != seen.start):
-                self._add_unwaited(seen.cpu)  # it ended (as last seen) where the keeper or init reaped it
+                self._count_gone(pid, seen)  # it ended where the keeper or init reaped it
         self.processes = {pid: Seen(table[pid].start, table[pid].cpu,
                                     orphan=pid != self.pid and table[pid].ppid not in members) for pid in members}
         live = [table[pid] for pid in members if not table[pid].zombie]
@@ -256,9 +265,25 @@ class Run:
         self.samples += 1
         return members
 
-    def _add_unwaited(self, cpu: tuple[int, int]) -> None:
+    def _add_unwaited(self, cpu: tuple[float, float]) -> None:
         self.unwaited[0] += cpu[0]
         self.unwaited[1] += cpu[1]
+
+    def _count_gone(self, pid: int, seen: Seen) -> None:
+        """An orphan that ended: as last seen, unless the keeper said what it used."""
+        if (pid, seen.start) not in self.exact:
+            self._add_unwaited(seen.cpu)
+            self.gone[pid, seen.start] = seen.cpu
+
+    def reaped_by_keeper(self, pid: int, start: int, cpu: tuple[float, float]) -> None:
+        """The keeper reaped this process (CPU time in ticks, its waited-for children's included): when it was one
+        of the run's, its parent never waited for it, and this is what it used, exactly."""
+        if (pid, start) in self.gone:  # counted as last seen: made exact
+            counted = self.gone.pop((pid, start))
+            self._add_unwaited((cpu[0] - counted[0], cpu[1] - counted[1]))
+        elif pid in self.processes and self.processes[pid].start == start:
+            self._add_unwaited(cpu)
+            self.exact.add((pid, start))
 
     def settle(self) -> None:
         """After the tool was reaped: every process of the run still there is one the tool never waited for."""
@@ -266,10 +291,12 @@ class Run:
             if pid == self.pid:
                 continue
             now = read_stat(pid)
+            if (pid, seen.start) in self.exact:
+                continue
             if now is not None and now.start == seen.start:
                 self._add_unwaited(now.cpu)
             elif seen.orphan:
-                self._add_unwaited(seen.cpu)
+                self._count_gone(pid, seen)
 
 
 # --- the sampler ----------------------------------------------------------------------------------------------
@@ -283,6 +310,37 @@ class Sampler:
         self._thread: threading.Thread | None = None
         self._nvml: Nvml | None = None
         self._nvml_tried = False
+        self._keeper: int | None = None  # the pipe where the keeper says what the orphans it reaped used
+        self._heard = b""  # the start of a line not read whole yet
+
+    def hear_keeper(self, fd: int) -> None:
+        """Take the keeper's reports (supervise.keep): `<pid> <start> <user s> <system s>` per orphan reaped."""
+        os.set_blocking(fd, False)
+        self._keeper = fd
+
+    def _hear(self) -> None:
+        """Give each run what the keeper reaped of it since last time (with the lock held)."""
+        if self._keeper is None:
+            return
+        while True:
+            try:
+                data = os.read(self._keeper, 65536)
+            except BlockingIOError:
+                break
+            if not data:  # the keeper is gone
+                os.close(self._keeper)
+                self._keeper = None
+                break
+            self._heard += data
+        *lines, self._heard = self._heard.split(b"\n")
+        for line in lines:
+            try:
+                pid, start, user, system = line.split()
+                report = int(pid), int(start), (float(user) * _HZ, float(system) * _HZ)
+            except ValueError:
+                continue
+            for run in self._runs.values():
+                run.reaped_by_keeper(*report)
 
     def watch(self, key: str, pid: int, cuda_visible_devices: str | None = None) -> None:
         """Follow the run whose tool (started in a session of its own) has this pid."""
@@ -297,6 +355,7 @@ class Sampler:
     def finish(self, key: str, rusage: resource.struct_rusage) -> dict:
         """The run's `resources` record, once os.wait4 has reaped its tool (`rusage` is what it returned)."""
         with self._lock:
+            self._hear()  # what the keeper reaped until now
             run = self._runs.pop(key, None)
         record = {"cpu_user_s": rusage.ru_utime, "cpu_system_s": rusage.ru_stime,
                   "max_process_rss_bytes": rusage.ru_maxrss * _MAXRSS_UNIT}
@@ -345,6 +404,7 @@ class Sampler:
         devices = {use.device.index: use.device for _, run in runs for use in run.gpus or ()}
         usage = {index: nvml.usage(device) for index, device in devices.items()}
         with self._lock:
+            self._hear()
             for key, run in runs:
                 if self._runs.get(key) is not run:
                     continue  # finished while /proc and NVML were read
@@ -367,3 +427,4 @@ class Sampler:
 _sampler = Sampler()
 watch = _sampler.watch
 finish = _sampler.finish
+hear_keeper = _sampler.hear_keeper

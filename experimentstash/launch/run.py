@@ -152,6 +152,7 @@ def run_job(runner: Runner, root: Path, spec: JobSpec, pin: ToolPin, stash: Stas
         if done is None:  # stopped between its run dir and its start
             return _finish(root, spec, record, Status.INTERRUPTED, None, start)
         return _finish(root, spec, record, Status.FAILED, None, start, note=done.error)
+    record.resources = done.resources
     if watch is not None:
         record.tool_touched = watch.after_run()
     reserve.release()
@@ -192,8 +193,9 @@ class PlannedJob(Job):
     elsewhere (a Slurm task), under a Runner of its own."""
 
     def __init__(self, num: int, spec: JobSpec, root: Path, pin: ToolPin, state: StashState, sha: str, grace: float,
-                 watch=None, tracking=None, runner: Runner | None = None):
+                 watch=None, tracking=None, runner: Runner | None = None, distributed: str | None = None):
         self.num, self.spec, self.run_dir = num, spec, spec.run_dir
+        self.distributed = distributed
         self.root, self.pin, self.state, self.sha, self.grace, self.watch = root, pin, state, sha, grace, watch
         self._prepare = tracking.prepare(num) if tracking else None  # its MLflow run, made as its tool starts
         self._child = tracking.child(num) if tracking else None  # the same, as plain data for elsewhere

@@ -5,7 +5,8 @@ the keeper. Nothing else in the package starts, signals or waits for a tool's pr
 Linux gives two tools for "nothing a run starts outlives it, nothing outlives the launcher":
 - the keeper: the process you start forks the launcher and stays as its parent, marked as the child subreaper
   (PR_SET_CHILD_SUBREAPER): every process the tools leave behind (a double fork, a `setsid` daemon) is
-  re-parented to it instead of to init. The launcher gets the keeper's death as SIGTERM (PR_SET_PDEATHSIG), so a
+  re-parented to it instead of to init; it reaps them and tells the launcher's sampler what each used
+  (launch/resources.py). The launcher gets the keeper's death as SIGTERM (PR_SET_PDEATHSIG), so a
   `kill -9` of the pid you started ends the runs cleanly; a `kill -9` of the launcher itself leaves the keeper,
   which ends every process below it.
 - every tool starts with EXPERIMENTSTASH_RUN_ID=<run id> in its environment, which its children inherit: when the
@@ -36,6 +37,7 @@ from pathlib import Path
 from .. import Interrupted
 from ..owner import LINUX, proc_stat, started
 from ..records import Status
+from . import resources
 
 RUN_ID_VARIABLE = "EXPERIMENTSTASH_RUN_ID"
 _PR_SET_PDEATHSIG = 1
@@ -120,18 +122,23 @@ def keep() -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     keeper = os.getpid()
+    reaped, report = os.pipe()  # the keeper tells the launcher's sampler what orphans used (resources.py)
     child = os.fork()
     if child == 0:
         global _keeper
         _keeper = keeper
+        os.close(report)
+        resources.hear_keeper(reaped)
         _prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
         if os.getppid() != keeper:  # the keeper died before the line above
             os.kill(os.getpid(), signal.SIGTERM)
         return
+    os.close(reaped)
+    os.set_blocking(report, False)  # a report the launcher does not take is dropped: the keeper never waits
     _prctl(_PR_SET_CHILD_SUBREAPER, 1)
     for sig in STOP_SIGNALS:  # the launcher handles them; Ctrl-C reaches it from the terminal too
         signal.signal(sig, lambda signum, _frame: _forward(child, signum))
-    status = _wait_for(child)
+    status = _wait_for(child, report)
     end_descendants(os.getpid(), KEEPER_GRACE)
     code = os.waitstatus_to_exitcode(status)
     os._exit(code if code >= 0 else 128 - code)
@@ -144,15 +151,24 @@ def _forward(pid: int, signum: int) -> None:
         pass
 
 
-def _wait_for(child: int) -> int:
-    """Reap every child (orphans re-parented to us included) until `child` ends; its wait status."""
+def _wait_for(child: int, report: int) -> int:
+    """Reap every child (orphans re-parented to us included) until `child` ends; its wait status. Each orphan's
+    CPU time (its rusage, with the children it waited for) goes to `report`, with its pid and start, which tell
+    the run it belonged to."""
     while True:
         try:
-            pid, status = os.wait()
+            pid = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOWAIT).si_pid
+            start = resources.started_at(pid)  # readable until it is reaped
+            _, status, rusage = os.wait4(pid, 0)
         except ChildProcessError:
             return 0
         if pid == child:
             return status
+        if start is not None:
+            try:
+                os.write(report, f"{pid} {start} {rusage.ru_utime} {rusage.ru_stime}\n".encode())
+            except OSError:
+                pass  # the launcher is gone, or does not read: the run keeps the sampled figure
 
 
 # --- ending what a run left behind ----------------------------------------------------------------------------
@@ -300,6 +316,15 @@ def _group_alive(pgid: int) -> bool:
 
 # --- one job's tool -------------------------------------------------------------------------------------------
 
+def _reap(proc: subprocess.Popen, run_id: str) -> dict:
+    """Wait for a tool and reap it with os.wait4, whose rusage holds the CPU time of the tool and of every process
+    waited for below it; the run's resources. Nothing else reaps a tool: stop_all waits for the returncode set
+    here, wait_unreaped only looks."""
+    _, status, rusage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)  # Popen must never wait for a pid it no longer owns
+    return resources.finish(run_id, rusage)
+
+
 @dataclass
 class Execution:
     """How a tool's process ended: its exit code (negative: the signal that ended it; None when it could not be
@@ -311,6 +336,7 @@ class Execution:
     ended: float | None = None
     error: str | None = None
     copies: list = field(default_factory=list)
+    resources: dict | None = None  # what its process tree used (launch/resources.py)
 
     @property
     def lost(self) -> int:
@@ -364,7 +390,7 @@ class Runner:
         for proc in procs:
             self._end_group(proc, reason)
         deadline = time.monotonic() + self.grace + 1
-        while time.monotonic() < deadline and any(p.poll() is None for p in procs):
+        while time.monotonic() < deadline and any(p.returncode is None for p in procs):
             time.sleep(0.02)
 
     def execute(self, argv, cwd: Path, env: dict, out, err, *, run_id: str, timeout: float | None = None,
@@ -386,6 +412,7 @@ class Runner:
                 return Execution(None, error=f"cannot start {argv[0]}: {error}")
             self._procs[proc.pid] = proc
             self._runs[run_id] = proc
+        resources.watch(run_id, proc.pid, env.get("CUDA_VISIBLE_DEVICES"))
         if on_start:
             on_start()
         copies = [Copy(proc.stderr, err, sys.stderr if stream else None)]
@@ -396,7 +423,7 @@ class Runner:
             timer = threading.Timer(timeout, self._end_group, (proc, Status.TIMEOUT))
             timer.daemon = True
             timer.start()
-        code = proc.wait()
+        used = _reap(proc, run_id)
         ended = time.monotonic()
         if timer:
             timer.cancel()
@@ -408,7 +435,7 @@ class Runner:
         self._end_leftovers(proc.pid, run_id, 0 if reason else min(self.grace, 2.0))
         for copy in copies:
             copy.join()
-        return Execution(code, reason, ended, copies=copies)
+        return Execution(proc.returncode, reason, ended, copies=copies, resources=used)
 
     def _end_leftovers(self, pgid: int, run_id: str, grace: float) -> None:
         """End what is left of a finished job: its process group, and processes that left it but carry its id."""

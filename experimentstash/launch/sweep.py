@@ -25,7 +25,7 @@ from .. import Interrupted, StashError, backends
 from ..backends import base
 from ..fingerprint import with_upstream
 from ..index import Index
-from ..output import console, plain, warn, warn_skipped
+from ..output import console, plain, say, warn, warn_skipped
 from ..overrides import override_key, replaced
 from ..owner import owner_alive
 from ..records import (LOCK_FILE, RUN_FILE, SWEEP_FILE, BadRecord, JobEntry, Missing, RerunEntry, Reserve, RunDirError,
@@ -38,6 +38,8 @@ from ..views.summary import Progress, print_summary
 from .facts import Facts, gather
 from .invocation import current
 from .launcher_options import resolve
+from .notify import ENV as NOTIFY_ENV
+from .notify import Notifier, hide_urls, without_urls
 from .pipeline import LINK_KEYS, expand_chains, recorded_link, upstream_of
 from .plan import JobSpec, base_config, plan_job, reuses, split_job
 from .rerun_options import rerun_options
@@ -90,6 +92,7 @@ class Sweep(base.Sweep):
         self.tracking = None  # trackers.Tracking, when a job reports to W&B or MLflow
         self.facts: Facts | None = None  # looked up by the first launch, kept for the next ones
         self.earlier: Index | None = None  # the index of the stash's records, for stash.reuse
+        self.notifier: Notifier | None = None  # where the sweep's end is told (notify: or stash.notify)
 
     # --- what a backend sees of it (base.Sweep) ---------------------------------------------------------------
     @property
@@ -145,8 +148,11 @@ class Sweep(base.Sweep):
                 spec = plan_job(self.stash, tool, experiment, tool_words, run_dir, f"{self.id}_{num}",
                                 timeout=timeout, sweep={"id": self.id, "num": num}, prepared=prepared,
                                 tracker=options["tracker"])
+                if options["distributed"] and not self.backend.ranks:
+                    raise StashError(f"stash.distributed={options['distributed']}: the {self.record.backend} backend "
+                                     "runs each job as one process; run it on Slurm (hydra/launcher=stash_slurm).")
             except StashError as err:
-                raise StashError(f"Job {num} ({' '.join(words)}): {err} Nothing was started.") from None
+                raise StashError(f"Job {num} ({' '.join(hide_urls(words))}): {err} Nothing was started.") from None
             spec = replace(spec, launcher=launcher)
             if link:
                 spec = replace(spec, stage={"pipeline": link["pipeline"], "stage": link["stage"],
@@ -217,7 +223,8 @@ class Sweep(base.Sweep):
         entry = JobEntry.new(
             self.backend.job_fields(), num=p.num, tool=p.spec.tool.name, experiment=p.spec.experiment,
             overrides=list(p.spec.overrides), run_dir=os.path.relpath(p.spec.run_dir, self.stash.root),
-            status=Status.PENDING, exit_code=None, duration_s=None, ended_at=None, launch_overrides=list(p.words))
+            status=Status.PENDING, exit_code=None, duration_s=None, ended_at=None,
+            launch_overrides=without_urls(p.words))
         if p.link:
             entry.update(**{key: p.link[key] for key in LINK_KEYS})
         return entry
@@ -239,22 +246,31 @@ class Sweep(base.Sweep):
                 self.progress.ended(job, self.stash.root)
             if self.tracking:
                 self.tracking.ended(num, now, self.records.get(num))
+            if self.notifier:
+                self.notifier.first_failure(job, self.id, warn)
 
-    def agree(self, num: int, record: RunRecord | None, status: Status | str, **fields) -> None:
+    def agree(self, num: int, record: RunRecord | None, status: Status | str, used: dict | None = None,
+              **fields) -> None:
         """The one place that brings a job's run.json and its sweep.json entry into agreement. `status` is the
         job's status from everything known: its record's own word, `lost` when the record's owner is gone, the
         backend's (Slurm's CANCELLED, TIMEOUT, ...). When it is final and run.json says otherwise, run.json is
         rewritten with it, an end time when it had none, and `fields` (slurm_state); the sweep.json entry then
-        carries the record's status, exit code, duration and end time, and `fields`."""
+        carries the record's status, exit code, duration and end time, and `fields`. `used`: what the backend
+        says the job used (Slurm's accounting), kept in run.json's resources.slurm once the job has ended."""
         status = Status(status)
         # an earlier attempt's reason (upstream failed) is not this one's
         stale = {"reason": None} if self.jobs[num].extra.get("reason") and "reason" not in fields else {}
         if record is not None:
-            if status.final and record.status != status:
+            settled = status.final and record.status != status
+            measured = status.final and used is not None and (record.resources or {}).get("slurm") != used
+            if settled or measured:
                 signed = is_signed(self.stash.root, record)  # a record that was not this stash's stays unsigned
-                record.status = status
-                record.ended_at = record.ended_at or now_iso()
-                record.extra.update(fields)
+                if settled:
+                    record.status = status
+                    record.ended_at = record.ended_at or now_iso()
+                    record.extra.update(fields)
+                if measured:
+                    record.resources = {**(record.resources or {}), "slurm": used}
                 self._rewrite(num, record, signed)
             self.records[num] = record
             self.results[num] = record.result
@@ -335,6 +351,7 @@ class Sweep(base.Sweep):
         """Plan, inspect, claim the sweep dir and run the jobs with the backend; then the table and the counts
         (one line instead of the table when an optimizing sweeper launches batch after batch)."""
         planned = self.plan(numbered)
+        self.notifier = Notifier.for_sweep(self.stash, [p.options for p in planned])
         facts = self.inspect(planned)
         reused = self.reusable(planned)
         self._repoint(planned, reused)
@@ -402,6 +419,9 @@ class Sweep(base.Sweep):
             console.print(Text(plain(hint)), highlight=False)
         if self.tracking:  # after the table: whatever the tracker does, the user has seen the sweep's outcome
             signum = self.tracking.close(over=not submitted_only) or signum
+        if self.notifier and table and signum is None and not submitted_only:
+            for problem in self.notifier.sweep_ended(self.stash.root, self.dir, self.id, jobs):
+                warn(problem)
         if signum is not None:
             raise Interrupted(signum)
         for p in planned:
@@ -415,7 +435,7 @@ class Sweep(base.Sweep):
         name = p.spec.tool.name
         job = PlannedJob(p.num, p.spec, self.stash.root, facts.pins[name], facts.stash,
                          facts.sha[p.spec.experiment_file], self.grace, watch=facts.watches.get(name),
-                         tracking=self.tracking, runner=runner)
+                         tracking=self.tracking, runner=runner, distributed=p.options["distributed"])
         job.needs = tuple(p.link["needs"]) if p.link else ()
         return job
 
@@ -667,6 +687,47 @@ def rerun(stash: Stash, sweep_dir: Path, words: list[str] = ()) -> int:
     return current.exit_code
 
 
+class Finish:
+    """The end of a sweep nobody waits for (Slurm with wait=false), as a backend sends it to the machine that runs
+    it once every job of the launch has ended (it pickles: two paths)."""
+
+    def __init__(self, root: Path, sweep_dir: Path):
+        self.root = Path(root)
+        self.sweep_dir = Path(sweep_dir)
+
+    def __call__(self) -> str:
+        return finish(self.root, self.sweep_dir)
+
+
+def finish(root: Path, sweep_dir: Path) -> str:
+    """What a waiting launcher does at the end of a sweep: sweep.json and every run.json in line with the backend (as
+    `status` does), the MLflow runs ended (the jobs' and the sweep's), the notification sent; what it did goes to
+    sweep.json (backend_state.finisher), which `status` reads. Returns whether the notification went out."""
+    from .trackers import settle
+
+    stash = Stash.load(root)
+    sweep = open_sweep(stash, sweep_dir)
+    for note in sweep.refresh():
+        say(note)
+    sweep.commit()
+    for line in settle(stash, sweep):
+        say(line)
+    notified = "nobody"
+    try:
+        notifier = Notifier.for_sweep(stash, [], given=os.environ.get(NOTIFY_ENV))
+    except StashError as err:  # settings changed since the launch: the records are in line all the same
+        notifier, notified = None, f"not sent: {str(err).removesuffix(' Nothing was started.')}"
+    if notifier:
+        problems = notifier.sweep_ended(stash.root, sweep.dir, sweep.id, [sweep.jobs[n] for n in sorted(sweep.jobs)])
+        for problem in problems:
+            say(f"warning: {problem}")
+        notified = "not delivered" if problems else "sent"
+    if sweep.lock():  # else a launcher of this sweep at work (`rerun`) keeps sweep.json
+        sweep.state.setdefault(base.FINISHER, {}).update(ended_at=now_iso(), notified=notified)
+        sweep.write(force=True)
+    return notified
+
+
 def _end_leftovers(sweep: Sweep, todo: list[JobEntry]) -> None:
     """End what a launcher that died without its keeper left of the jobs' earlier attempts (their processes carry
     the job's run id)."""
@@ -689,7 +750,7 @@ def new_sweep(config: DictConfig, composed_options) -> Sweep:
     options = resolve(stash, backend, plain, given, profile)
     # a relative hydra.sweep.dir is relative to where the command was typed, as in Hydra
     return Sweep(stash, Path(config.hydra.sweep.dir).absolute(), backend, options, sorted(given),
-                 current.argv, config, profile=profile)
+                 hide_urls(current.argv), config, profile=profile)
 
 
 class SweepLaunch(base.Launch):
@@ -745,3 +806,7 @@ class SweepLaunch(base.Launch):
 
     def stop(self, reason: Status = Status.INTERRUPTED) -> None:
         self._runner.stop_all(reason)
+
+    def finisher(self) -> tuple[Finish, dict[str, str]]:
+        notifier = self._sweep.notifier
+        return Finish(self.stash_root, self.sweep_dir), notifier.env() if notifier else {}

@@ -32,6 +32,7 @@ from pathlib import Path
 from .. import Interrupted, StashError
 from ..output import say
 from ..overrides import override_key, override_values, varying
+from ..environ import environ
 from ..records import Status, flatten, redact
 from .supervise import raise_on_signals
 
@@ -135,19 +136,9 @@ def _importable(spec, module: str) -> bool:
         return False
 
 
-@contextlib.contextmanager
 def quick():
     """MLflow's HTTP calls fail at once instead of retrying; only where no tool is running (they read os.environ)."""
-    saved = {k: os.environ.get(k) for k in QUICK}
-    os.environ.update(QUICK)
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+    return environ(QUICK)
 
 
 def mlflow_target(tool, root: Path) -> tuple[str, str]:

@@ -30,6 +30,7 @@ from .groups import code_version, context, context_key, differs, latest_succeede
 from .histories import Direction, directions, stated, summaries
 from .listing import _duration_cell, _value, check_tool, commit_cell, write_aligned
 from .selection import Filters, select
+from . import usage
 from .summary import shown_overrides
 
 FORMATS = ("table", "csv", "json", "md")
@@ -151,7 +152,7 @@ def build(entries: list[Entry], base: Path, best: dict[str, str] | None = None,
                          f"{', '.join([*metrics, *history_keys]) or 'none'}).")
     known = directions([*metrics, *history_keys], best, objective or {})
     # a column name is taken once: an override or a result key named like another column is told apart
-    taken = {*FIXED, *ENDING, *SHOWN_APART}
+    taken = {*FIXED, *ENDING, *SHOWN_APART, *usage.COLUMNS}
     key_cols = {k: k if k not in taken else f"overrides.{k}" for k in keys}
     taken |= set(key_cols.values())
     metric_cols = {m: m if m not in taken else f"result.{m}" for m in metrics}
@@ -182,12 +183,14 @@ def build(entries: list[Entry], base: Path, best: dict[str, str] | None = None,
         row["status"] = entry.status.value
         if entry.duration_s is not None:
             row["duration"] = entry.duration_s
+        row.update(usage.figures(entry.record.resources if entry.record else None))
         if entry.record is not None and entry.record.get("reproduces"):
             row["reproduces"] = str(entry.record.get("reproduces"))
         rows.append(row)
     histories = {k: [col for col, _ in cols] for k, cols in history_cols.items()}
+    used = [c for c in usage.COLUMNS if any(c in row for row in rows)]
     columns = [*FIXED, *key_cols.values(), *(["commit"] if several else []), *metric_cols.values(),
-               *(col for cols in histories.values() for col in cols), *ENDING,
+               *(col for cols in histories.values() for col in cols), *ENDING, *used,
                *(["reproduces"] if any("reproduces" in row for row in rows) else [])]
     shown = {**{metric_cols[m]: known[m] for m in metrics if m in known},
              **{col: known[k] for k, cols in histories.items() if k in known for col in cols}}
@@ -212,6 +215,7 @@ def grouped(table: Table, over: str, all_runs: bool = False) -> Table:
     over_col = next((c for c in table.keys if c in (over, f"overrides.{over}")), over)
     ident = [c for c in ("tool", "experiment", *table.keys) if c != over_col]
     buckets: dict[tuple, dict] = {}
+    used = [c for c in usage.COLUMNS if c in table.columns]
     # the runs reproductions may stand for, by id
     originals = {r[RUNS][0].record.id: r[RUNS][0] for r in table.rows if r[RUNS][0].record is not None}
     for row in table.rows:
@@ -246,9 +250,10 @@ def grouped(table: Table, over: str, all_runs: bool = False) -> Table:
                 row[metric] = Stat.of(values)
         statuses = Counter(r["status"] for r in kept)
         row["status"] = ", ".join(f"{statuses[word]} {word}" for word in STATUS_WORDS if statuses[word])
-        durations = [r["duration"] for r in kept if "duration" in r]
-        if durations:
-            row["duration"] = math.fsum(durations) / len(durations)
+        for column in ("duration", *used):  # the mean of those that have one
+            values = [r[column] for r in kept if column in r]
+            if values:
+                row[column] = math.fsum(values) / len(values)
         if "commit" in table.columns:
             row["commit"] = ",".join(dict.fromkeys(r["commit"] for r in kept))
         row[RUNS] = [r[RUNS][0] for r in kept]
@@ -267,7 +272,7 @@ def grouped(table: Table, over: str, all_runs: bool = False) -> Table:
     if left_out:
         notes.append(f"{left_out} repeats of a run (the same fingerprint) left out: each group counts the latest "
                      "that succeeded (--all-runs counts every run)")
-    return Table([*ident, over_col, *apart, "n", *table.metrics, *ENDING], [k for k in table.keys if k != over_col],
+    return Table([*ident, over_col, *apart, "n", *table.metrics, *ENDING, *used], [k for k in table.keys if k != over_col],
                  table.metrics, rows, table.all_keys, over, notes, table.directions, table.histories)
 
 
@@ -317,8 +322,10 @@ def cell(row: dict, column: str) -> str:
     if isinstance(value, list):  # the values of the --over key that a group pools
         shown = value if len(value) <= POOLED_SHOWN else [*value[:POOLED_SHOWN - 2], "...", value[-1]]
         return plain(",".join(map(str, shown)) + (f" ({len(value)} values)" if len(value) > POOLED_SHOWN else ""))
-    if column == "duration" and is_number(value):
+    if column in ("duration", "cpu_s") and is_number(value):
         return _duration_cell(value)
+    if column in usage.SIZES and is_number(value):
+        return usage.size_text(value)
     return plain(_value(value))
 
 

@@ -15,6 +15,7 @@ from ..output import plain
 from ..records import STATUS_WORDS, RunRecord, Status, redact
 from ..runs import Found
 from .histories import list_text
+from . import usage
 
 
 def check_tool(root: Path, recorded: list[str], tool: str | None) -> None:
@@ -86,7 +87,8 @@ def result_cell(result, limit: int = 6) -> str:
     return " ".join(items)
 
 
-COLUMNS = ("id", "started", "tool", "experiment", "overrides", "commit", "status", "duration", "result")
+COLUMNS = ("id", "started", "tool", "experiment", "overrides", "commit", "status", "duration", "cpu", "peak mem",
+           "result")
 
 
 def shown_record(record: RunRecord) -> dict:
@@ -111,10 +113,19 @@ def print_table(runs: list[Found], total: int, emptied: str | None) -> None:
         experiment = r.experiment + (f" (reproduces {r.get('reproduces')})" if r.get("reproduces") else "")
         rows.append((
             f.label, _time_cell(r.started_at), r.tool, experiment, short(" ".join(r.overrides)), commit_cell(r),
-            r.status.value, _duration_cell(r.duration_s), result_cell(r.result),
+            r.status.value, _duration_cell(r.duration_s), *_usage_cells(r), result_cell(r.result),
         ))
     write_aligned(out, COLUMNS, rows, COLUMNS.index("status"))
     out.write(f"{len(runs)} of {total} runs. commit: + checkout not at the pin, * uncommitted changes (tool.diff).\n")
+
+
+def _usage_cells(record: RunRecord) -> tuple[str, str]:
+    """CPU time and peak memory (with the largest GPU peak, when a GPU was used)."""
+    used = usage.figures(record.resources)
+    memory = usage.size_text(used["peak_mem_bytes"]) if "peak_mem_bytes" in used else "-"
+    if "gpu_mem_bytes" in used:
+        memory += f" (GPU {usage.size_text(used['gpu_mem_bytes'])})"
+    return _duration_cell(used.get("cpu_s")), memory
 
 
 def write_aligned(out, header, rows, status_col: int | None = None) -> None:

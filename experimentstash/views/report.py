@@ -26,6 +26,7 @@ from .charts import (Charts, charted, curve_charts, esc, metric_charts, optimiza
 from .compare import Collected, Entry, Stat, Table, _order, cell
 from .groups import code_version
 from .histories import NAMED
+from .usage import sizing
 
 INSTALL = "pip install 'experimentstash[report]'"
 CSP = "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data:; font-src data:"
@@ -135,6 +136,7 @@ def _summary(shown: Shown) -> str:
                      f"{len(entries) - waiting} that have.</p>")
     notes = [*shown.collected.notes, *(shown.groups or shown.runs).notes]
     lines += [f"<p>{esc(note)}</p>" for note in notes]
+    lines += [f"<p>{esc(line)}</p>" for line in sizing(e.record for e in entries)]  # Slurm: requested, used
     return "\n".join(lines)
 
 
