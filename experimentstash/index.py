@@ -44,7 +44,7 @@ from .owner import owner_alive
 from .records import (RUN_FILE, RUN_FOLDERS, BadRecord, RunRecord, Status, parse_time, plain_relative, read_run,
                       to_json)
 
-SCHEMA = 1  # of the index's tables: another one is dropped and built again
+SCHEMA = 2  # of the index's tables: another one is dropped and built again
 BUSY_S = 1.0  # how long a read waits for another process's write before it reads the records instead
 COMMIT_S = 0.5  # a long build commits this often, so that others wait less than BUSY_S
 RACY_NS = 2_000_000_000
@@ -82,7 +82,7 @@ COLUMNS = ("run_id", "label", "schema", "status", "exit_code", "tool", "experime
 SELECTED = "id, parent, name, sig, " + ", ".join(COLUMNS)
 ENV = COLUMNS.index("env")
 ENV_KEYS = ("kind", "python", "executable", "lock_file", "lock_sha256")  # what tells environments apart
-SHOWN_EXTRA = ("reproduces", "resources")  # fields of some records that views show
+SHOWN_EXTRA = ("reproduces",)  # fields of some records that views show
 _OLDEST_FIRST = " ORDER BY ifnull(started_at, ''), ifnull(label, run_id)"  # by start, then label
 _NEWEST_FIRST = " ORDER BY ifnull(started_at, '') DESC, ifnull(label, run_id) DESC"
 WINDOW = 20_000  # the newest runs a filtered --last looks among first (about 30 ms)
@@ -719,6 +719,8 @@ def _row(record: RunRecord, name: str) -> tuple:
     overrides = _overrides(record.overrides)
     result = _compact(record.result)
     more = {k: record.extra[k] for k in SHOWN_EXTRA if k in record.extra}
+    if record.resources is not None:  # what the run used, shown by the listing
+        more["resources"] = record.resources
     more_text = to_json(more) if more else None
     partial = len(result or "") > STORED_BYTES or len(more_text or "") > STORED_BYTES
     shown = label(record.id, name)

@@ -24,7 +24,7 @@ from experimentstash.records import RUN_FILE, RUN_FOLDERS, BadRecord, Status, re
 
 FIELDS = ("id", "status", "exit_code", "tool", "experiment", "experiment_file", "experiment_sha256", "overrides",
           "tool_commit", "tool_pinned_commit", "tool_dirty", "stash_commit", "started_at", "ended_at", "duration_s",
-          "result", "sweep", "fingerprint")
+          "result", "sweep", "fingerprint", "resources")
 
 
 def load_runs(root: Path) -> tuple[list[Found], list[BadRecord]]:
