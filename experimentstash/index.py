@@ -44,7 +44,7 @@ from .owner import owner_alive
 from .records import (RUN_FILE, RUN_FOLDERS, BadRecord, RunRecord, Status, parse_time, plain_relative, read_run,
                       to_json)
 
-SCHEMA = 2  # of the index's tables: another one is dropped and built again
+SCHEMA = 3  # of the index's tables: another one is dropped and built again
 BUSY_S = 1.0  # how long a read waits for another process's write before it reads the records instead
 COMMIT_S = 0.5  # a long build commits this often, so that others wait less than BUSY_S
 RACY_NS = 2_000_000_000
@@ -65,26 +65,28 @@ CREATE TABLE runs (
     overrides TEXT NOT NULL, job INTEGER NOT NULL, tool_commit BLOB, tool_pinned_commit BLOB, tool_dirty INTEGER,
     stash_commit BLOB, env INTEGER NOT NULL, sweep_id TEXT, sweep_num INTEGER, started_at TEXT, ended_at TEXT,
     duration_s, result TEXT, more TEXT, partial INTEGER NOT NULL, owner TEXT, fingerprint TEXT,
+    ended TEXT NOT NULL,
     UNIQUE (parent, name));
 CREATE INDEX runs_order ON runs (ifnull(started_at, ''));
 CREATE INDEX runs_tool ON runs (tool, ifnull(started_at, ''));
 CREATE INDEX runs_experiment ON runs (experiment, ifnull(started_at, ''));
 CREATE INDEX runs_status ON runs (status, ifnull(started_at, ''));
-CREATE INDEX runs_fingerprint ON runs (substr(fingerprint, 1, 12));
+CREATE INDEX runs_fingerprint ON runs (substr(fingerprint, 1, 12), ended);
 CREATE INDEX runs_sweep ON runs (sweep_id, sweep_num);
 CREATE INDEX runs_id ON runs (run_id);
-CREATE INDEX runs_job ON runs (job) WHERE status = 'succeeded';
+CREATE INDEX runs_job ON runs (job, ended) WHERE status = 'succeeded';
 """
 COLUMNS = ("run_id", "label", "schema", "status", "exit_code", "tool", "experiment", "experiment_file",
            "experiment_sha256", "overrides", "job", "tool_commit", "tool_pinned_commit", "tool_dirty", "stash_commit",
            "env", "sweep_id", "sweep_num", "started_at", "ended_at", "duration_s", "result", "more", "partial", "owner",
-           "fingerprint")
+           "fingerprint", "ended")
 SELECTED = "id, parent, name, sig, " + ", ".join(COLUMNS)
 ENV = COLUMNS.index("env")
 ENV_KEYS = ("kind", "python", "executable", "lock_file", "lock_sha256")  # what tells environments apart
 SHOWN_EXTRA = ("reproduces",)  # fields of some records that views show
 _OLDEST_FIRST = " ORDER BY ifnull(started_at, ''), ifnull(label, run_id)"  # by start, then label
 _NEWEST_FIRST = " ORDER BY ifnull(started_at, '') DESC, ifnull(label, run_id) DESC"
+PAGE = 16  # the rows a walk of earlier runs fetches at a time (it usually stops at the first)
 WINDOW = 20_000  # the newest runs a filtered --last looks among first (about 30 ms)
 _GLOB = re.compile(r"[*?[]")
 
@@ -212,7 +214,6 @@ class Index:
         self.db = connect()
         self.db.execute("PRAGMA cache_size=-32000")
         self.db.create_function("started_since", 2, _started_since, deterministic=True)
-        self.db.create_function("ended_order", 1, _ended_order, deterministic=True)
         self._schema()
         self.refresh()
 
@@ -579,22 +580,25 @@ class Index:
     def _walk(self, sql: str, params: tuple) -> Iterator[Path]:
         """The run dirs of the rows `sql` selects (id, parent, name, sig), latest end first, each checked against
         its file when it is reached: a changed one is read again and the query asked again past the dirs given."""
-        given = set()
-        for attempt in range(3):
-            rows = self._again(lambda: self.db.execute(f"{sql} ORDER BY ended_order(ended_at) DESC, id",
-                                                       params).fetchall())
+        given, changes, offset = set(), 0, 0
+        while True:
+            rows = self._again(lambda: self.db.execute(f"{sql} ORDER BY ended DESC, id LIMIT ? OFFSET ?",
+                                                       (*params, PAGE, offset)).fetchall())
+            if not rows:
+                return
+            offset += len(rows)
             for row in rows:
                 if (row[1], row[2]) in given:
                     continue
                 self._now = time.time_ns()
-                changed = attempt < 2 and self._again_read([row])
-                if changed:
+                changed = changes < 2 and self._again_read([row])
+                if changed:  # read again, and asked again from the start: the row may have moved
+                    changes += 1
                     self._again(lambda: self._write(changed))
+                    offset = 0
                     break
                 given.add((row[1], row[2]))
                 yield self._again(lambda: self._run_dir(row))
-            else:
-                return
 
     def by_id(self, shown: str) -> list[Path]:
         """The run dirs of the runs shown with this id by `runs` (an earlier attempt's: <id>.attempt<k>)."""
@@ -734,4 +738,5 @@ def _row(record: RunRecord, name: str) -> tuple:
         (record.sweep or {}).get("id"), (record.sweep or {}).get("num"), record.started_at, record.ended_at,
         record.duration_s, None if partial else result, None if partial else more_text, int(partial),
         _compact(record.owner) if record.status == Status.RUNNING else None, record.fingerprint,
+        _ended_order(record.ended_at),
     )
