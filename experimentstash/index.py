@@ -565,8 +565,9 @@ class Index:
         """The run dirs of the succeeded runs with this fingerprint, latest (by its end) first, found one at a time:
         the runs reuse may stand on (reuse.check_run reads and checks each before it trusts it; the first that
         passes ends the walk)."""
+        # +fingerprint: that term is no reason to scan the whole index in the order of the ends
         return self._walk("SELECT id, parent, name, sig FROM runs INDEXED BY runs_fingerprint WHERE "
-                          "substr(fingerprint, 1, 12) = ? AND fingerprint = ? AND status = 'succeeded'",
+                          "substr(fingerprint, 1, 12) = ? AND +fingerprint = ? AND status = 'succeeded'",
                           (digest[:12], digest))
 
     def earlier(self, tool: str, experiment: str, overrides: list[str]) -> Iterator[Path]:
@@ -582,7 +583,7 @@ class Index:
         its file when it is reached: a changed one is read again and the query asked again past the dirs given."""
         given, changes, offset = set(), 0, 0
         while True:
-            rows = self._again(lambda: self.db.execute(f"{sql} ORDER BY ended DESC, id LIMIT ? OFFSET ?",
+            rows = self._again(lambda: self.db.execute(f"{sql} ORDER BY ended DESC, id DESC LIMIT ? OFFSET ?",
                                                        (*params, PAGE, offset)).fetchall())
             if not rows:
                 return
