@@ -31,6 +31,7 @@ RUN_SCHEMA = 2  # 2: owner, fingerprint, statuses lost and reused
 SWEEP_SCHEMA = 2  # 2: resolved launcher options and which were given; backend fields per job
 RUN_FILE = "run.json"
 SWEEP_FILE = "sweep.json"
+RUN_FOLDERS = ("outputs", "multirun")  # where run dirs are looked for, below the stash root
 LOCK_FILE = ".experimentstash.lock"  # held by the launcher that runs jobs of a sweep
 PATCH_FILE = "tool.diff"
 EXPERIMENT_COPY = "experiment.yaml"  # the experiment file as it was when the run started
@@ -162,6 +163,18 @@ def write_run(root: Path, run_dir: Path, record: "RunRecord", signed: bool = Tru
     data.pop("signature", None)
     key = record_key(root, create=True) if signed else None
     write_json(run_dir / RUN_FILE, sign(data, key) if key else data)
+    _touch_parent(root, run_dir)
+
+
+def _touch_parent(root: Path, run_dir: Path) -> None:
+    """Give the folder that holds a run dir below outputs/ or multirun/ a new time: replacing run.json changes only
+    the run dir's, and the index (index.py) looks at the folders above run dirs, not at every run dir. A folder
+    that takes no new time (another user's) leaves the record to the index's checks in turn."""
+    if any(run_dir.is_relative_to(root / base) for base in RUN_FOLDERS):
+        try:
+            os.utime(run_dir.parent)
+        except OSError:
+            pass
 
 
 def is_signed(root: Path, record: "RunRecord") -> bool:

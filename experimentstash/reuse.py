@@ -13,54 +13,33 @@ import hashlib
 import os
 import stat
 from collections import Counter
-from dataclasses import dataclass
-from datetime import datetime, timezone
+from itertools import chain
 from pathlib import Path
 
 from . import StashError
 from .fingerprint import digest
 from .gitcmd import GitError, git
+from .index import Found, Index
 from .output import warn_skipped
 from .records import (EXPERIMENT_COPY, HEX, MAX_RUN_BYTES, RUN_FILE, BadRecord, RunRecord, Status, inside, parse_time,
                       read_json, read_limited, recorded_path, to_json)
 from .registry import MAX_EXPERIMENT_BYTES
 from .results import read_result
-from .runs import Found, load_runs
 from .signing import refusal
 
 GONE = "gone"
 DIFF_TREE_CALLS = 8  # the configs trees diffed for one line at most; beyond, the folder is named
 LINE_LIMIT = 400
-_OLDEST = datetime.min.replace(tzinfo=timezone.utc)
 SAID = {"tool_changes": "the tool's uncommitted changes differ", "registration": "the tool's meta.yaml entry differs",
         "lock_sha256": "the lock file differs"}
 
 
-@dataclass
-class Earlier:
-    """Every run of the stash that succeeded, from one pass over the records, latest (by its end) first."""
-
-    by_key: dict[tuple, list[Found]]  # (tool, experiment, overrides): every run of that job
-    by_fingerprint: dict[str, list[Found]]
-
-
-def job_key(tool: str, experiment: str, overrides) -> tuple:
-    return tool, experiment, tuple(overrides)
-
-
-def earlier_runs(root: Path) -> Earlier:
-    """The one pass over the records that a launch makes for reuse."""
-    found, bad = load_runs(root)
-    warn_skipped(root, bad)
-    succeeded = sorted((f for f in found if f.record.status == Status.SUCCEEDED),
-                       key=lambda f: parse_time(f.record.ended_at) or _OLDEST, reverse=True)
-    earlier = Earlier({}, {})
-    for f in succeeded:
-        r = f.record
-        earlier.by_key.setdefault(job_key(r.tool, r.experiment, r.overrides), []).append(f)
-        if r.fingerprint:
-            earlier.by_fingerprint.setdefault(r.fingerprint, []).append(f)
-    return earlier
+def earlier_runs(root: Path) -> Index:
+    """The index of the stash's records, in which a launch looks up each job's earlier succeeded runs (latest
+    first): the records that cannot be used are named once, here."""
+    index = Index(root)
+    warn_skipped(root, index.bad)
+    return index
 
 
 def check_run(root: Path, folder: Path, tool: str, result_file: str | None) -> tuple[RunRecord | None, str | None]:
@@ -112,7 +91,7 @@ class Chooser:
     """The reuse decisions of one launch (a single run, or a sweep's batch): which earlier run each job stands on,
     and what to say about the jobs that had earlier runs and ran anyway."""
 
-    def __init__(self, root: Path, earlier: Earlier):
+    def __init__(self, root: Path, earlier: Index):
         self.root = root
         self.earlier = earlier
         self.checked: dict[Path, tuple[RunRecord | None, str | None]] = {}  # each run dir is checked once
@@ -120,23 +99,24 @@ class Chooser:
         self.again = 0  # jobs with earlier runs that ran
         self.reasons: Counter = Counter()  # why, with the number of such jobs
 
-    def _check(self, found: Found, spec) -> tuple[RunRecord | None, str | None]:
-        if found.folder not in self.checked:
-            self.checked[found.folder] = check_run(self.root, found.folder, spec.tool.name, spec.tool.result)
-        return self.checked[found.folder]
+    def _check(self, folder: Path, spec) -> tuple[RunRecord | None, str | None]:
+        if folder not in self.checked:
+            self.checked[folder] = check_run(self.root, folder, spec.tool.name, spec.tool.result)
+        return self.checked[folder]
 
     def choose(self, spec) -> Found | None:
         """The latest earlier run that passes check_run with the job's fingerprint; None when the job must run."""
         own = spec.fingerprint.digest
-        for found in self.earlier.by_fingerprint.get(own, []):
-            record, why = self._check(found, spec)
+        for folder in self.earlier.by_fingerprint(own):
+            record, why = self._check(folder, spec)
             if why is None and record.fingerprint == own:
-                return Found(record, found.folder)
-        runs = self.earlier.by_key.get(job_key(spec.tool.name, spec.experiment, spec.overrides), [])
-        if runs:  # the job ran before: what differs from the latest such run that passes the checks
+                return Found(record, folder)
+        runs = self.earlier.earlier(spec.tool.name, spec.experiment, spec.overrides)
+        latest = next(runs, None)
+        if latest:  # the job ran before: what differs from the latest such run that passes the checks
             self.again += 1
-            for found in runs:
-                record, why = self._check(found, spec)
+            for folder in chain([latest], runs):
+                record, why = self._check(folder, spec)
                 if why is None:
                     self.reasons.update(dict.fromkeys(self.differences(spec, record.fingerprint_parts), 1))
                     break

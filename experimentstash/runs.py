@@ -1,5 +1,6 @@
-"""The run records of a stash: every run.json under outputs/ and multirun/, read and validated, with the runs whose
-launcher is gone shown as `lost`; and the tail of a run's log."""
+"""The run records of a stash: the runs under outputs/ and multirun/ that a listing asks for, looked up in the index
+of the records, with the runs whose launcher is gone shown as `lost`; one run dir given by the user; and the tail of
+a run's log."""
 
 from __future__ import annotations
 
@@ -8,79 +9,32 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import StashError
-from .owner import owner_alive
-from .records import RUN_FILE, BadRecord, Missing, RunRecord, Status, open_regular, read_run
-
-RUN_FOLDERS = ("outputs", "multirun")
-
-
-def run_files(root: Path):
-    """Every run.json below outputs/ and multirun/. A run dir holds no other runs: its contents are not walked."""
-    for base in RUN_FOLDERS:
-        stack = [str(root / base)]
-        while stack:
-            folder = stack.pop()
-            try:
-                with os.scandir(folder) as it:
-                    entries = list(it)
-            except OSError:
-                continue
-            if any(e.name == RUN_FILE for e in entries):
-                yield os.path.join(folder, RUN_FILE)
-                continue
-            stack.extend(e.path for e in entries if e.name != ".hydra" and e.is_dir(follow_symlinks=False))
+from .index import Found, Index, lost_when_gone
+from .records import RUN_FILE, BadRecord, Missing, open_regular, read_run
 
 
 @dataclass
-class Found:
-    """A run record with the folder it was found in (an earlier attempt's folder is named <run dir>.attempt<k>)."""
+class Selected:
+    """The runs a listing asks for, and what it says about the rest."""
 
-    record: RunRecord
-    folder: Path
-
-    @property
-    def tool(self) -> str:
-        return self.record.tool
-
-    @property
-    def experiment(self) -> str:
-        return self.record.experiment
-
-    @property
-    def status(self) -> Status:
-        return self.record.status
-
-    @property
-    def label(self) -> str:
-        """The run's id, with the attempt when its folder is an earlier attempt's."""
-        _, dot, kind = self.folder.name.rpartition(".")
-        return f"{self.record.id}.{kind}" if dot and kind.startswith(("attempt", "preempted")) else self.record.id
+    runs: list[Found]  # the runs that pass the filters, oldest first
+    bad: list[BadRecord]  # the records that could not be used (for one warning: output.warn_skipped)
+    total: int  # how many runs are recorded
+    tools: list[str]  # the tools that runs were recorded of
+    emptied: str | None  # the filter that left no run when runs were recorded (`--experiment 'x*'`)
 
 
-def load_runs(root: Path) -> tuple[list[Found], list[BadRecord]]:
-    """(valid records sorted oldest first, the records that could not be read or failed validation). A record
-    still `running` whose owner process is gone is shown as `lost`."""
-    found, bad = [], []
-    for path in run_files(root):
-        folder = Path(path).parent
-        try:
-            record = read_run(folder)
-        except BadRecord as err:
-            bad.append(err)
-            continue
-        found.append(Found(_lost_when_gone(record), folder))
-    found.sort(key=lambda f: (f.record.started_at or "", f.label))
-    return found, bad
-
-
-def _lost_when_gone(record: RunRecord) -> RunRecord:
-    if record.status == Status.RUNNING and owner_alive(record.owner) is False:
-        record.status = Status.LOST
-    return record
+def find_runs(root: Path, filters=None, read: bool = False) -> Selected:
+    """The runs under outputs/ and multirun/ that pass the filters (views/selection.py Filters; None: every run),
+    looked up in the index (index.py). Each record holds what the index keeps (what the listing shows); `read=True`
+    reads each returned run's whole run.json."""
+    index = Index(root)
+    runs, emptied = index.select(filters, read)
+    return Selected(runs, index.bad, index.count(), index.tools(), emptied)
 
 
 def found_at(run_dir: Path) -> Found:
-    """The validated record of one run dir given by the user, shown as load_runs shows it."""
+    """The validated record of one run dir given by the user, shown as find_runs shows it."""
     if not run_dir.is_dir():
         raise StashError(f"{run_dir} is not a folder: give a run dir (outputs/<tool>/<experiment>/<id>).")
     if not os.path.lexists(run_dir / RUN_FILE):
@@ -88,9 +42,19 @@ def found_at(run_dir: Path) -> Found:
             f"{run_dir} holds no {RUN_FILE}: give a run dir such as outputs/<tool>/<experiment>/<id> "
             "(`experimentstash runs` lists them)."
         )
-    return Found(_lost_when_gone(read_run(run_dir)), run_dir)
+    return Found(lost_when_gone(read_run(run_dir)), run_dir)
 
 
+def found_by_id(root: Path, shown: str) -> Found:
+    """The run that `runs` shows with this id (an earlier attempt's as <id>.attempt<k>), found through the index."""
+    folders = Index(root).by_id(shown)
+    if not folders:
+        raise StashError(f"{shown} is neither a folder nor the id of a recorded run: give a run dir, or an id that "
+                         "`experimentstash runs` lists.")
+    if len(folders) > 1:
+        where = ", ".join(str(f.relative_to(root)) for f in folders)
+        raise StashError(f"{shown} is the id of {len(folders)} runs ({where}): give the run dir of one.")
+    return found_at(folders[0])
 
 
 def tail(path: Path, lines: int = 10) -> str:

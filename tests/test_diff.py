@@ -3,6 +3,7 @@
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -114,6 +115,25 @@ def test_paths_that_are_no_run_dirs_are_refused(stash):
     assert out.returncode == 2 and "outputs/none does not exist: give a run dir" in out.stderr
     out = stash.run("diff", str(run), "configs")
     assert out.returncode == 2 and "holds no run.json" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_runs_given_by_their_ids(stash):
+    assert stash.run("tool=fx", "experiment=a").returncode == 0
+    assert stash.run("tool=fx", "experiment=a", "value=3").returncode == 0
+    (a, b), ids = run_dirs(stash), [r["id"] for r in stash.runs()]
+    by_dir = stash.run("diff", str(a), str(b), "--format", "json")
+    by_id = stash.run("diff", *ids, "--format", "json")
+    assert by_id.returncode == 0, by_id.stderr
+    assert by_id.stdout == by_dir.stdout
+    assert json.loads(by_id.stdout)["b"]["run_dir"] == str(b.relative_to(stash.root))
+
+    out = stash.run("diff", ids[0], "no-such-run")
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert "no-such-run is neither a folder nor the id of a recorded run" in out.stderr
+
+    shutil.copytree(b, b.with_name(b.name + "-copy"))  # two run dirs record the same id
+    out = stash.run("diff", ids[0], ids[1])
+    assert out.returncode == 2 and f"{ids[1]} is the id of 2 runs" in out.stderr and "give the run dir of one" in out.stderr
 
 
 def new_venv(folder: Path) -> Path:

@@ -353,7 +353,7 @@ def test_a_reused_job_points_to_its_run_and_every_view_counts_it(stash, tmp_path
     assert sorted(row["score"] for row in table) == [2.0, 2.0, 2.0, 4.0, 4.0, 4.0]
     assert stash.run("report", str(folder)).returncode == 0
     page = (folder / "report.html").read_text()
-    pins = page[page.index("<h2>Pins</h2>"):]
+    pins = page[page.index("<h2>Commits</h2>"):]
     assert sum(int(n) for n in re.findall(r"<td>(\d+)</td></tr>", pins[:pins.index("</table>")])) == 6
     status = stash.run("status", str(folder))
     assert "6 jobs: 4 reused, 2 succeeded" in status.stdout and "lost" not in status.stdout

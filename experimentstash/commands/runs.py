@@ -7,9 +7,9 @@ from pathlib import Path
 
 from ..output import warn_skipped
 from ..records import to_json
-from ..runs import load_runs
+from ..runs import find_runs
 from ..views.listing import check_tool, print_table, shown_record
-from ..views.selection import from_args, select
+from ..views.selection import from_args
 from . import add_filters
 
 
@@ -19,16 +19,15 @@ def add_arguments(p) -> None:
 
 
 def run(args, root: Path) -> int:
-    filters = from_args(args, root)
-    runs, bad = load_runs(root)
-    check_tool(root, runs, args.tool)
-    shown, emptied = select(runs, filters)
+    selected = find_runs(root, from_args(args, root), read=args.json)
+    check_tool(root, selected.tools, args.tool)
+    shown = selected.runs
     if args.json:
         # one record per line: readable, and json's fast C encoder (an indent would make it the slow Python one)
         lines = ",\n".join(to_json(shown_record(f.record)) for f in shown)
         sys.stdout.write("[\n" + lines + ("\n]\n" if shown else "]\n"))
     else:
-        print_table(shown, len(runs), emptied)
-    warn_skipped(root, bad)
+        print_table(shown, selected.total, selected.emptied)
+    warn_skipped(root, selected.bad)
     return 0
 

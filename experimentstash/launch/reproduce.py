@@ -364,10 +364,9 @@ def upstream_runs(stash: Stash, record: RunRecord) -> list:
     """The runs a pipeline stage's run consumed (its `upstream`), in order, as found under outputs/ and multirun/."""
     if not record.upstream:
         return []
-    from ..runs import load_runs
+    from ..runs import find_runs
 
-    runs, _ = load_runs(stash.root)
-    by_id = {found.record.id: found for found in runs}
+    by_id = {found.record.id: found for found in find_runs(stash.root, read=True).runs}
     missing = [run_id for run_id in record.upstream if run_id not in by_id]
     if missing:
         raise StashError(f"Run {record.id} consumed run {missing[0]} (upstream), which is no longer under outputs/ or "

@@ -24,6 +24,7 @@ from rich.text import Text
 from .. import Interrupted, StashError, backends
 from ..backends import base
 from ..fingerprint import with_upstream
+from ..index import Index
 from ..output import console, plain, say, warn, warn_skipped
 from ..overrides import override_key, replaced
 from ..owner import owner_alive
@@ -32,7 +33,7 @@ from ..records import (LOCK_FILE, RUN_FILE, SWEEP_FILE, BadRecord, JobEntry, Mis
                       is_signed, job_dir_name, job_run_dir, move_aside, now_iso, read_run, to_json, write_run,
                       write_text)
 from ..registry import Stash
-from ..reuse import GONE, Chooser, Earlier, check_run, earlier_runs
+from ..reuse import GONE, Chooser, check_run, earlier_runs
 from ..views.summary import Progress, print_summary
 from .facts import Facts, gather
 from .invocation import current
@@ -90,7 +91,7 @@ class Sweep(base.Sweep):
         self.progress: Progress | None = None
         self.tracking = None  # trackers.Tracking, when a job reports to W&B or MLflow
         self.facts: Facts | None = None  # looked up by the first launch, kept for the next ones
-        self.earlier: Earlier | None = None  # the stash's succeeded runs, for stash.reuse
+        self.earlier: Index | None = None  # the index of the stash's records, for stash.reuse
         self.notifier: Notifier | None = None  # where the sweep's end is told (notify: or stash.notify)
 
     # --- what a backend sees of it (base.Sweep) ---------------------------------------------------------------
@@ -209,7 +210,7 @@ class Sweep(base.Sweep):
         wanted = [p for p in planned if reuses(p.spec, p.options) and p.spec.fingerprint]
         if not wanted:
             return {}
-        if self.earlier is None:  # read once per sweep: every record of the stash
+        if self.earlier is None:  # opened (and brought up to date) once per sweep
             self.earlier = earlier_runs(self.stash.root)
         chooser = Chooser(self.stash.root, self.earlier)
         reused = {p.num: found for p in wanted if (found := chooser.choose(p.spec))}

@@ -25,7 +25,7 @@ from ..output import plain, warn_skipped
 from ..overrides import override_values, varying
 from ..records import STATUS_WORDS, RunRecord, Status, finite, flatten, job_run_dir, to_json
 from ..results import is_number
-from ..runs import found_at, load_runs
+from ..runs import find_runs, found_at
 from .groups import code_version, context, context_key, differs, latest_succeeded, stands_for
 from .histories import Direction, directions, stated, summaries
 from .listing import _duration_cell, _value, check_tool, commit_cell, write_aligned
@@ -411,11 +411,6 @@ def collect(root: Path, given: list, filters: Filters, stage: str | None = None)
     sweep core) or a run dir's run (a Path); when none is given, every recorded run. `stage`: of a pipeline's sweep,
     its chains' jobs of that stage (sweep_entries)."""
     entries, notes, sweeps = [], [], []
-    if not given:
-        runs, bad = load_runs(root)
-        check_tool(root, runs, filters.tool)
-        entries = [Entry.of(f.record, f.folder) for f in runs]
-        warn_skipped(root, bad)
     for item in given:
         if isinstance(item, Path):
             found = found_at(item)
@@ -425,7 +420,13 @@ def collect(root: Path, given: list, filters: Filters, stage: str | None = None)
             jobs, more = sweep_entries(item, stage)
             entries += jobs
             notes += more
-    entries, emptied = select(entries, filters)
+    if given:
+        entries, emptied = select(entries, filters)
+    else:  # every recorded run: the index answers the filters
+        selected = find_runs(root, filters, read=True)
+        check_tool(root, selected.tools, filters.tool)
+        warn_skipped(root, selected.bad)
+        entries, emptied = [Entry.of(f.record, f.folder) for f in selected.runs], selected.emptied
     waiting = sum(1 for e in entries if not e.status.final)
     if waiting:
         notes.append(f"{waiting} of {len(entries)} runs have not ended yet (pending or running): not shown.")

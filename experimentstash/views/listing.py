@@ -18,13 +18,14 @@ from .histories import list_text
 from . import usage
 
 
-def check_tool(root: Path, runs: list[Found], tool: str | None) -> None:
-    """A --tool that is neither registered nor named by any record is refused, with the closest name."""
-    if not tool or any(f.record.tool == tool for f in runs):
+def check_tool(root: Path, recorded: list[str], tool: str | None) -> None:
+    """A --tool that is neither registered nor named by any record (`recorded`: the tools records name) is refused,
+    with the closest name."""
+    if not tool or tool in recorded:
         return
     from ..registry import Stash, closest
 
-    names = sorted(set(Stash.load(root).tools) | {f.record.tool for f in runs})
+    names = sorted(set(Stash.load(root).tools) | set(recorded))
     if tool not in names:
         raise StashError(f"Unknown tool '{tool}'{closest(tool, names)}: the tools registered or with runs here are "
                          f"{', '.join(names) or 'none'}.")
