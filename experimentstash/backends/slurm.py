@@ -475,6 +475,9 @@ class SlurmBackend(Backend):
         """Never two attempts of one job at once: no rerun while Slurm still has a task of the sweep (squeue, which
         knows a task as soon as it is submitted; sacct may not yet)."""
         left = queued(job_name(sweep))
+        if left and all(line.split()[-1] == "COMPLETING" for line in left):  # ending: Slurm cleans up after them
+            wait_until_ended(job_name(sweep))
+            left = queued(job_name(sweep))
         if left is None:
             raise StashError("Slurm does not say (squeue) whether tasks of this sweep are still queued or running: "
                              "rerun when it answers, so that no job runs twice at once.")
