@@ -92,7 +92,9 @@ MAX_NAMED = 20  # bad records named one by one; the rest are counted
 
 
 def warn_skipped(root: Path, bad) -> None:
-    """One warning naming each record that was skipped (records.BadRecord), up to MAX_NAMED, then a count."""
+    """One warning naming each record that was skipped (records.BadRecord), up to MAX_NAMED, then a count; in the
+    order of their paths, whether they were found by a walk of the folders or by the index."""
+    bad = sorted(bad, key=lambda err: str(err.path))
     for err in bad[:MAX_NAMED]:
         say(f"warning: skipped {shown_path(root, err.path)}: {err.reason}")
     if len(bad) > MAX_NAMED:

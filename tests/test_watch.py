@@ -60,7 +60,7 @@ def test_ctrl_c_ends_the_watch_quietly_and_not_the_sweep(stash):
     assert watcher.stdout.readline().startswith("job 0 running: fx long")  # the watch is under way
     watcher.send_signal(signal.SIGINT)
     stdout, stderr = watcher.communicate(timeout=60)
-    assert watcher.returncode == 130 and stderr == "", stderr
+    assert watcher.returncode == 130 and stderr == "", stdout + stderr
     assert sweep.poll() is None  # the sweep goes on
     sweep.send_signal(signal.SIGINT)
     sweep.communicate(timeout=60)

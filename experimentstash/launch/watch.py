@@ -3,6 +3,7 @@ as a live view on a terminal and as plain lines otherwise; each failure is shown
 
 from __future__ import annotations
 
+import signal
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -27,6 +28,8 @@ def watch(stash: Stash, sweep_dir: Path) -> Sweep | None:
     out = output(width=None if Console().is_terminal else 200)
     live = Live(console=out, auto_refresh=False, transient=True) if out.is_terminal else None
     shown: set = set()  # what was printed already: failures (num, ended_at), starts (num, started_at), counts
+    # Ctrl-C ends the watch even when it was started with SIGINT ignored (a shell's background job inherits that)
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         with live or nullcontext():
             while True:
@@ -42,6 +45,8 @@ def watch(stash: Stash, sweep_dir: Path) -> Sweep | None:
                 time.sleep(POLL)
     except KeyboardInterrupt:
         return None
+    finally:
+        signal.signal(signal.SIGINT, before)
     return sweep
 
 
