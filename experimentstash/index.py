@@ -37,12 +37,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from fnmatch import fnmatchcase
 from pathlib import Path
-from typing import Iterator
+from functools import partial
+from typing import Iterator, Sequence
 
+from .bulk import in_chunks
 from .output import say, shown_path
 from .owner import owner_alive
-from .records import (RUN_FILE, RUN_FOLDERS, BadRecord, RunRecord, Status, parse_time, plain_relative, read_run,
-                      to_json)
+from .records import (RUN_FILE, RUN_FOLDERS, BadRecord, Invalid, RunRecord, Status, check_owner, parse_time,
+                      plain_relative, read_run, to_json)
 
 SCHEMA = 3  # of the index's tables: another one is dropped and built again
 BUSY_S = 1.0  # how long a read waits for another process's write before it reads the records instead
@@ -67,14 +69,17 @@ CREATE TABLE runs (
     duration_s, result TEXT, more TEXT, partial INTEGER NOT NULL, owner TEXT, fingerprint TEXT,
     ended TEXT NOT NULL,
     UNIQUE (parent, name));
-CREATE INDEX runs_order ON runs (ifnull(started_at, ''));
-CREATE INDEX runs_tool ON runs (tool, ifnull(started_at, ''));
-CREATE INDEX runs_experiment ON runs (experiment, ifnull(started_at, ''));
-CREATE INDEX runs_status ON runs (status, ifnull(started_at, ''));
-CREATE INDEX runs_fingerprint ON runs (substr(fingerprint, 1, 12), ended);
-CREATE INDEX runs_sweep ON runs (sweep_id, sweep_num);
-CREATE INDEX runs_id ON runs (run_id);
-CREATE INDEX runs_job ON runs (job, ended) WHERE status = 'succeeded';
+"""
+# made after the first build has written its rows (one sort each: twice as fast as growing them row by row)
+INDEXES = """
+CREATE INDEX IF NOT EXISTS runs_order ON runs (ifnull(started_at, ''));
+CREATE INDEX IF NOT EXISTS runs_tool ON runs (tool, ifnull(started_at, ''));
+CREATE INDEX IF NOT EXISTS runs_experiment ON runs (experiment, ifnull(started_at, ''));
+CREATE INDEX IF NOT EXISTS runs_status ON runs (status, ifnull(started_at, ''));
+CREATE INDEX IF NOT EXISTS runs_fingerprint ON runs (substr(fingerprint, 1, 12), ended);
+CREATE INDEX IF NOT EXISTS runs_sweep ON runs (sweep_id, sweep_num);
+CREATE INDEX IF NOT EXISTS runs_id ON runs (run_id);
+CREATE INDEX IF NOT EXISTS runs_job ON runs (job, ended) WHERE status = 'succeeded';
 """
 COLUMNS = ("run_id", "label", "schema", "status", "exit_code", "tool", "experiment", "experiment_file",
            "experiment_sha256", "overrides", "job", "tool_commit", "tool_pinned_commit", "tool_dirty", "stash_commit",
@@ -82,6 +87,7 @@ COLUMNS = ("run_id", "label", "schema", "status", "exit_code", "tool", "experime
            "fingerprint", "ended")
 SELECTED = "id, parent, name, sig, " + ", ".join(COLUMNS)
 ENV = COLUMNS.index("env")
+OWNER = 4 + COLUMNS.index("owner")  # in a row of SELECTED
 ENV_KEYS = ("kind", "python", "executable", "lock_file", "lock_sha256")  # what tells environments apart
 SHOWN_EXTRA = ("reproduces",)  # fields of some records that views show
 _OLDEST_FIRST = " ORDER BY ifnull(started_at, ''), ifnull(label, run_id)"  # by start, then label
@@ -138,6 +144,7 @@ class Seen:
     sig: int | None = 0
     names: set[str] | None = None
     read: dict[str, tuple | None] = field(default_factory=dict)
+    unread: dict[str, int] = field(default_factory=dict)  # run dirs to read: name -> signature of their run.json
 
 
 def index_path(root: Path) -> Path:
@@ -165,6 +172,7 @@ class Index:
         self.bad: list[BadRecord] = []
         self.db: sqlite3.Connection | None = None
         self.paths: dict[int, str] = {}  # folder id -> folder relative to the root
+        self.envs: dict[int, str] = {}  # environment id -> its JSON
         self._use(self._file)
 
     # --- opening, and what is done when the file cannot be used ------------------------------------------------
@@ -211,7 +219,7 @@ class Index:
         if self.db is not None:
             self.db.close()
             self.db = None
-        self.db = connect()
+        self.db, self.envs = connect(), {}
         self.db.execute("PRAGMA cache_size=-32000")
         self.db.create_function("started_since", 2, _started_since, deterministic=True)
         self._schema()
@@ -275,17 +283,20 @@ class Index:
                 raise Unusable(f"a folder that is no folder of run dirs: {path!r}")
         todo = [base for base in RUN_FOLDERS if base not in self.paths.values()]
         todo += [path for _, path, _, sig in known if not _same(sig, _folder_sig(self.root, path, self._now))]
-        seen, began = [], time.monotonic()
+        looked = []
         while todo:
-            looked, new = self._look(todo.pop())
-            seen += looked
+            seen, new = self._look(todo.pop())
+            looked += seen
             todo += new
-            if time.monotonic() - began > COMMIT_S:  # a long build writes as it goes
-                self._write(seen)
-                seen, began = [], time.monotonic()
-        self._write(seen)
+        self._read(looked)
         self.paths = dict(db.execute("SELECT id, path FROM folders"))
         self._write(self._in_turn(), cursor=True)
+        if db.execute("SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name GLOB 'runs_*'").fetchone()[0] \
+                < INDEXES.count(";"):
+            db.execute("BEGIN IMMEDIATE")
+            for statement in INDEXES.split(";")[:-1]:
+                db.execute(statement)
+            db.execute("COMMIT")
         self.bad = [BadRecord(Path(self.root, self._folder(parent), name, RUN_FILE), reason)
                     for parent, name, reason in db.execute("SELECT parent, name, reason FROM bad ORDER BY rowid")]
 
@@ -320,23 +331,38 @@ class Index:
         seen, new = Seen(path, sig, set(entries) - {RUN_FILE}), []
         for name in seen.names:
             child = f"{path}/{name}"
-            if child in folders or (name in runs and _same(runs[name], _file_sig(child, self.root, self._now))):
+            if child in folders:
                 continue  # a folder is looked at on its own
-            seen.read[name] = self._load(child)
-            if seen.read[name] is None:  # holds no run.json: a folder to list
+            sig = _file_sig(child, self.root, self._now)  # before reading: a change during it shows next time
+            if name in runs and _same(runs[name], sig):
+                continue
+            if sig is None:  # holds no run.json: a folder to list
+                seen.read[name] = None
                 new.append(child)
+            else:
+                seen.unread[name] = sig
         return [seen], new
+
+    def _read(self, looked: list[Seen]) -> None:
+        """Read the run dirs `looked` left unread (in bulk.py's worker processes when there are many) and write
+        what was seen as it comes: every COMMIT_S, so that others wait less than BUSY_S; folders before what they
+        hold."""
+        unread = [(seen, name) for seen in looked for name in seen.unread]
+        loaded = in_chunks(partial(_loaded, str(self.root)), [f"{seen.path}/{name}" for seen, name in unread])
+        done, began = 0, time.monotonic()
+        for (seen, name), row in zip(unread, (row for chunk in loaded for row in chunk)):
+            seen.read[name] = (seen.unread.pop(name), row)
+            if not seen.unread and time.monotonic() - began > COMMIT_S:
+                ready = looked.index(seen, done) + 1
+                self._write(looked[done:ready])
+                done, began = ready, time.monotonic()
+        self._write(looked[done:])
 
     def _load(self, folder: str) -> tuple | None:
         """(signature of its run.json, the row of its validated record or why it is none) of a run dir; None when
         it holds no run.json."""
         sig = _file_sig(folder, self.root, self._now)  # before reading: a change during it shows next time
-        if sig is None:
-            return None
-        try:
-            return sig, _row(read_run(Path(self.root, folder)), folder.rpartition("/")[2])
-        except BadRecord as err:
-            return sig, err.reason
+        return None if sig is None else (sig, _loaded(str(self.root), [folder])[0])
 
     def _in_turn(self) -> list[Seen]:
         """The next CHECK_PER_READ records (and every bad one), looked at again: edits that changed no folder."""
@@ -360,13 +386,14 @@ class Index:
         """Write what was seen, in one transaction (and where the checks in turn are)."""
         if not seen and not cursor:
             return
-        db = self.db
+        db, envs = self.db, {}
         db.execute("BEGIN IMMEDIATE")
         for s in seen:
             if s.sig is None:
                 self._forget(s.path)
                 continue
             row = db.execute("SELECT id FROM folders WHERE path = ?", (s.path,)).fetchone()
+            fresh = row is None  # a folder new to the index holds no row to replace
             if s.names is not None:
                 parent = db.execute("SELECT id FROM folders WHERE path = ?", (s.path.rpartition("/")[0],)).fetchone()
                 if "/" in s.path and not parent:
@@ -377,19 +404,26 @@ class Index:
                 self._prune(row[0], s.path, s.names)
             if not row:
                 continue
+            if not fresh:
+                for table in ("runs", "bad"):
+                    db.executemany(f"DELETE FROM {table} WHERE parent = ? AND name = ?",
+                                   [(row[0], name) for name in s.read])
+            runs, bad = [], []
             for name, loaded in s.read.items():
-                db.execute("DELETE FROM runs WHERE parent = ? AND name = ?", (row[0], name))
-                db.execute("DELETE FROM bad WHERE parent = ? AND name = ?", (row[0], name))
                 if loaded is None:
                     if s.names is None:  # it holds no run.json now: its folder is listed again next time
                         db.execute("UPDATE folders SET sig = -1 WHERE id = ?", (row[0],))
                 elif isinstance(loaded[1], str):
-                    db.execute("INSERT INTO bad VALUES (?, ?, ?, ?)", (row[0], name, loaded[0], loaded[1]))
+                    bad.append((row[0], name, loaded[0], loaded[1]))
                 else:
                     values = [*loaded[1]]
-                    values[ENV] = self._env(values[ENV])
-                    db.execute(f"INSERT INTO runs (parent, name, sig, {', '.join(COLUMNS)}) VALUES "
-                               f"(?, ?, ?{', ?' * len(COLUMNS)})", (row[0], name, loaded[0], *values))
+                    if values[ENV] not in envs:
+                        envs[values[ENV]] = self._env(values[ENV])
+                    values[ENV] = envs[values[ENV]]
+                    runs.append((row[0], name, loaded[0], *values))
+            db.executemany("INSERT INTO bad VALUES (?, ?, ?, ?)", bad)
+            db.executemany(f"INSERT INTO runs (parent, name, sig, {', '.join(COLUMNS)}) VALUES "
+                           f"(?, ?, ?{', ?' * len(COLUMNS)})", runs)
         if cursor:
             db.execute("UPDATE meta SET value = ? WHERE key = 'cursor'", (self._cursor,))
         db.execute("COMMIT")
@@ -480,21 +514,27 @@ class Index:
         """The runs that pass the filters (views/selection.py Filters; None: every run), oldest first (`--last N`
         keeps the N most recent of those), and the first filter that left none of the runs recorded (as the user
         gave it: `--experiment 'x*'`)."""
-        return self._again(lambda: self._select(filters, read))
+        return self._again(lambda: self._select(filters, lambda rows: self._founds(rows, read)))
 
-    def _select(self, f, read):
+    def run_dirs(self, filters=None) -> tuple[list[Path], str | None]:
+        """The run dirs of the runs select() gives, without making their records (for reading them in bulk)."""
+        return self._again(lambda: self._select(filters, lambda rows: [self._run_dir(row) for row in rows]))
+
+    def _select(self, f, make):
         filters = self._filters(f) if f else []
         status, last = (f.status, f.last) if f else (None, None)
         where = " AND ".join(sql for _, sql, _ in filters)
         params = tuple(p for _, _, ps in filters for p in ps)
-        if last is not None and status not in (Status.RUNNING.value, Status.LOST.value):
-            found = self._founds(reversed(self._newest(where, params, last)), read)
-        else:  # running or lost: told by the owner, not by a row
-            found = self._founds(self._rows(f"SELECT {SELECTED} FROM runs WHERE {where or '1'}{_OLDEST_FIRST}",
-                                            params), read)
-            found = [f for f in found if not status or f.record.status == status]
+        oldest_first = f"SELECT {SELECTED} FROM runs WHERE {where or '1'}{_OLDEST_FIRST}"
+        if status in (Status.RUNNING.value, Status.LOST.value):  # told by the owner, not by a row
+            rows = [row for row in self._rows(oldest_first, params) if _owner_status(row) == status]
             if last is not None:
-                found = found[-last:] if last > 0 else []
+                rows = rows[-last:] if last > 0 else []
+        elif last is not None:
+            rows = list(reversed(self._newest(where, params, last)))
+        else:
+            rows = self._rows(oldest_first, params)
+        found = make(rows)
         emptied = None
         if not found and filters and self._exists(""):
             for i, (flag, _, _) in enumerate(filters):
@@ -537,8 +577,8 @@ class Index:
         where = " AND ".join(sql for _, sql, _ in filters)
         params = tuple(p for _, _, ps in filters for p in ps)
         if status in (Status.RUNNING.value, Status.LOST.value) and filters[-1][1] == "status = ?":
-            return any(f.record.status == status for f in self._founds(
-                self._rows(f"SELECT {SELECTED} FROM runs WHERE {where}", params), False))
+            return any(_owner_status(row) == status for row in self._rows(
+                f"SELECT {SELECTED} FROM runs WHERE {where}", params))
         return self._exists(where, params)
 
     def count(self) -> int:
@@ -609,10 +649,12 @@ class Index:
             if label(r[4], r[2]) == shown])
 
     def _env_of(self, env: int) -> str:
-        row = self.db.execute("SELECT value FROM envs WHERE id = ?", (env,)).fetchone()
-        if row is None:
-            raise Unusable(f"a run of environment {env}, which it does not hold")
-        return row[0]
+        if env not in self.envs:  # a handful of environments for thousands of runs
+            row = self.db.execute("SELECT value FROM envs WHERE id = ?", (env,)).fetchone()
+            if row is None:
+                raise Unusable(f"a run of environment {env}, which it does not hold")
+            self.envs[env] = row[0]
+        return self.envs[env]
 
     def _run_dir(self, row: tuple) -> Path:
         """The run dir of a row, confined to outputs/ and multirun/ (Unusable when it is not)."""
@@ -620,6 +662,26 @@ class Index:
         if "/" in row[2] or not _folder_of_runs(folder):
             raise Unusable(f"a run dir outside {' and '.join(RUN_FOLDERS)}: {folder!r}")
         return Path(self.root, folder)
+
+
+def _owner_status(row: tuple) -> str:
+    """running or lost, as the owner kept in a row of a running run tells (checked as a record's owner is)."""
+    try:
+        owner = check_owner("owner", json.loads(row[OWNER] or "null"))
+    except (ValueError, Invalid) as err:
+        raise Unusable(f"the owner of {row[2]} is no valid owner: {err}") from None
+    return Status.LOST.value if owner_alive(owner) is False else Status.RUNNING.value
+
+
+def _loaded(root: str, folders: Sequence[str]) -> list[tuple | str]:
+    """The row of the validated record of each run dir, or why it is none."""
+    rows = []
+    for folder in folders:
+        try:
+            rows.append(_row(read_run(os.path.join(root, folder)), folder.rpartition("/")[2]))
+        except BadRecord as err:
+            rows.append(err.reason)
+    return rows
 
 
 def _fingerprint_prefix(prefix: str) -> tuple[str, tuple]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import reprlib
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -108,3 +109,14 @@ def shown_path(root: Path, path: Path) -> Path:
     except OSError:
         here = None
     return path.relative_to(root) if here == root and path.is_relative_to(root) else path
+
+
+@contextmanager
+def quiet_when_closed():
+    """Output into a closed pipe (`... | head`) ends the output, not the launcher: the rest goes nowhere."""
+    try:
+        yield
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)

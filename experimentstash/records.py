@@ -383,7 +383,7 @@ def _status(name, value):
 
 
 def _count(name, value):
-    _type(int, what="a whole number")(name, value)
+    _int(name, value)
     if value < 0:
         raise Invalid(name, f"expected 0 or more, got {value}")
     return value
@@ -412,6 +412,7 @@ _bool = _type(bool, what="true or false")
 _dict = _type(dict, what="a mapping")
 _commit = _pattern(HEX, "a full commit id (40 hex digits)")
 _name = _pattern(NAME, "a plain name (letters, digits, '_', '-', '.')")
+_opt_str = _opt(_str)
 _strings = _list_of(_str, "strings")
 _argv = _list_of(_argv_word, "strings")
 _overrides = _list_of(_override, "strings")
@@ -434,6 +435,9 @@ def _owner(name, value):
             "started": _num(f"{name}.started", value.get("started"))}
 
 
+check_owner = _opt(_owner)  # an owner kept elsewhere than in its record (the index), checked as the record's
+
+
 def _patch_name(name, value):
     if value != PATCH_FILE:
         raise Invalid(name, f"expected '{PATCH_FILE}' (a file in the run dir) or null, got {excerpt(value, 60)}")
@@ -443,7 +447,7 @@ def _patch_name(name, value):
 def _env(name, value):
     _dict(name, value)
     for key in ("kind", "python", "executable", "lock_file", "lock_sha256"):
-        _opt(_str)(f"{name}.{key}", value.get(key))
+        _opt_str(f"{name}.{key}", value.get(key))
     _opt(_argv_word)(f"{name}.executable", value.get("executable"))
     if value.get("kind") not in ("current", "uv", "python"):
         raise Invalid(f"{name}.kind", f"expected current, uv or python, got {excerpt(value.get('kind'), 40)}")
@@ -482,7 +486,7 @@ def _history(name, value):
         for which in ("first", "last", "min", "max"):
             stats[which] = _opt(_summary_number)(f"{name}.keys.{key}.{which}", stats.get(which))
     return {"file": _relative(f"{name}.file", value.get("file")), "steps": _count(f"{name}.steps", value.get("steps")),
-            "x": _opt(_str)(f"{name}.x", value.get("x")), "keys": keys}
+            "x": _opt_str(f"{name}.x", value.get("x")), "keys": keys}
 
 
 def _rank(name, value):
@@ -526,7 +530,7 @@ _resources = _figures({
 
 
 def _run_schema(name, value):
-    _type(int, what="a whole number")(name, value)
+    _int(name, value)
     if not 1 <= value <= RUN_SCHEMA:
         raise Invalid(name, f"expected 1 to {RUN_SCHEMA}, got {value}")
     return value
@@ -566,18 +570,18 @@ class RunRecord:
     stash_dirty: bool | None = _f(_opt(_bool))
     env: dict = _f(_env, None, required=True)
     command: list[str] = _fl(_argv)
-    cwd: str | None = _f(_opt(_str))
-    run_dir: str | None = _f(_opt(_str))
-    host: str | None = _f(_opt(_str))
-    started_at: str | None = _f(_opt(_str))
-    ended_at: str | None = _f(_opt(_str))
+    cwd: str | None = _f(_opt_str)
+    run_dir: str | None = _f(_opt_str)
+    host: str | None = _f(_opt_str)
+    started_at: str | None = _f(_opt_str)
+    ended_at: str | None = _f(_opt_str)
     duration_s: float | None = _f(_opt(_num))
     logs: dict = _f(_opt(_dict))
     result: Any = _f(lambda name, value: value)
     history: dict | None = _f(_opt(_history))  # a summary of the tool's history file (meta.yaml `history:`)
     sweep: dict | None = _f(_opt(_sweep_ref))
     owner: dict | None = _f(_opt(_owner))
-    fingerprint: str | None = _f(_opt(_str))
+    fingerprint: str | None = _f(_opt_str)
     fingerprint_parts: dict | None = _f(_opt(_dict))
     tool_touched: list[str] = _fl(_strings)  # files the run added or changed in the tool's checkout
     pipeline: str | None = _f(_opt(_name))  # the pipeline (configs/pipelines/<name>.yaml) the run is a stage of
@@ -645,7 +649,7 @@ def _checked(cls, data) -> dict:
 
 
 def _extra(cls, data: dict) -> dict:
-    known = {name for name, _, _ in _checks(cls)}
+    known = _FIELD_NAMES[cls]
     return {k: v for k, v in data.items() if k not in known and k != "extra"}
 
 
@@ -740,9 +744,9 @@ def too_deep(value, limit: int) -> bool:
     return False
 
 
-def read_run(run_dir: Path) -> RunRecord:
+def read_run(run_dir: str | Path) -> RunRecord:
     """The run dir's validated record; BadRecord (Missing when there is none) naming the file."""
-    path = run_dir / RUN_FILE
+    path = os.path.join(run_dir, RUN_FILE)
     return RunRecord.from_dict(read_json(path, MAX_RUN_BYTES), path)
 
 
@@ -772,7 +776,7 @@ def mark_ended(root: Path, run_dir: Path, **fields) -> None:
 # --- the sweep record -----------------------------------------------------------------------------------------
 
 def _sweep_schema(name, value):
-    _type(int, what="a whole number")(name, value)
+    _int(name, value)
     if not 1 <= value <= SWEEP_SCHEMA:
         raise Invalid(name, f"{value} is not a sweep.json schema this experimentstash reads (1 to {SWEEP_SCHEMA})")
     return value
@@ -792,7 +796,7 @@ class JobEntry:
     status: Status = _f(_status, Status.PENDING, required=True)
     exit_code: int | None = _f(_opt(_int))
     duration_s: float | None = _f(_opt(_num))
-    ended_at: str | None = _f(_opt(_str))
+    ended_at: str | None = _f(_opt_str)
     launch_overrides: list[str] = _fl(_overrides, required=True)
     reused_from: str | None = _f(_opt(_relative))  # the earlier run a reused job stands on, below the stash root
     extra: dict = field(default_factory=dict)

@@ -17,7 +17,7 @@ from .records import RUN_FILE, BadRecord, Missing, open_regular, read_run
 class Selected:
     """The runs a listing asks for, and what it says about the rest."""
 
-    runs: list[Found]  # the runs that pass the filters, oldest first
+    runs: list  # the runs that pass the filters, oldest first: Found objects (find_runs) or run dirs (find_run_dirs)
     bad: list[BadRecord]  # the records that could not be used (for one warning: output.warn_skipped)
     total: int  # how many runs are recorded
     tools: list[str]  # the tools that runs were recorded of
@@ -29,7 +29,16 @@ def find_runs(root: Path, filters=None, read: bool = False) -> Selected:
     looked up in the index (index.py). Each record holds what the index keeps (what the listing shows); `read=True`
     reads each returned run's whole run.json."""
     index = Index(root)
-    runs, emptied = index.select(filters, read)
+    return _selected(index, *index.select(filters, read))
+
+
+def find_run_dirs(root: Path, filters=None) -> Selected:
+    """The run dirs of the runs find_runs gives, without their records (to be read in bulk: views/listing.py)."""
+    index = Index(root)
+    return _selected(index, *index.run_dirs(filters))
+
+
+def _selected(index: Index, runs: list, emptied: str | None) -> Selected:
     return Selected(runs, index.bad, index.count(), index.tools(), emptied)
 
 

@@ -151,6 +151,53 @@ def test_the_index_answers_as_reading_every_record(swept, tmp_path, capsys, monk
     assert "warning" not in capsys.readouterr().err
 
 
+BULK = """
+import json, sys, threading
+import multiprocessing.pool
+from pathlib import Path
+from experimentstash import bulk
+from experimentstash.index import Index
+from experimentstash.views.listing import write_json
+
+bulk.CHUNK, bulk.ALONE_BELOW = 2, 1  # what a stash of thousands of runs gets, with the runs of this one
+pools, imap = [], multiprocessing.pool.Pool.imap
+multiprocessing.pool.Pool.imap = lambda pool, *args: pools.append(1) or imap(pool, *args)
+assert threading.active_count() == 1
+index = Index(Path.cwd())
+built = len(pools)
+records = [(str(f.folder), f.record.to_dict()) for f in index.select(read=True)[0]]
+out, dirs = open(sys.argv[1], "w"), index.run_dirs()[0]
+Path(sys.argv[2]).write_text("{half")  # damaged between the look at the index and the reading
+bad = write_json(dirs, out)
+out.close()
+print(json.dumps({"built": built, "listed": len(pools) - built, "records": records,
+                  "bad": sorted((str(b.path), b.reason) for b in index.bad + bad)}))
+"""
+
+
+def test_many_records_are_read_by_worker_processes_with_the_same_answers(swept, tmp_path):
+    """Building the index and `runs --json` read thousands of records in worker processes: the same records, in
+    the same order, and the same bad ones named, as reading each one here."""
+    from experimentstash.views.listing import shown_record
+
+    root = copy(swept, tmp_path).root
+    first, second, third = run_dirs(root)[:3]
+    shutil.copytree(second, second.with_name(second.name + ".attempt1"))
+    (third / RUN_FILE).write_text("{half")
+    write_json(first / RUN_FILE, changed(first, status="running", owner={"pid": 1, "host": "elsewhere",
+                                                                       "started": 0.0}))
+    runs = load_runs(root)[0]
+    out = subprocess.run([sys.executable, "-c", BULK, str(tmp_path / "runs.json"), str(second / RUN_FILE)], cwd=root,
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    got = json.loads(out.stdout)
+    assert got["built"] == 1 and got["listed"] == 1  # both read in bulk
+    assert got["records"] == [[str(f.folder), json.loads(json.dumps(f.record.to_dict()))] for f in runs]
+    assert json.loads((tmp_path / "runs.json").read_text()) == [shown_record(f.record) for f in runs
+                                                                if f.folder != second]
+    assert [tuple(b) for b in got["bad"]] == sorted((str(b.path), b.reason) for b in load_runs(root)[1])  # both
+
+
 def test_a_deleted_index_is_built_again(swept, tmp_path, capsys):
     root = copy(swept, tmp_path).root
     assert_same(root)

@@ -6,10 +6,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from ..output import say
+from ..output import quiet_when_closed, say
 from ..views.compare import FORMATS, build, grouped, sort_rows, write
 from ..views.histories import parse_best
-from ..views.summary import quiet_when_closed
 from . import add_filters, add_view_arguments, chosen
 
 

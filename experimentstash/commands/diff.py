@@ -5,11 +5,10 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from ..output import shown_path
+from ..output import quiet_when_closed, shown_path
 from ..records import to_json
 from ..runs import Found, found_at, found_by_id
 from ..views.diff import compare_runs, render
-from ..views.summary import quiet_when_closed
 from . import folder
 
 

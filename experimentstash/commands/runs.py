@@ -5,10 +5,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from ..output import warn_skipped
-from ..records import to_json
-from ..runs import find_runs
-from ..views.listing import check_tool, print_table, shown_record
+from ..output import quiet_when_closed, warn_skipped
+from ..runs import find_run_dirs, find_runs
+from ..views.listing import check_tool, print_table, write_json
 from ..views.selection import from_args
 from . import add_filters
 
@@ -19,15 +18,14 @@ def add_arguments(p) -> None:
 
 
 def run(args, root: Path) -> int:
-    selected = find_runs(root, from_args(args, root), read=args.json)
+    selected = (find_run_dirs if args.json else find_runs)(root, from_args(args, root))
     check_tool(root, selected.tools, args.tool)
-    shown = selected.runs
-    if args.json:
-        # one record per line: readable, and json's fast C encoder (an indent would make it the slow Python one)
-        lines = ",\n".join(to_json(shown_record(f.record)) for f in shown)
-        sys.stdout.write("[\n" + lines + ("\n]\n" if shown else "]\n"))
-    else:
-        print_table(shown, selected.total, selected.emptied)
+    with quiet_when_closed():
+        if args.json:
+            selected.bad += write_json(selected.runs, sys.stdout)
+        else:
+            print_table(selected.runs, selected.total, selected.emptied)
+        sys.stdout.flush()
     warn_skipped(root, selected.bad)
     return 0
 

@@ -11,9 +11,10 @@ from datetime import datetime
 from pathlib import Path
 
 from .. import StashError
+from ..bulk import in_chunks
 from ..output import plain
-from ..records import STATUS_WORDS, RunRecord, Status, redact
-from ..runs import Found
+from ..records import STATUS_WORDS, BadRecord, RunRecord, Status, read_run, redact, to_json
+from ..runs import Found, lost_when_gone
 from .histories import list_text
 from . import usage
 
@@ -98,6 +99,32 @@ def shown_record(record: RunRecord) -> dict:
     if variables:
         data["env"] = {**record.env, "variables": {k: redact(v) for k, v in variables.items()}}
     return data
+
+
+def write_json(run_dirs: list[Path], out) -> list[BadRecord]:
+    """The record of each run (read, validated and shown as shown_record) as a JSON list, one record per line,
+    written as the records are read (in bulk: bulk.py); returns the records that could not be used."""
+    out.write("[\n")
+    bad, first = [], True
+    for lines, failed in in_chunks(_records_json, [str(run_dir) for run_dir in run_dirs]):
+        if lines:
+            out.write(("" if first else ",\n") + ",\n".join(lines))
+            first = False
+        bad += [BadRecord(path, reason) for path, reason in failed]
+    out.write("]\n" if first else "\n]\n")
+    return bad
+
+
+def _records_json(run_dirs: list[str]) -> tuple[list[str], list[tuple[str, str]]]:
+    """The JSON of each run's record, and (file, reason) of each that could not be used."""
+    lines, failed = [], []
+    for run_dir in run_dirs:
+        try:
+            # one line each: json's fast C encoder (an indent would make it the slow Python one)
+            lines.append(to_json(shown_record(lost_when_gone(read_run(run_dir)))))
+        except BadRecord as err:
+            failed.append((str(err.path), err.reason))
+    return lines, failed
 
 
 def print_table(runs: list[Found], total: int, emptied: str | None) -> None:

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import os
 import shlex
-import sys
 import threading
 import time
 from collections import Counter
-from contextlib import contextmanager
 from pathlib import Path
 
 from rich.console import Console
@@ -172,17 +169,6 @@ def _over_hint(jobs: list[JobEntry]) -> str:
             values.setdefault(key, set()).add(value)
     seeds = [key for key, seen in values.items() if key.rsplit(".", 1)[-1] == "seed" and len(seen) > 1]
     return f" --over {plain(shlex.quote(seeds[0]))}" if seeds else ""
-
-
-@contextmanager
-def quiet_when_closed():
-    """Output into a closed pipe (`... | head`) ends the output, not the launcher: the rest goes nowhere."""
-    try:
-        yield
-    except BrokenPipeError:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        os.close(devnull)
 
 
 def print_sweep_end(root: Path, sweep_dir: Path) -> None:
