@@ -110,6 +110,10 @@ def plain_sbatch(arrays: int, jobs: int, size: int, work: Path) -> float:
     return wall
 
 
+def load_average() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-n", "--jobs", type=int, default=None,
@@ -122,7 +126,7 @@ def main() -> None:
     chains = (args.jobs or 1000) if args.pipeline else None
     jobs = 2 * chains if chains else args.jobs or 10000
     size = max_array_size()
-    print(f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())} at the start", flush=True)
+    print(f"load average {load_average()} at the start", flush=True)
     with temp_dir("slurm-submit-") as tmp:
         tmp = Path(tmp)
         root = make_stash(tmp, {"noop": {"files": {"noop.py": PLAIN_NOOP_TOOL}, "entrypoint": "noop.py"}})
@@ -149,8 +153,9 @@ def main() -> None:
     if size < 100:
         print(f"note: MaxArraySize {size} is tiny (the test Slurm's): one sbatch per {size} jobs, so these figures "
               "are the cost per array; with Slurm's default (1001) the same sweep is "
-              f"{math.ceil(jobs / 1001)} arrays" + (f", the pipeline {2 * math.ceil(chains / 1001)}" if chains else ""))
-    print(f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())} at the end")
+              f"{math.ceil(jobs / 1001)} arrays"
+              + (f", the pipeline {math.ceil(chains / 1001)} per stage" if chains else ""))
+    print(f"load average {load_average()} at the end")
 
 
 if __name__ == "__main__":
