@@ -24,13 +24,8 @@ from datetime import datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from stashkit import PLAIN_NOOP_TOOL, git, launcher_argv, make_stash, run, temp_dir, write  # noqa: E402
-
-PIPELINE = """\
-stages:
-  first: {tool: noop, experiment: noop}
-  second: {tool: noop, experiment: noop, needs: [first], overrides: ['+up=${stages.first.run_dir}']}
-"""
+from stashkit import PLAIN_NOOP_TOOL, TWO_STAGE_PIPELINE, git, launcher_argv, make_stash, run, temp_dir  # noqa: E402
+from stashkit import write  # noqa: E402
 
 
 def moment(text: str) -> float:
@@ -47,7 +42,7 @@ def main() -> None:
 
     with temp_dir("es-bench-pipeline-") as tmp:
         root = make_stash(Path(tmp), {"noop": {"files": {"tool.py": PLAIN_NOOP_TOOL}, "entrypoint": "tool.py"}})
-        write(root / "configs" / "pipelines" / "two.yaml", PIPELINE)
+        write(root / "configs" / "pipelines" / "two.yaml", TWO_STAGE_PIPELINE)
         git(root, "add", "-A")
         git(root, "commit", "-qm", "a two-stage pipeline")
         flat = run(launcher_argv("-m", "tool=noop", "experiment=noop", f"seed=range({2 * n})",

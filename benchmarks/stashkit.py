@@ -46,6 +46,13 @@ for word in sys.argv[1:]:
         time.sleep(float(word.split("=", 1)[1]))
 '''
 
+# a two-stage pipeline (configs/pipelines/two.yaml) of a tool `noop`: `second` needs `first` and is given its run dir
+TWO_STAGE_PIPELINE = """\
+stages:
+  first: {tool: noop, experiment: noop}
+  second: {tool: noop, experiment: noop, needs: [first], overrides: ['+up=${stages.first.run_dir}']}
+"""
+
 EXPERIMENT = "# @package _global_\ndefaults:\n  - /config\n  - _self_\n"
 
 
