@@ -36,8 +36,8 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from fnmatch import fnmatchcase
-from pathlib import Path
 from functools import partial
+from pathlib import Path
 from typing import Iterator, Sequence
 
 from .bulk import in_chunks
