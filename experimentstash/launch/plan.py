@@ -107,6 +107,13 @@ def _meta_value(word: str):
     return value
 
 
+def plain_base(base) -> dict:
+    """The launcher's tool, experiment and stash options as plain values, read once for a sweep's thousands of jobs
+    (each read of Hydra's config resolves it again)."""
+    return {"tool": base["tool"], "experiment": base["experiment"],
+            "stash": {k: base["stash"].get(k) for k in stash_options.NAMES}}
+
+
 def split_job(words, base) -> tuple[str | None, str | None, dict, list[str]]:
     """One job's overrides over the launcher's config -> (tool, experiment, stash options, tool overrides)."""
     tool = None if base["tool"] is None else str(base["tool"])

@@ -41,7 +41,7 @@ from .launcher_options import resolve
 from .notify import ENV as NOTIFY_ENV
 from .notify import Notifier, hide_urls, without_urls
 from .pipeline import LINK_KEYS, expand_chains, recorded_link, upstream_of
-from .plan import JobSpec, base_config, plan_job, reuses, split_job
+from .plan import JobSpec, base_config, plain_base, plan_job, reuses, split_job
 from .rerun_options import rerun_options
 from .run import PlannedJob
 from .supervise import Runner, raise_on_signals, run_processes, terminate
@@ -136,13 +136,14 @@ class Sweep(base.Sweep):
         links.update(chained)
         launcher = {"backend": self.record.backend, "options": backends.options_dict(self.backend.options),
                     "given": list(self.given), "profile": self.profile}  # each run.json: what it was launched with
+        base = plain_base(self.base)
         for num, words, _ in jobs:
             link = links.get(num)
             if link and not self.backend.follows_needs:
                 raise StashError(f"The {self.record.backend} backend cannot run a pipeline's stages one after "
                                  "another yet: run it with the local backend (hydra/launcher=stash).")
             try:
-                tool, experiment, options, tool_words = split_job(words, self.base)
+                tool, experiment, options, tool_words = split_job(words, base)
                 run_dir = self.dir / job_dir_name(num, str(tool), str(experiment))
                 timeout = options["timeout"] if options["timeout"] is not None else self.backend.job_timeout()
                 spec = plan_job(self.stash, tool, experiment, tool_words, run_dir, f"{self.id}_{num}",
