@@ -40,7 +40,7 @@ from functools import partial
 from pathlib import Path
 from typing import Iterator, Sequence
 
-from .bulk import in_chunks
+from .bulk import in_chunks, without_gc
 from .output import say, shown_path
 from .owner import owner_alive
 from .records import (RUN_FILE, RUN_FOLDERS, BadRecord, Invalid, RunRecord, Status, check_owner, parse_time,
@@ -479,11 +479,12 @@ class Index:
     def _founds(self, rows, read: bool) -> list[Found]:
         """The Found of each row; a record read from run.json that fails now is left out and named in `bad`."""
         found = []
-        for row in rows:
-            try:
-                found.append(self._found(row, read))
-            except BadRecord as err:
-                self.bad.append(err)
+        with without_gc():
+            for row in rows:
+                try:
+                    found.append(self._found(row, read))
+                except BadRecord as err:
+                    self.bad.append(err)
         return found
 
     def _found(self, row: tuple, read: bool) -> Found:
