@@ -39,8 +39,9 @@ def in_chunks(work: Callable[[Sequence[Item]], Out], items: Sequence[Item]) -> I
     a lock one of them held); `work` is then a module-level function (or a partial of one), and what it returns
     is pickled back."""
     chunks = [items[at:at + CHUNK] for at in range(0, len(items), CHUNK)]
-    workers = min(usable_cpus(), len(chunks), 8)
-    if len(items) < ALONE_BELOW or workers < 2 or threading.active_count() > 1 or not hasattr(os, "fork"):
+    # twice the CPUs: records not in memory keep a worker waiting for the disk, while another parses
+    workers = min(2 * usable_cpus(), len(chunks), 8)
+    if len(items) < ALONE_BELOW or usable_cpus() < 2 or threading.active_count() > 1 or not hasattr(os, "fork"):
         with without_gc():
             yield from map(work, chunks)
         return
