@@ -239,27 +239,29 @@ def _below(roots: list[int]) -> list[int] | None:
 
 
 def run_processes(run_ids: str | set[str], anywhere: bool = False) -> list[int]:
-    """The live processes that carry one of these run ids in their environment: below the keeper (or this
-    process), or `anywhere` on this machine (what a launcher that died without its keeper left).
+    """The live processes that carry one of these run ids in their environment: below the keeper, or `anywhere`
+    on this machine (what a launcher that died without its keeper left).
 
     Below the keeper, a finished job's leftovers are orphans it adopted, so only the keeper's children other than
     this launcher are looked at (usually none: one read), not every process of the machine."""
     if not LINUX:
         return []
+    if _keeper is None and not anywhere:
+        # no keeper: a finished run's leftovers were re-parented away from this process (to init, or an outer
+        # subreaper), where only a look at every process finds them; the tools running below it carry other ids
+        return []
     markers = {f"{RUN_ID_VARIABLE}={run_id}".encode() for run_id in ({run_ids} if isinstance(run_ids, str) else run_ids)}
-    kept = _keeper is not None and os.getppid() == _keeper
+    kept = os.getppid() == _keeper
     candidates = None
-    if anywhere or (_keeper is not None and not kept):  # the keeper is gone: orphans went to init
+    if anywhere or not kept:  # the keeper is gone: orphans went to init
         candidates = list(_table())
-    elif kept:
+    else:
         adopted = _children(_keeper)
         if adopted is not None:
             candidates = _below(others := [pid for pid in adopted if pid != os.getpid()])
             candidates = None if candidates is None else others + candidates
-    else:
-        candidates = _below([os.getpid()])
     if candidates is None:
-        candidates = descendants(_keeper if kept else os.getpid())
+        candidates = descendants(_keeper)
     return [pid for pid in candidates if pid != os.getpid() and _carries(pid, markers)]
 
 

@@ -11,6 +11,7 @@ that far behind; `status` and `rerun` bring it up to date from the run records).
 from __future__ import annotations
 
 import fcntl
+import gc
 import os
 import socket
 import threading
@@ -385,6 +386,9 @@ class Sweep(base.Sweep):
             console.print(f"{len(reused)} of {len(planned)} jobs reuse earlier runs with the same fingerprint "
                           "(stash.reuse).", highlight=False)
         self.write(force=True)
+        # what start-up made (Hydra's configs, the plan) lives as long as the process: the collector no longer walks
+        # it, neither while jobs start and end (a full collection holds every job thread up) nor at exit
+        gc.freeze()
         signum = None
         submitted_only = False
         runner = Runner(self.grace)
