@@ -9,7 +9,9 @@ one invocation:
     the stash sweeper, then with Hydra's basic sweeper (sweeping a launcher option, since the basic sweeper
     never sees tool keys); whatever happens is reported as is;
   - `xargs -P 16` running the same 64 tool commands directly, the baseline when joblib cannot run the app.
-Target: the launcher's wall time within 1.1x of the ideal (jobs x sleep / max_parallel).
+Target: the launcher's wall time within 1.1x of the ideal (jobs x sleep / max_parallel) and of xargs. xargs and the
+launcher run --repeat times each, in turn (a change in a shared machine's load meets both alike): the medians, and
+the median of the pairs' ratios, are shown.
 
     python benchmarks/parallel_efficiency.py             # 64 jobs x 1 s, 16 at once
     python benchmarks/parallel_efficiency.py --quick     # 32 jobs x 1 s, 16 at once
@@ -28,7 +30,7 @@ from datetime import datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from stashkit import PYTHON, SLEEP_TOOL, env, launcher_argv, make_stash, run, temp_dir  # noqa: E402
+from stashkit import PYTHON, SLEEP_TOOL, env, launcher_argv, make_stash, median, run, temp_dir  # noqa: E402
 
 
 def parse_time(text: str) -> float:
@@ -53,6 +55,7 @@ def main() -> None:
     parser.add_argument("--sleep", type=float, default=1.0, help="seconds each job sleeps (default 1)")
     parser.add_argument("--quick", action="store_true", help="32 jobs")
     parser.add_argument("--no-joblib", action="store_true", help="leave out the joblib launcher runs")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of xargs and of the launcher, in turn")
     parser.add_argument("--no-keeper", action="store_true",
                         help="run the launcher without its keeper process (EXPERIMENTSTASH_NO_KEEPER=1)")
     args = parser.parse_args()
@@ -75,15 +78,21 @@ def main() -> None:
                      f"hydra.run.dir={tmp / 'xargs-runs' / str(i)}"] for i in range(n)]
         listing = tmp / "xargs.list"
         listing.write_bytes(b"".join(w.encode() + b"\0" for c in commands for w in c))
-        xargs_wall = run(["xargs", "-0", "-n", str(len(commands[0])), "-P", str(par), "-a", str(listing), PYTHON],
-                         cwd=tool_dir)
-
-        code, launcher_wall, tail = attempt(["-m", "tool=sleep", "experiment=sleep", f"sleep={sleep:g}",
-                                             f"seed=range({n})", f"hydra.launcher.max_parallel={par}"],
-                                            root, tmp / "launcher.log")
-        if code != 0:
-            raise SystemExit(f"the stash launcher failed (exit {code}):\n{tail}")
-        records = [json.loads(p.read_text()) for p in (root / "multirun").rglob("run.json")]
+        # in turn, so that a change in the machine's load meets both alike; the median of each, and of the ratios
+        xargs_walls, launcher_walls = [], []
+        for _ in range(args.repeat):
+            xargs_walls.append(run(["xargs", "-0", "-n", str(len(commands[0])), "-P", str(par), "-a", str(listing),
+                                    PYTHON], cwd=tool_dir))
+            code, wall, tail = attempt(["-m", "tool=sleep", "experiment=sleep", f"sleep={sleep:g}",
+                                        f"seed=range({n})", f"hydra.launcher.max_parallel={par}"],
+                                       root, tmp / "launcher.log")
+            if code != 0:
+                raise SystemExit(f"the stash launcher failed (exit {code}):\n{tail}")
+            launcher_walls.append(wall)
+        ratios = [a / b for a, b in zip(launcher_walls, xargs_walls)]
+        xargs_wall, launcher_wall = median(xargs_walls), median(launcher_walls)
+        last = sorted((root / "multirun").iterdir())[-1]
+        records = [json.loads(p.read_text()) for p in last.rglob("run.json")]
         starts = sorted(parse_time(r["started_at"]) for r in records)
         ends = sorted(parse_time(r["ended_at"]) for r in records)
         span = ends[-1] - starts[0]
@@ -110,7 +119,8 @@ def main() -> None:
             joblib_runs.append((label, words, jcode, jwall, jtail, len(list(root.rglob("run.json"))) - before))
 
         print(f"{n} jobs x sleep {sleep:g} s, {par} at once: ideal {ideal:.2f} s "
-              f"(python {sys.version.split()[0]}, {os.cpu_count()} CPUs)")
+              f"(python {sys.version.split()[0]}, {os.cpu_count()} CPUs); medians of {args.repeat} runs of each, "
+              f"in turn; load average {os.getloadavg()[0]:.2f} at the end")
         print(f"  stash launcher wall (whole command)     {launcher_wall:6.2f} s  = {launcher_wall / ideal:.2f}x ideal "
               f"(target <= 1.1x): {'met' if launcher_wall <= 1.1 * ideal else 'MISSED'}")
         print(f"  stash launcher, first start..last end   {span:6.2f} s  = {span / ideal:.2f}x ideal; "
@@ -118,9 +128,9 @@ def main() -> None:
               f"statuses {sorted({r['status'] for r in records})}")
         print(f"  xargs -P {par} wall, same commands{' ' if par < 10 else ''}       {xargs_wall:6.2f} s  = "
               f"{xargs_wall / ideal:.2f}x ideal   (command lines match the launcher's: {'yes' if same else 'NO'})")
-        ratio = launcher_wall / xargs_wall
+        ratio = median(ratios)
         print(f"  stash launcher / xargs                  {ratio:6.2f}x   (target <= 1.1x): "
-              f"{'met' if ratio <= 1.1 else 'MISSED'}")
+              f"{'met' if ratio <= 1.1 else 'MISSED'}; each pair: {', '.join(f'{r:.2f}' for r in ratios)}")
         for label, words, jcode, jwall, jtail, made in joblib_runs:
             verdict = "ran" if jcode == 0 else f"FAILED (exit {jcode})"
             print(f"  {label}: {verdict} after {jwall:.2f} s, {made} run.json written")

@@ -61,6 +61,7 @@ def env(**extra: str) -> dict[str, str]:
     out = {**os.environ, **GIT_ENV, "PYTHONPATH": str(REPO)}
     out.pop("EXPERIMENTSTASH_ROOT", None)
     out.pop("CUDA_VISIBLE_DEVICES", None)
+    out.pop("PYTHONDONTWRITEBYTECODE", None)  # an installed package has its bytecode: compiling it is no one's cost
     out.update(extra)
     return out
 
