@@ -8,9 +8,12 @@ The package in layers, each importing only the ones below it:
   (this folder)       records, the stash and its pins, fingerprints, reuse, output helpers: the facts
 """
 
+import os
 import signal
+from pathlib import Path
 
 __version__ = "0.1.0"
+META = Path("configs/meta.yaml")  # what makes a folder a stash
 
 
 class StashError(Exception):
@@ -32,3 +35,29 @@ class Escape(BaseException):
     def __init__(self, error: Exception):
         super().__init__(error)
         self.error = error
+
+
+def find_root(start: Path | None = None) -> Path:
+    """The folder holding configs/meta.yaml: EXPERIMENTSTASH_ROOT, else the first one up from `start`."""
+    env = os.environ.get("EXPERIMENTSTASH_ROOT")
+    if env:
+        root = Path(env).expanduser().resolve()
+        if not (root / META).is_file():
+            raise StashError(f"EXPERIMENTSTASH_ROOT={env} holds no {META}: point it at a stash.")
+        return root
+    here = (start or Path.cwd()).resolve()
+    root = enclosing_stash(here)
+    if root is None:
+        raise StashError(
+            f"No {META} found in {here} or any folder above it: run inside a stash "
+            "or set EXPERIMENTSTASH_ROOT to one; `experimentstash init [DIR]` makes a new stash."
+        )
+    return root
+
+
+def enclosing_stash(folder: Path) -> Path | None:
+    """The stash `folder` is in (the first folder up from it with configs/meta.yaml), if any."""
+    for candidate in (folder, *folder.parents):
+        if (candidate / META).is_file():
+            return candidate
+    return None

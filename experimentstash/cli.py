@@ -16,10 +16,9 @@ import importlib
 import shlex
 import sys
 
-from . import Escape, Interrupted, StashError, stash_options
+from . import Escape, Interrupted, StashError, find_root
 from .output import say
 from .overrides import is_override
-from .registry import find_root
 
 # name -> (module, one line of help)
 COMMANDS = {
@@ -80,6 +79,8 @@ def help_text() -> str:
             options.append(f"{f.name}={'null' if default is None else default}")
         lines.append(f"  hydra/launcher={launcher} ({name}): hydra.launcher." + ", ".join(options))
     commands = "\n".join(f"  {name:<10} {text}" for name, (_, text) in COMMANDS.items())
+    from . import stash_options  # here: it imports the stash's registry, which a command such as `runs` never needs
+
     return USAGE.format(options="\n".join(stash_options.help_lines()), backends="\n".join(lines), commands=commands)
 
 

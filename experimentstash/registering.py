@@ -15,7 +15,8 @@ import yaml
 
 from . import StashError
 from .output import console, warn
-from .registry import META, Stash
+from . import META
+from .registry import Stash
 
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")

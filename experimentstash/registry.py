@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import difflib
-import os
 import re
 import shlex
 from dataclasses import dataclass, field
@@ -11,7 +10,7 @@ from pathlib import Path
 
 import yaml
 
-from . import StashError
+from . import META, StashError
 from .output import excerpt
 from .profiles import parse_profiles
 from .records import MAX_DEPTH, BadRecord, is_name, plain_relative, read_limited
@@ -21,7 +20,6 @@ MAX_CONFIG_BYTES = 1 << 20  # meta.yaml, meta.local.yaml and other settings file
 MAX_EXPERIMENT_BYTES = 16 << 20  # an experiment file (the tool's config)
 MAX_ALIASES = 100  # alias references (*name) in one document
 MAX_NODES = 100_000  # items of one document with every alias expanded
-META = Path("configs/meta.yaml")
 META_LOCAL = Path("configs/meta.local.yaml")
 SNAPSHOTS = "snapshots"  # configs/<tool>/snapshots/<tag>/<id>.yaml, run as experiment=snapshots/<tag>/<id>
 
@@ -50,32 +48,6 @@ TRACKER_SETTINGS = {"wandb": ("project", "entity"), "mlflow": ("tracking_uri", "
 # the top-level keys of meta.yaml besides the backends
 _STASH_KEYS = {"tools", "tracker", "profiles", "notify", *TRACKER_SETTINGS}
 NOTIFY_EVENTS = ("end", "first_failure")  # when a sweep sends its notification (notify: in meta.yaml)
-
-
-def find_root(start: Path | None = None) -> Path:
-    """The folder holding configs/meta.yaml: EXPERIMENTSTASH_ROOT, else the first one up from `start`."""
-    env = os.environ.get("EXPERIMENTSTASH_ROOT")
-    if env:
-        root = Path(env).expanduser().resolve()
-        if not (root / META).is_file():
-            raise StashError(f"EXPERIMENTSTASH_ROOT={env} holds no {META}: point it at a stash.")
-        return root
-    here = (start or Path.cwd()).resolve()
-    root = enclosing_stash(here)
-    if root is None:
-        raise StashError(
-            f"No {META} found in {here} or any folder above it: run inside a stash "
-            "or set EXPERIMENTSTASH_ROOT to one; `experimentstash init [DIR]` makes a new stash."
-        )
-    return root
-
-
-def enclosing_stash(folder: Path) -> Path | None:
-    """The stash `folder` is in (the first folder up from it with configs/meta.yaml), if any."""
-    for candidate in (folder, *folder.parents):
-        if (candidate / META).is_file():
-            return candidate
-    return None
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,8 @@ from pathlib import Path
 from .. import StashError
 from ..output import console, warn
 from ..registering import Undo, add, check_name, is_local, run_git
-from ..registry import META, Stash, read_yaml
+from .. import META
+from ..registry import Stash, read_yaml
 
 
 def add_arguments(p) -> None:

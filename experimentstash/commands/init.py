@@ -9,10 +9,10 @@ import shlex
 import shutil
 from pathlib import Path
 
-from .. import StashError
+from .. import META, StashError, enclosing_stash
 from ..gitcmd import GitError, git
 from ..output import console
-from ..registry import META, META_LOCAL, enclosing_stash
+from ..registry import META_LOCAL
 
 NEEDS_STASH = False  # it makes one
 

@@ -179,7 +179,8 @@ def _names(key: str, args: list[str]) -> list[str] | None:
     """Registered tools, pipelines or profiles, or the experiment ids (and snapshots) of the tools named on the line;
     None outside a stash or with a meta.yaml that cannot be read."""
     from ..pipelines import pipeline_names
-    from ..registry import Stash, find_root
+    from .. import find_root
+    from ..registry import Stash
 
     try:
         stash = Stash.load(find_root())

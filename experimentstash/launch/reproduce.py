@@ -25,7 +25,8 @@ from ..output import warn
 from ..overrides import replaced
 from ..pins import ToolPin, inspect
 from ..records import EXPERIMENT_COPY, MAX_PATCH_BYTES, RUN_FILE, BadRecord, Missing, RunRecord, inside, read_limited
-from ..registry import MAX_EXPERIMENT_BYTES, META, META_LOCAL, Loader, Stash, Tool, _deep_merge, parse_yaml, read_yaml
+from .. import META
+from ..registry import MAX_EXPERIMENT_BYTES, META_LOCAL, Loader, Stash, Tool, _deep_merge, parse_yaml, read_yaml
 from ..runs import found_at
 from .plan import JobSpec, file_sha256, job_cwd, new_run_id, prepare_tool, tool_command
 

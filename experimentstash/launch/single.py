@@ -8,7 +8,8 @@ from pathlib import Path
 from .. import StashError, backends
 from ..output import say, shown_path
 from ..records import Status, to_json
-from ..registry import Stash, find_root
+from .. import find_root
+from ..registry import Stash
 from ..reuse import Chooser, earlier_runs
 from .facts import gather
 from .invocation import current
