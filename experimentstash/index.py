@@ -485,21 +485,32 @@ class Index:
         return self._rows(f"SELECT {SELECTED} FROM runs WHERE {where or '1'}{_NEWEST_FIRST} LIMIT {last}", params)
 
     def _founds(self, rows, read: bool) -> list[Found]:
-        """The Found of each row; a record read from run.json that fails now is left out and named in `bad`."""
+        """The Found of each row; a record read from run.json that fails now is left out and named in `bad`.
+        read=True: every record read from its run.json, in bulk (bulk.py)."""
         found = []
+        if read:
+            folders = [self._run_dir(row) for row in rows]
+            records = (r for chunk in in_chunks(_records, [str(f) for f in folders]) for r in chunk)
+            for folder, record in zip(folders, records):
+                if isinstance(record, RunRecord):
+                    found.append(Found(lost_when_gone(record), folder))
+                else:
+                    self.bad.append(BadRecord(*record))
+            return found
         with without_gc():
             for row in rows:
                 try:
-                    found.append(self._found(row, read))
+                    found.append(self._found(row))
                 except BadRecord as err:
                     self.bad.append(err)
         return found
 
-    def _found(self, row: tuple, read: bool) -> Found:
-        """The Found of a row: its record as the index keeps it (validated again), or read from run.json."""
+    def _found(self, row: tuple) -> Found:
+        """The Found of a row: its record as the index keeps it (validated again), or read from run.json when the
+        index keeps only part of it."""
         path = self._run_dir(row)
         values = dict(zip(COLUMNS, row[4:]))
-        if read or values["partial"]:
+        if values["partial"]:
             return Found(lost_when_gone(read_run(path)), path)
         try:
             data = {"schema": values["schema"], "id": values["run_id"], "status": values["status"],
@@ -682,6 +693,17 @@ def _owner_status(row: tuple) -> str:
     except (ValueError, Invalid) as err:
         raise Unusable(f"the owner of {row[2]} is no valid owner: {err}") from None
     return Status.LOST.value if owner_alive(owner) is False else Status.RUNNING.value
+
+
+def _records(run_dirs: Sequence[str]) -> list[RunRecord | tuple[str, str]]:
+    """The validated record of each run dir, or (its file, why it is none)."""
+    records = []
+    for run_dir in run_dirs:
+        try:
+            records.append(read_run(run_dir))
+        except BadRecord as err:
+            records.append((str(err.path), err.reason))
+    return records
 
 
 def _loaded(root: str, folders: Sequence[str]) -> list[tuple | str]:
