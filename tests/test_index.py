@@ -166,18 +166,19 @@ assert threading.active_count() == 1
 index = Index(Path.cwd())
 built = len(pools)
 records = [(str(f.folder), f.record.to_dict()) for f in index.select(read=True)[0]]
+read = len(pools) - built
 out, dirs = open(sys.argv[1], "w"), index.run_dirs()[0]
 Path(sys.argv[2]).write_text("{half")  # damaged between the look at the index and the reading
 bad = write_json(dirs, out)
 out.close()
-print(json.dumps({"built": built, "listed": len(pools) - built, "records": records,
+print(json.dumps({"built": built, "read": read, "listed": len(pools) - built - read, "records": records,
                   "bad": sorted((str(b.path), b.reason) for b in index.bad + bad)}))
 """
 
 
 def test_many_records_are_read_by_worker_processes_with_the_same_answers(swept, tmp_path):
-    """Building the index and `runs --json` read thousands of records in worker processes: the same records, in
-    the same order, and the same bad ones named, as reading each one here."""
+    """Building the index, the records of a view (compare, report) and `runs --json` read thousands of records in
+    worker processes: the same records, in the same order, and the same bad ones named, as reading each one here."""
     from experimentstash.views.listing import shown_record
 
     root = copy(swept, tmp_path).root
@@ -191,7 +192,7 @@ def test_many_records_are_read_by_worker_processes_with_the_same_answers(swept, 
                          capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     got = json.loads(out.stdout)
-    assert got["built"] == 1 and got["listed"] == 1  # both read in bulk
+    assert (got["built"], got["read"], got["listed"]) == (1, 1, 1)  # each read in bulk
     assert got["records"] == [[str(f.folder), json.loads(json.dumps(f.record.to_dict()))] for f in runs]
     assert json.loads((tmp_path / "runs.json").read_text()) == [shown_record(f.record) for f in runs
                                                                 if f.folder != second]
