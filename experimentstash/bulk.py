@@ -1,5 +1,5 @@
-"""Reading many records at once (building the index, `runs --json`): on every CPU the process may use, and without
-Python's garbage collector walking what was read."""
+"""Reading many records at once (building the index, `runs --json`, a view of every recorded run): on every CPU the
+process may use, and without Python's garbage collector walking what was read."""
 
 from __future__ import annotations
 

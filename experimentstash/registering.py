@@ -13,9 +13,8 @@ from pathlib import Path
 
 import yaml
 
-from . import StashError
+from . import META, StashError
 from .output import console, warn
-from . import META
 from .registry import Stash
 
 

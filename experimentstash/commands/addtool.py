@@ -5,10 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .. import StashError
+from .. import META, StashError
 from ..output import console, warn
 from ..registering import Undo, add, check_name, is_local, run_git
-from .. import META
 from ..registry import Stash, read_yaml
 
 

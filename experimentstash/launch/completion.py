@@ -14,7 +14,7 @@ import os
 import typing
 from dataclasses import fields
 
-from .. import StashError, backends, stash_options
+from .. import StashError, backends, find_root, stash_options
 from ..overrides import override_key
 
 SHELLS = ("bash", "zsh", "fish")
@@ -179,7 +179,6 @@ def _names(key: str, args: list[str]) -> list[str] | None:
     """Registered tools, pipelines or profiles, or the experiment ids (and snapshots) of the tools named on the line;
     None outside a stash or with a meta.yaml that cannot be read."""
     from ..pipelines import pipeline_names
-    from .. import find_root
     from ..registry import Stash
 
     try:

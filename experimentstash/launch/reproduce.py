@@ -19,13 +19,12 @@ from pathlib import Path, PurePosixPath
 
 import yaml
 
-from .. import StashError
+from .. import META, StashError
 from ..gitcmd import GitError, git, git_bytes, is_repo, ok
 from ..output import warn
 from ..overrides import replaced
 from ..pins import ToolPin, inspect
 from ..records import EXPERIMENT_COPY, MAX_PATCH_BYTES, RUN_FILE, BadRecord, Missing, RunRecord, inside, read_limited
-from .. import META
 from ..registry import MAX_EXPERIMENT_BYTES, META_LOCAL, Loader, Stash, Tool, _deep_merge, parse_yaml, read_yaml
 from ..runs import found_at
 from .plan import JobSpec, file_sha256, job_cwd, new_run_id, prepare_tool, tool_command

@@ -5,10 +5,9 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from .. import StashError, backends
+from .. import StashError, backends, find_root
 from ..output import say, shown_path
 from ..records import Status, to_json
-from .. import find_root
 from ..registry import Stash
 from ..reuse import Chooser, earlier_runs
 from .facts import gather
