@@ -88,6 +88,7 @@ COLUMNS = ("run_id", "label", "schema", "status", "exit_code", "tool", "experime
 SELECTED = "id, parent, name, sig, " + ", ".join(COLUMNS)
 ENV = COLUMNS.index("env")
 OWNER = 4 + COLUMNS.index("owner")  # in a row of SELECTED
+PLACES = "id, parent, name, sig, started_at"  # what run_dirs() needs of a row (and --last of its start)
 ENV_KEYS = ("kind", "python", "executable", "lock_file", "lock_sha256")  # what tells environments apart
 SHOWN_EXTRA = ("reproduces",)  # fields of some records that views show
 _OLDEST_FIRST = " ORDER BY ifnull(started_at, ''), ifnull(label, run_id)"  # by start, then label
@@ -473,27 +474,28 @@ class Index:
             self._write(self._again_read(stale))
         return rows
 
-    def _newest(self, where: str, params: tuple, last: int) -> list[tuple]:
-        """The `last` newest rows that match, newest first: looked for among the WINDOW newest runs (a walk back
-        along the start order), and when those hold fewer, through the filters' own indexes."""
+    def _newest(self, where: str, params: tuple, last: int, columns: str) -> list[tuple]:
+        """The `last` newest rows that match (of `columns`), newest first: looked for among the WINDOW newest runs
+        (a walk back along the start order), and when those hold fewer, through the filters' own indexes."""
         if where and last:
             window = f"(SELECT * FROM runs INDEXED BY runs_order ORDER BY ifnull(started_at, '') DESC LIMIT {WINDOW})"
-            rows = self._rows(f"SELECT {SELECTED} FROM {window} WHERE {where}{_NEWEST_FIRST} LIMIT {last}", params)
+            rows = self._rows(f"SELECT {columns} FROM {window} WHERE {where}{_NEWEST_FIRST} LIMIT {last}", params)
             oldest = self.db.execute(f"SELECT min(ifnull(started_at, '')) FROM {window}").fetchone()[0]
-            if len(rows) == last and (rows[-1][COLUMNS.index("started_at") + 4] or "") > (oldest or ""):
+            started = columns.split(", ").index("started_at")
+            if len(rows) == last and (rows[-1][started] or "") > (oldest or ""):
                 return rows  # the window held them all: no run outside it is newer
-        return self._rows(f"SELECT {SELECTED} FROM runs WHERE {where or '1'}{_NEWEST_FIRST} LIMIT {last}", params)
+        return self._rows(f"SELECT {columns} FROM runs WHERE {where or '1'}{_NEWEST_FIRST} LIMIT {last}", params)
 
     def _founds(self, rows, read: bool) -> list[Found]:
         """The Found of each row; a record read from run.json that fails now is left out and named in `bad`.
         read=True: every record read from its run.json, in bulk (bulk.py)."""
         found = []
         if read:
-            folders = [self._run_dir(row) for row in rows]
-            records = (r for chunk in in_chunks(_records, [str(f) for f in folders]) for r in chunk)
+            folders = [self._run_dir_text(row) for row in rows]
+            records = (r for chunk in in_chunks(_records, folders) for r in chunk)
             for folder, record in zip(folders, records):
                 if isinstance(record, RunRecord):
-                    found.append(Found(lost_when_gone(record), folder))
+                    found.append(Found(lost_when_gone(record), Path(folder)))
                 else:
                     self.bad.append(BadRecord(*record))
             return found
@@ -536,24 +538,26 @@ class Index:
         gave it: `--experiment 'x*'`)."""
         return self._again(lambda: self._select(filters, lambda rows: self._founds(rows, read)))
 
-    def run_dirs(self, filters=None) -> tuple[list[Path], str | None]:
-        """The run dirs of the runs select() gives, without making their records (for reading them in bulk)."""
-        return self._again(lambda: self._select(filters, lambda rows: [self._run_dir(row) for row in rows]))
+    def run_dirs(self, filters=None) -> tuple[list[str], str | None]:
+        """The run dirs of the runs select() gives, as text, without making their records (for reading them in
+        bulk)."""
+        return self._again(lambda: self._select(filters, lambda rows: [self._run_dir_text(r) for r in rows], PLACES))
 
-    def _select(self, f, make):
+    def _select(self, f, make, columns: str = SELECTED):
+        """(make(the rows of `columns` that pass the filters, oldest first), the filter that emptied them)."""
         filters = self._filters(f) if f else []
         status, last = (f.status, f.last) if f else (None, None)
         where = " AND ".join(sql for _, sql, _ in filters)
         params = tuple(p for _, _, ps in filters for p in ps)
-        oldest_first = f"SELECT {SELECTED} FROM runs WHERE {where or '1'}{_OLDEST_FIRST}"
         if status in (Status.RUNNING.value, Status.LOST.value):  # told by the owner, not by a row
-            rows = [row for row in self._rows(oldest_first, params) if _owner_status(row) == status]
+            rows = [row for row in self._rows(f"SELECT {SELECTED} FROM runs WHERE {where}{_OLDEST_FIRST}", params)
+                    if _owner_status(row) == status]
             if last is not None:
                 rows = rows[-last:] if last > 0 else []
         elif last is not None:
-            rows = list(reversed(self._newest(where, params, last)))
+            rows = list(reversed(self._newest(where, params, last, columns)))
         else:
-            rows = self._rows(oldest_first, params)
+            rows = self._rows(f"SELECT {columns} FROM runs WHERE {where or '1'}{_OLDEST_FIRST}", params)
         found = make(rows)
         emptied = None
         if not found and filters and self._exists(""):
@@ -680,10 +684,14 @@ class Index:
 
     def _run_dir(self, row: tuple) -> Path:
         """The run dir of a row, confined to outputs/ and multirun/ (Unusable when it is not)."""
+        return Path(self._run_dir_text(row))
+
+    def _run_dir_text(self, row: tuple) -> str:
+        """_run_dir as text (a Path costs more to make than the rest, for 100,000 runs)."""
         folder = f"{self._folder(row[1])}/{row[2]}"
         if "/" in row[2] or not _folder_of_runs(folder):
             raise Unusable(f"a run dir outside {' and '.join(RUN_FOLDERS)}: {folder!r}")
-        return Path(self.root, folder)
+        return f"{self.root}/{folder}"
 
 
 def _owner_status(row: tuple) -> str:

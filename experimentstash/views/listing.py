@@ -101,12 +101,12 @@ def shown_record(record: RunRecord) -> dict:
     return data
 
 
-def write_json(run_dirs: list[Path], out) -> list[BadRecord]:
+def write_json(run_dirs: list[str], out) -> list[BadRecord]:
     """The record of each run (read, validated and shown as shown_record) as a JSON list, one record per line,
     written as the records are read (in bulk: bulk.py); returns the records that could not be used."""
     out.write("[\n")
     bad, first = [], True
-    for lines, failed in in_chunks(_records_json, [str(run_dir) for run_dir in run_dirs]):
+    for lines, failed in in_chunks(_records_json, run_dirs):
         if lines:
             out.write(("" if first else ",\n") + ",\n".join(lines))
             first = False
