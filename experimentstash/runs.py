@@ -17,7 +17,7 @@ from .records import RUN_FILE, BadRecord, Missing, open_regular, read_run
 class Selected:
     """The runs a listing asks for, and what it says about the rest."""
 
-    runs: list  # the runs that pass the filters, oldest first: Found objects (find_runs), run dirs as text (find_run_dirs)
+    runs: list  # the runs that pass the filters, oldest first: Found objects, or run dirs as text (find_run_dirs)
     bad: list[BadRecord]  # the records that could not be used (for one warning: output.warn_skipped)
     total: int  # how many runs are recorded
     tools: list[str]  # the tools that runs were recorded of

@@ -33,7 +33,7 @@ from .. import Interrupted, StashError
 from ..output import say
 from ..overrides import override_key, override_values, varying
 from ..environ import environ
-from ..records import Status, flatten, redact
+from ..records import Status, flatten, read_run_if_any, redact
 from .supervise import raise_on_signals
 
 TAG = "experimentstash."  # our own MLflow tags
@@ -373,6 +373,7 @@ class Tracking:
         self.parents: dict[tuple[str, str], tuple[Mlflow, str]] = {}  # (URI, experiment id) -> (server, sweep's run)
         self.made: list[tuple[Mlflow, str]] = []  # runs this launch created before anything started (discard())
         self.ended_as: dict[int, Status] = {}
+        self.unfound: set[int] = set()  # ended before their record named their run (a Slurm task's): looked up at close
         self.worker: Worker | None = None
         self.down: str | None = None  # why MLflow stopped answering: the jobs after that go without it
         tracked = {num: spec for num, spec in specs.items() if spec.tracker != "none"}
@@ -466,7 +467,10 @@ class Tracking:
             return
         self.ended_as[num] = status
         run_id = self.run_ids.get(num) or recorded_run(record)
-        if run_id:
+        if not run_id:
+            self.unfound.add(num)
+        else:
+            self.unfound.discard(num)
             self.worker.put(self.children[num][0].end, run_id, status, record.result if record else None,
                             record.ended_at if record else None)
 
@@ -480,6 +484,8 @@ class Tracking:
         for num in self.run_ids:
             if num not in self.ended_as:
                 self.ended(num, Status.CANCELLED)
+        for num in list(self.unfound):  # its record may name its run by now
+            self.ended(num, self.ended_as[num], read_run_if_any(Path(self.specs[num].run_dir)))
         for (uri, experiment_id), (server, run_id) in self.parents.items():
             statuses = [self.ended_as.get(n, Status.CANCELLED) for n, (s, child) in self.children.items()
                         if (s.uri, child.experiment_id) == (uri, experiment_id)]
