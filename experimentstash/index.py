@@ -387,9 +387,12 @@ class Index:
 
     def _again_read(self, rows) -> list[Seen]:
         """What is seen of the run dirs of `rows` (id, parent, name, sig) whose run.json changed."""
-        return [Seen(self._folder(parent), read={name: self._load(f"{self._folder(parent)}/{name}")})
-                for _, parent, name, sig in rows
-                if not _same(sig, _file_sig(f"{self._folder(parent)}/{name}", self.root, self._now))]
+        seen = []
+        for _, parent, name, sig in rows:
+            folder = self._folder(parent)
+            if not _same(sig, _file_sig(f"{folder}/{name}", self.root, self._now)):
+                seen.append(Seen(folder, read={name: self._load(f"{folder}/{name}")}))
+        return seen
 
     def _write(self, seen: list[Seen], cursor: bool = False) -> None:
         """Write what was seen, in one transaction (and where the checks in turn are)."""
@@ -492,7 +495,7 @@ class Index:
         found = []
         if read:
             folders = [self._run_dir_text(row) for row in rows]
-            records = (r for chunk in in_chunks(_records, folders) for r in chunk)
+            records = (r for chunk in in_chunks(read_records, folders) for r in chunk)
             for folder, record in zip(folders, records):
                 if isinstance(record, RunRecord):
                     found.append(Found(lost_when_gone(record), Path(folder)))
@@ -547,11 +550,9 @@ class Index:
         """(make(the rows of `columns` that pass the filters, oldest first), the filter that emptied them)."""
         filters = self._filters(f) if f else []
         status, last = (f.status, f.last) if f else (None, None)
-        where = " AND ".join(sql for _, sql, _ in filters)
-        params = tuple(p for _, _, ps in filters for p in ps)
+        where, params = _where(filters)
         if status in (Status.RUNNING.value, Status.LOST.value):  # told by the owner, not by a row
-            rows = [row for row in self._rows(f"SELECT {SELECTED} FROM runs WHERE {where}{_OLDEST_FIRST}", params)
-                    if _owner_status(row) == status]
+            rows = self._owned(where + _OLDEST_FIRST, params, status)
             if last is not None:
                 rows = rows[-last:] if last > 0 else []
         elif last is not None:
@@ -600,12 +601,15 @@ class Index:
 
     def _matches(self, filters, status) -> bool:
         """Whether any run passes `filters` (a status of running or lost told by the owner)."""
-        where = " AND ".join(sql for _, sql, _ in filters)
-        params = tuple(p for _, _, ps in filters for p in ps)
+        where, params = _where(filters)
         if status in (Status.RUNNING.value, Status.LOST.value) and filters[-1][0].startswith("--status"):
-            return any(_owner_status(row) == status for row in self._rows(
-                f"SELECT {SELECTED} FROM runs WHERE {where}", params))
+            return bool(self._owned(where, params, status))
         return self._exists(where, params)
+
+    def _owned(self, where: str, params: tuple, status: str) -> list[tuple]:
+        """The rows (SELECTED) that match whose owner tells `status` (running or lost)."""
+        return [row for row in self._rows(f"SELECT {SELECTED} FROM runs WHERE {where}", params)
+                if _owner_status(row) == status]
 
     def count(self) -> int:
         """How many runs are recorded."""
@@ -694,6 +698,11 @@ class Index:
         return f"{self.root}/{folder}"
 
 
+def _where(filters) -> tuple[str, tuple]:
+    """The SQL condition and its parameters of filters as Index._filters gives them."""
+    return " AND ".join(sql for _, sql, _ in filters), tuple(p for _, _, ps in filters for p in ps)
+
+
 def _owner_status(row: tuple) -> str:
     """running or lost, as the owner kept in a row of a running run tells (checked as a record's owner is)."""
     try:
@@ -703,7 +712,7 @@ def _owner_status(row: tuple) -> str:
     return Status.LOST.value if owner_alive(owner) is False else Status.RUNNING.value
 
 
-def _records(run_dirs: Sequence[str]) -> list[RunRecord | tuple[str, str]]:
+def read_records(run_dirs: Sequence[str]) -> list[RunRecord | tuple[str, str]]:
     """The validated record of each run dir, or (its file, why it is none)."""
     records = []
     for run_dir in run_dirs:

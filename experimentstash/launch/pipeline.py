@@ -19,7 +19,7 @@ from .run import exit_code_for, run_job
 from .supervise import Runner, run_in_foreground
 
 
-def fill(stage: Stage, words, run_dirs: dict[str, list[Path]]) -> list[str]:
+def fill(words, run_dirs: dict[str, list[Path]]) -> list[str]:
     """A stage's overrides with the references filled in: a run dir as its path, every run dir of a stage as a
     Hydra list."""
     def one(word: str) -> str:
@@ -33,9 +33,9 @@ def fill(stage: Stage, words, run_dirs: dict[str, list[Path]]) -> list[str]:
     return [one(word) for word in words]
 
 
-def stage_words(pipeline: Pipeline, stage: Stage, routed: dict[str, list[str]], run_dirs) -> list[str]:
+def stage_words(stage: Stage, routed: dict[str, list[str]], run_dirs) -> list[str]:
     """What a stage's tool is given: the stage's own overrides from the file, then the user's for it."""
-    return fill(stage, [*stage.overrides, *routed[stage.name]], run_dirs)
+    return fill([*stage.overrides, *routed[stage.name]], run_dirs)
 
 
 def check_no_tool(tool, experiment, name: str) -> None:
@@ -59,7 +59,7 @@ def run_pipeline(stash: Stash, name: str, options: dict, words: list[str], grace
         link = {"pipeline": name, "stage": stage.name,
                 "upstream": [f"{run_id}_{s.name}" for s in pipeline.stages if s.name in upstream]}
         try:
-            spec = plan_job(stash, stage.tool, stage.experiment, stage_words(pipeline, stage, routed, run_dirs),
+            spec = plan_job(stash, stage.tool, stage.experiment, stage_words(stage, routed, run_dirs),
                             run_dirs[stage.name][0], f"{run_id}_{stage.name}", timeout=timeout, tracker="none")
         except StashError as err:
             raise StashError(f"{pipeline.file}: stage '{stage.name}': {err} Nothing was started.") from None
@@ -152,7 +152,7 @@ def expand_chains(stash: Stash, base, sweep_dir: Path, numbered) -> list[tuple[i
 
 def _stage_job(pipeline: Pipeline, stage: Stage, stash_words, routed, dirs) -> list[str]:
     return [f"tool={hydra_value(stage.tool)}", f"experiment={hydra_value(stage.experiment)}", *stash_words,
-            *stage_words(pipeline, stage, routed, dirs)]
+            *stage_words(stage, routed, dirs)]
 
 
 def upstream_of(links: dict[int, dict], num: int) -> list[int]:

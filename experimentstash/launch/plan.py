@@ -108,9 +108,9 @@ def _meta_value(word: str):
 
 
 def plain_base(base) -> dict:
-    """The launcher's tool, experiment and stash options as plain values, read once for a sweep's thousands of jobs
-    (each read of Hydra's config resolves it again)."""
-    return {"tool": base["tool"], "experiment": base["experiment"],
+    """The launcher's tool, experiment, pipeline and stash options as plain values, read once for a sweep's
+    thousands of jobs (each read of Hydra's config resolves it again)."""
+    return {"tool": base["tool"], "experiment": base["experiment"], "pipeline": base.get("pipeline"),
             "stash": {k: base["stash"].get(k) for k in stash_options.NAMES}}
 
 

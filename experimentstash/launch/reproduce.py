@@ -364,14 +364,16 @@ def upstream_runs(stash: Stash, record: RunRecord) -> list:
     """The runs a pipeline stage's run consumed (its `upstream`), in order, as found under outputs/ and multirun/."""
     if not record.upstream:
         return []
-    from ..runs import find_runs
+    from ..index import Index
 
-    by_id = {found.record.id: found for found in find_runs(stash.root, read=True).runs}
-    missing = [run_id for run_id in record.upstream if run_id not in by_id]
-    if missing:
-        raise StashError(f"Run {record.id} consumed run {missing[0]} (upstream), which is no longer under outputs/ or "
-                         "multirun/: its upstream runs cannot be reproduced first. Nothing was run.")
-    return [by_id[run_id] for run_id in record.upstream]
+    index, found = Index(stash.root), []
+    for run_id in record.upstream:
+        folders = index.by_id(run_id)
+        if not folders:
+            raise StashError(f"Run {record.id} consumed run {run_id} (upstream), which is no longer under outputs/ or "
+                             "multirun/: its upstream runs cannot be reproduced first. Nothing was run.")
+        found.append(found_at(folders[-1]))
+    return found
 
 
 def repointed(record: RunRecord, moved: dict[str, str]) -> RunRecord:

@@ -123,9 +123,9 @@ class Sweep(base.Sweep):
     # --- planning -------------------------------------------------------------------------------------------
     def plan(self, numbered) -> list[Planned]:
         """Plan every (job number, override list) before anything starts; the first bad job stops them all."""
-        planned, prepared = [], {}
+        planned, prepared, base = [], {}, plain_base(self.base)
         try:
-            jobs = expand_chains(self.stash, self.base, self.dir, numbered)
+            jobs = expand_chains(self.stash, base, self.dir, numbered)
         except StashError as err:
             raise StashError(f"{err} Nothing was started.") from None
         chained = {num: link for num, _, link in jobs if link}
@@ -137,7 +137,6 @@ class Sweep(base.Sweep):
         links.update(chained)
         launcher = {"backend": self.record.backend, "options": backends.options_dict(self.backend.options),
                     "given": list(self.given), "profile": self.profile}  # each run.json: what it was launched with
-        base = plain_base(self.base)
         for num, words, _ in jobs:
             link = links.get(num)
             if link and not self.backend.follows_needs:

@@ -13,7 +13,8 @@ from pathlib import Path
 from .. import StashError
 from ..bulk import in_chunks
 from ..output import plain
-from ..records import STATUS_WORDS, BadRecord, RunRecord, Status, read_run, redact, to_json
+from ..index import read_records
+from ..records import STATUS_WORDS, BadRecord, RunRecord, Status, redact, to_json
 from ..runs import Found, lost_when_gone
 from .histories import list_text
 from . import usage
@@ -118,12 +119,11 @@ def write_json(run_dirs: list[str], out) -> list[BadRecord]:
 def _records_json(run_dirs: list[str]) -> tuple[list[str], list[tuple[str, str]]]:
     """The JSON of each run's record, and (file, reason) of each that could not be used."""
     lines, failed = [], []
-    for run_dir in run_dirs:
-        try:
-            # one line each: json's fast C encoder (an indent would make it the slow Python one)
-            lines.append(to_json(shown_record(lost_when_gone(read_run(run_dir)))))
-        except BadRecord as err:
-            failed.append((str(err.path), err.reason))
+    for record in read_records(run_dirs):
+        if isinstance(record, RunRecord):  # one line each: json's fast C encoder (an indent makes it the Python one)
+            lines.append(to_json(shown_record(lost_when_gone(record))))
+        else:
+            failed.append(record)
     return lines, failed
 
 

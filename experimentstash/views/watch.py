@@ -9,19 +9,14 @@ from rich.table import Table
 from rich.text import Text
 
 from ..output import cell
-from ..records import JobEntry, Status
+from ..records import JobEntry, Status, parse_time
 from .summary import counts_line
 
 
 def elapsed(started_at: str | None, now: datetime) -> str:
     """Seconds since a record's start time (ISO 8601), as `73s`; empty when it has none that can be read."""
-    try:
-        start = datetime.fromisoformat(started_at)
-    except (TypeError, ValueError):
-        return ""
-    if start.tzinfo is None:
-        start = start.replace(tzinfo=timezone.utc)
-    return f"{max(0.0, (now - start).total_seconds()):.0f}s"
+    start = parse_time(started_at)
+    return "" if start is None else f"{max(0.0, (now - start).total_seconds()):.0f}s"
 
 
 def running(jobs: list[JobEntry]) -> list[JobEntry]:
